@@ -1,0 +1,28 @@
+"""``inlet config``: show the effective configuration and its reference."""
+
+from __future__ import annotations
+
+import json
+
+import typer
+
+from inlet.config import load_settings, reference_markdown
+
+app = typer.Typer(help="Inspect inlet's configuration (TOML file plus INLET_* overrides).", no_args_is_help=True)
+
+
+@app.command()
+def show() -> None:
+    """Print the effective configuration as JSON (secrets masked)."""
+    data = load_settings().model_dump(mode="json")
+    for section in data.values():
+        for key in list(section):
+            if "password" in key or "secret" in key:
+                section[key] = "***"
+    typer.echo(json.dumps(data, indent=2))
+
+
+@app.command()
+def doc() -> None:
+    """Print the configuration reference (Markdown table of every key, its env override and default)."""
+    typer.echo(reference_markdown())

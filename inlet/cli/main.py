@@ -1,0 +1,55 @@
+"""``inlet``: one CLI, with a subcommand per job.
+
+Each subcommand module owns a Typer sub-app; this module only assembles them, so that a new
+subcommand is one module plus one ``add_typer`` line.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from inlet import __version__
+from inlet.cli import config_cmd, lake_cmd, smoke_cmd
+from inlet.logs import setup_logging
+
+app = typer.Typer(
+    name="inlet",
+    help="inlet moves detector runs from the DAQ into a Rucio data lake and reacts to what happens "
+    "there.\n\nStart with `inlet lake up` (a real local lake on 127.0.0.1), then `eval \"$(inlet lake env)\"` "
+    "so the plain `rucio` CLI talks to it.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"inlet {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", "-c", envvar="INLET_CONFIG", help="TOML configuration file.", exists=True),
+    ] = None,
+    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More log output (-vv: debug).")] = 0,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """Global options shared by every subcommand."""
+    if config is not None:
+        import os
+
+        os.environ["INLET_CONFIG"] = str(config)
+    setup_logging(verbose)
+
+
+app.add_typer(lake_cmd.app, name="lake")
+app.add_typer(config_cmd.app, name="config")
+app.command("smoke")(smoke_cmd.smoke)

@@ -1,0 +1,179 @@
+"""inlet's configuration: one TOML file plus ``INLET_*`` environment overrides.
+
+Lookup order, highest first:
+
+1. environment variables ``INLET_<SECTION>__<KEY>`` (double underscore between levels),
+   e.g. ``INLET_BROKER__STOMP_PORT=61613`` or ``INLET_LAKE__STATE_DIR=/srv/lake``;
+2. the TOML file named by ``--config`` / ``INLET_CONFIG``, else ``./inlet.toml`` if it exists;
+3. the defaults below, which describe the embedded local lake on 127.0.0.1.
+
+The defaults' ports deliberately avoid the standard ones (5432, 6379, 3306, 61613...) so
+that a lake never fights a system PostgreSQL, Redis, MariaDB or broker on the same host.
+Every field carries its description: ``inlet config doc`` renders the reference in README.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+SERVICE_NAMES = ("postgres", "rucio", "daemons", "activemq", "s3", "redis")
+ServiceName = Literal["postgres", "rucio", "daemons", "activemq", "s3", "redis"]
+
+
+class RucioSettings(BaseModel):
+    """Where clients reach Rucio and as whom."""
+
+    host: str = Field("http://127.0.0.1:28080", description="Rucio server URL (REST and auth).")
+    account: str = Field("root", description="Rucio account inlet acts as.")
+    username: str = Field("inlet", description="userpass identity of that account.")
+    password: str = Field("inlet-secret", description="userpass password (local lake default).")
+    vo: str = Field("def", description="Rucio VO (single-VO installations use 'def').")
+    config: Path | None = Field(
+        None,
+        description="An existing rucio.cfg to use instead of the one the lake generates "
+        "(how a site points inlet at its own Rucio).",
+    )
+
+
+class BrokerSettings(BaseModel):
+    """The ActiveMQ broker that hermes publishes to and the listener consumes from."""
+
+    host: str = Field("127.0.0.1", description="Broker host.")
+    stomp_port: int = Field(26613, description="STOMP port.")
+    openwire_port: int = Field(26616, description="OpenWire port (only the embedded broker opens it).")
+    username: str = Field("inlet", description="STOMP login.")
+    password: str = Field("inlet-secret", description="STOMP passcode.")
+    rucio_topic: str = Field("/topic/rucio.events", description="Where hermes publishes Rucio events.")
+    inlet_topic: str = Field("/topic/inlet.events", description="Where inlet publishes its own events.")
+
+
+class S3Settings(BaseModel):
+    """The S3 endpoint behind the ``S3`` RSE."""
+
+    endpoint: str = Field("http://127.0.0.1:29000", description="S3 REST endpoint URL.")
+    region: str = Field("us-east-1", description="S3 region name.")
+    access_key: str = Field("inlet", description="S3 access key id.")
+    secret_key: str = Field("inlet-secret", description="S3 secret key (never logged).")
+    bucket: str = Field("inlet-lake", description="Bucket that holds the S3 RSE.")
+
+
+class RedisSettings(BaseModel):
+    """Redis, the Celery broker."""
+
+    url: str = Field("redis://127.0.0.1:26379/0", description="Redis URL used as the Celery broker.")
+
+
+class CatalogSettings(BaseModel):
+    """The run catalogue database."""
+
+    url: str = Field(
+        "",
+        description="SQLAlchemy URL of the run catalogue. Empty: SQLite file <state_dir>/catalog.db. "
+        "Production: mysql+pymysql://user:pw@host/db (MariaDB).",
+    )
+
+
+class LakeSettings(BaseModel):
+    """The embedded local data lake (``inlet lake``)."""
+
+    state_dir: Path = Field(
+        Path(".lake"), description="All lake state: configs, data, logs, pid files.", validate_default=True
+    )
+    manage: list[ServiceName] = Field(
+        list(SERVICE_NAMES),
+        description="Services the lake starts itself. Drop one to use an external instance "
+        "configured in its own section instead.",
+    )
+    postgres_port: int = Field(25432, description="Port of the lake's private PostgreSQL (Rucio catalogue).")
+    postgres_bin: Path | None = Field(
+        None, description="Directory with initdb/postgres. Default: newest /usr/lib/postgresql/*/bin."
+    )
+    rucio_workers: int = Field(2, ge=1, description="gunicorn workers of the Rucio server.")
+    daemon_sleep: int = Field(
+        1, ge=1, description="Sleep time (s) of the Rucio daemons; short, so the local flow is fast."
+    )
+    activemq_home: Path = Field(Path("/usr/share/activemq"), description="ActiveMQ install (Debian package).")
+    java: str = Field("java", description="Java executable for ActiveMQ.")
+    s3_server: str = Field(
+        "", description="moto_server executable. Default: .venv-s3/bin/moto_server next to the project."
+    )
+    redis_server: str = Field("redis-server", description="redis-server executable.")
+    start_timeout: float = Field(60.0, description="Seconds to wait for a service to answer after start.")
+
+    @field_validator("state_dir")
+    @classmethod
+    def _absolute(cls, v: Path) -> Path:
+        return v.expanduser().resolve()
+
+
+def _toml_path() -> Path | None:
+    explicit = os.environ.get("INLET_CONFIG")
+    if explicit:
+        path = Path(explicit)
+        if not path.is_file():
+            raise FileNotFoundError(f"INLET_CONFIG names {path}, which does not exist")
+        return path
+    default = Path("inlet.toml")
+    return default if default.is_file() else None
+
+
+class Settings(BaseSettings):
+    """All of inlet's configuration."""
+
+    model_config = SettingsConfigDict(env_prefix="INLET_", env_nested_delimiter="__", extra="forbid")
+
+    rucio: RucioSettings = Field(default_factory=RucioSettings)  # type: ignore[arg-type]
+    broker: BrokerSettings = Field(default_factory=BrokerSettings)  # type: ignore[arg-type]
+    s3: S3Settings = Field(default_factory=S3Settings)  # type: ignore[arg-type]
+    redis: RedisSettings = Field(default_factory=RedisSettings)  # type: ignore[arg-type]
+    catalog: CatalogSettings = Field(default_factory=CatalogSettings)  # type: ignore[arg-type]
+    lake: LakeSettings = Field(default_factory=LakeSettings)  # type: ignore[arg-type]
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        toml = _toml_path()
+        if toml is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml))
+        return tuple(sources)
+
+    def catalog_url(self) -> str:
+        return self.catalog.url or f"sqlite:///{self.lake.state_dir / 'catalog.db'}"
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Load settings; ``config_file`` wins over ``INLET_CONFIG`` and ``./inlet.toml``."""
+    if config_file is not None:
+        os.environ["INLET_CONFIG"] = str(config_file)
+    return Settings(**overrides)
+
+
+def reference_markdown() -> str:
+    """The configuration reference, generated from the models so it cannot drift from the code."""
+    lines = ["| key | env override | default | meaning |", "|---|---|---|---|"]
+    for section, field in Settings.model_fields.items():
+        model = field.annotation
+        assert isinstance(model, type) and issubclass(model, BaseModel)
+        for key, sub in model.model_fields.items():
+            default = sub.default if sub.default_factory is None else sub.default_factory()  # type: ignore[call-arg]
+            shown = "" if default is None else str(default)
+            env = f"INLET_{section.upper()}__{key.upper()}"
+            lines.append(f"| `{section}.{key}` | `{env}` | `{shown}` | {sub.description or ''} |")
+    return "\n".join(lines)

@@ -1,0 +1,256 @@
+"""The lake as a whole: start, stop and inspect its services in dependency order."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from inlet import __version__
+from inlet.config import Settings
+from inlet.lake.errors import LakeError
+from inlet.lake.ports import answers, wait_until
+from inlet.lake.services.activemq import ActiveMQ
+from inlet.lake.services.base import LakePaths, Service
+from inlet.lake.services.daemons import rucio_daemons
+from inlet.lake.services.postgres import Postgres
+from inlet.lake.services.redis import Redis
+from inlet.lake.services.rucio_server import RucioServer, rucio_env
+from inlet.lake.services.s3 import S3Endpoint
+from inlet.lake.topology import lake_topology
+
+log = logging.getLogger(__name__)
+
+#: Services started together; a phase starts once the previous one answers.
+PHASES: tuple[tuple[str, ...], ...] = (("postgres", "activemq", "s3", "redis"), ("rucio",), ("daemons",))
+
+#: How long a daemon must stay alive after start to count as started (catches config errors).
+DAEMON_SETTLE_S = 2.0
+
+
+@dataclass
+class ServiceStatus:
+    name: str
+    state: str  # up | starting | dead | down | external
+    pid: int | None
+    endpoint: str
+    rss: int = 0
+    log_tail: str = ""
+    log_path: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.state in ("up", "external")
+
+
+Progress = Callable[[str, str], None]
+
+
+def _quiet(_name: str, _msg: str) -> None:
+    pass
+
+
+class Lake:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.paths = LakePaths(settings.lake.state_dir)
+
+    # -- composition -------------------------------------------------------------------
+    def groups(self) -> dict[str, list[Service]]:
+        s, p = self.settings, self.paths
+        return {
+            "postgres": [Postgres(s, p)],
+            "activemq": [ActiveMQ(s, p)],
+            "s3": [S3Endpoint(s, p)],
+            "redis": [Redis(s, p)],
+            "rucio": [RucioServer(s, p)],
+            "daemons": rucio_daemons(s, p),
+        }
+
+    def managed(self) -> list[Service]:
+        groups = self.groups()
+        return [svc for phase in PHASES for g in phase if g in self.settings.lake.manage for svc in groups[g]]
+
+    # -- state directory ---------------------------------------------------------------
+    def _check_state_dir(self) -> None:
+        root = self.paths.root
+        if root.exists() and not root.is_dir():
+            raise LakeError(
+                f"the lake state directory {root} exists but is not a directory",
+                "move that file away, or choose another directory with [lake] state_dir / INLET_LAKE__STATE_DIR",
+            )
+        manifest = root / "lake.json"
+        if manifest.exists():
+            try:
+                json.loads(manifest.read_text())
+            except ValueError as exc:
+                raise LakeError(
+                    f"the lake manifest {manifest} is corrupt ({exc})",
+                    "run `inlet lake down --purge` to start from an empty lake",
+                ) from exc
+        for d in (self.paths.conf, self.paths.data, self.paths.logs, self.paths.run, self.paths.tmp):
+            d.mkdir(parents=True, exist_ok=True)
+        if not manifest.exists():
+            manifest.write_text(json.dumps({"inlet": __version__, "created": time.time()}))
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        """One `up`/`down` at a time per state directory (parallel test sessions share a lake)."""
+        self.paths.root.mkdir(parents=True, exist_ok=True)
+        with (self.paths.root / "lake.lock").open("w") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    # -- up ----------------------------------------------------------------------------
+    def up(self, progress: Progress = _quiet) -> list[ServiceStatus]:
+        if "rucio" in self.settings.lake.manage and "postgres" not in self.settings.lake.manage:
+            raise LakeError(
+                "the lake's Rucio server needs the lake's PostgreSQL",
+                "keep 'postgres' in [lake] manage, or drop 'rucio' too and set [rucio] config to a site rucio.cfg",
+            )
+        self._check_state_dir()
+        with self._locked():
+            groups = self.groups()
+            for phase in PHASES:
+                batch = [svc for g in phase if g in self.settings.lake.manage for svc in groups[g]]
+                self._start_batch(batch, progress)
+                if phase == ("rucio",) and "rucio" in self.settings.lake.manage:
+                    progress("topology", "creating RSEs, distances, limits, scopes")
+                    self.bootstrap_topology()
+        return self.status()
+
+    def _start_batch(self, batch: list[Service], progress: Progress) -> None:
+        started: list[Service] = []
+        for svc in batch:
+            svc.proc.clear_stale()
+            if svc.proc.is_running():
+                progress(svc.name, "already running")
+                continue
+            svc.check()
+            progress(svc.name, "preparing")
+            svc.prepare()
+            pid = svc.start()
+            progress(svc.name, f"started (pid {pid})")
+            started.append(svc)
+        timeout = self.settings.lake.start_timeout
+        for svc in started:
+            ok = wait_until(lambda s=svc: s.ready() or not s.proc.is_running(), timeout)  # type: ignore[misc]
+            if not svc.proc.is_running():
+                raise self._died(svc)
+            if not ok or not svc.ready():
+                raise LakeError(
+                    f"{svc.name} did not answer within {timeout:.0f} s. Last lines of {svc.proc.log_path}:\n"
+                    + svc.proc.log_tail(),
+                    "fix the cause above, then `inlet lake up` again (raise [lake] start_timeout on a slow machine)",
+                )
+            svc.after_start()
+            progress(svc.name, f"up at {svc.endpoint}")
+        if started and all(s.name.startswith("rucio-") for s in started):
+            time.sleep(DAEMON_SETTLE_S)
+            for svc in started:
+                if not svc.proc.is_running():
+                    raise self._died(svc)
+
+    @staticmethod
+    def _died(svc: Service) -> LakeError:
+        return LakeError(
+            f"{svc.name} exited right after start. Last lines of {svc.proc.log_path}:\n{svc.proc.log_tail()}",
+            "fix the cause above, then `inlet lake up` again",
+        )
+
+    def bootstrap_topology(self) -> None:
+        topo = lake_topology(str(self.paths.data / "rses"), self.settings.s3.endpoint, self.settings.s3.bucket)
+        for rse in topo.rses:
+            if rse.protocols[0].scheme == "file":
+                (self.paths.data / "rses" / rse.name).mkdir(parents=True, exist_ok=True)
+        res = subprocess.run(
+            [sys.executable, "-m", "inlet.lake.topology", "-"],
+            input=topo.to_json(),
+            env={**os.environ, **self.rucio_client_env()},
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=120,
+        )
+        if res.returncode != 0:
+            raise LakeError(
+                "creating the lake topology (RSEs, distances, limits, scopes) failed:\n"
+                + (res.stderr or res.stdout).strip()[-2000:],
+                "check `inlet lake status` and the rucio log; `inlet lake up` re-runs it safely",
+            )
+        for line in res.stdout.splitlines():
+            log.info("%s", line)
+
+    # -- environment for clients ---------------------------------------------------------
+    def rucio_client_env(self) -> dict[str, str]:
+        if self.settings.rucio.config is not None:
+            return {"RUCIO_CONFIG": str(self.settings.rucio.config)}
+        return rucio_env(self.paths)
+
+    def exports(self) -> dict[str, str]:
+        env = {"RUCIO_CONFIG": self.rucio_client_env()["RUCIO_CONFIG"]}
+        env["INLET_LAKE__STATE_DIR"] = str(self.paths.root)
+        return env
+
+    # -- status / down -------------------------------------------------------------------
+    def status(self) -> list[ServiceStatus]:
+        out: list[ServiceStatus] = []
+        for svc in self.managed():
+            proc = svc.proc.process()
+            if proc is not None:
+                state = "up" if svc.ready() else "starting"
+                st = ServiceStatus(svc.name, state, proc.pid, svc.endpoint, rss=svc.proc.rss())
+            elif svc.proc.pid_path.exists():
+                rec = svc.proc.record()
+                st = ServiceStatus(svc.name, "dead", rec.pid if rec else None, svc.endpoint)
+            else:
+                st = ServiceStatus(svc.name, "down", None, svc.endpoint)
+            if st.state in ("dead", "starting"):
+                st.log_tail = svc.proc.log_tail()
+            st.log_path = str(svc.proc.log_path)
+            out.append(st)
+        out.extend(self._external_status())
+        return out
+
+    def _external_status(self) -> list[ServiceStatus]:
+        from urllib.parse import urlparse
+
+        s = self.settings
+        checks = {
+            "activemq": (s.broker.host, s.broker.stomp_port),
+            "s3": (urlparse(s.s3.endpoint).hostname, urlparse(s.s3.endpoint).port),
+            "redis": (urlparse(s.redis.url).hostname, urlparse(s.redis.url).port),
+            "rucio": (urlparse(s.rucio.host).hostname, urlparse(s.rucio.host).port),
+        }
+        out = []
+        for name, (host, port) in checks.items():
+            if name in s.lake.manage or host is None or port is None:
+                continue
+            state = "external" if answers(port, host) else "unreachable"
+            out.append(ServiceStatus(name, state, None, f"{host}:{port}"))
+        return out
+
+    def down(self, purge: bool = False, progress: Progress = _quiet) -> None:
+        with self._locked():
+            for svc in reversed(self.managed()):
+                if svc.proc.stop():
+                    progress(svc.name, "stopped")
+                elif svc.proc.pid_path.exists():
+                    svc.proc.pid_path.unlink(missing_ok=True)
+        if purge and self.paths.root.exists():
+            shutil.rmtree(self.paths.root)
+            progress("lake", f"removed {self.paths.root}")
+
+    def total_rss(self) -> int:
+        return sum(s.rss for s in self.status())

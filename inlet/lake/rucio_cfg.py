@@ -1,0 +1,106 @@
+"""The rucio.cfg and alembic.ini the lake generates for its server, daemons and clients.
+
+One file serves all three, as in Rucio's own dev containers: the server reads ``[database]``,
+the daemons ``[messaging-hermes]`` and friends, the ``rucio`` CLI ``[client]``.
+"""
+
+from __future__ import annotations
+
+import configparser
+import io
+from pathlib import Path
+
+from inlet.config import Settings
+from inlet.lake.services.base import LakePaths
+
+
+def rucio_package_dir() -> Path:
+    # Located from the installed distribution, without importing rucio (its import reads the config).
+    import importlib.util
+
+    spec = importlib.util.find_spec("rucio")
+    if spec is None or spec.origin is None:
+        raise RuntimeError("the rucio package is not installed in this environment")
+    return Path(spec.origin).parent
+
+
+def render_alembic_ini(paths: LakePaths, db_url: str) -> str:
+    cfg = configparser.ConfigParser(interpolation=None)
+    cfg["alembic"] = {
+        # Must be absolute: Rucio runs alembic from whatever directory the daemon started in.
+        "script_location": str(rucio_package_dir() / "db" / "sqla" / "migrate_repo"),
+        "sqlalchemy.url": db_url,
+        "version_table_schema": "public",
+    }
+    # Rucio's migrate_repo/env.py calls logging.config.fileConfig() on this very file.
+    cfg["loggers"] = {"keys": "root"}
+    cfg["handlers"] = {"keys": "console"}
+    cfg["formatters"] = {"keys": "generic"}
+    cfg["logger_root"] = {"level": "WARNING", "handlers": "console"}
+    cfg["handler_console"] = {"class": "StreamHandler", "args": "(sys.stderr,)", "formatter": "generic"}
+    cfg["formatter_generic"] = {"format": "%(levelname)s %(name)s %(message)s"}
+    return _dump(cfg)
+
+
+def render_rucio_cfg(settings: Settings, paths: LakePaths, db_url: str) -> str:
+    r, b = settings.rucio, settings.broker
+    cfg = configparser.ConfigParser(interpolation=None)
+    # No multi_vo key: create_root_account() reads it with bool(str), so even "False" means True.
+    cfg["common"] = {"logdir": str(paths.logs), "loglevel": "INFO"}
+    cfg["client"] = {
+        "rucio_host": r.host,
+        "auth_host": r.host,
+        "auth_type": "userpass",
+        "username": r.username,
+        "password": r.password,
+        "account": r.account,
+        "request_retries": "3",
+        # Each lake keeps its own token: two lakes (or a lake and a site) never share a cache.
+        "auth_token_file_path": str(paths.tmp / "rucio-token" / f"auth_token_{r.account}"),
+    }
+    cfg["database"] = {
+        "default": db_url,
+        "schema": "public",
+        "echo": "0",
+        "pool_size": "10",
+        "max_overflow": "20",
+        "pool_reset_on_return": "rollback",
+    }
+    cfg["alembic"] = {"cfg": str(paths.conf / "alembic.ini")}
+    cfg["bootstrap"] = {
+        "userpass_identity": r.username,
+        "userpass_pwd": r.password,
+        "userpass_email": "inlet@localhost",
+        # Empty, so that Rucio does not map its well-known demo X509/GSS/SSH identities to root.
+        "x509_identity": "",
+        "gss_identity": "",
+        "ssh_identity": "",
+    }
+    cfg["policy"] = {
+        "permission": "generic",
+        "schema": "generic",
+        "lfn2pfn_algorithm_default": "hash",
+        "support": "inlet lake",
+        "support_rucio": "https://github.com/rucio/rucio/issues",
+    }
+    cfg["api"] = {"endpoints": ""}
+    cfg["hermes"] = {"services_list": "activemq", "send_email": "False"}
+    cfg["messaging-hermes"] = {
+        "brokers": b.host,
+        "port": str(b.stomp_port),
+        "nonssl_port": str(b.stomp_port),
+        "use_ssl": "False",
+        "destination": b.rucio_topic,
+        "username": b.username,
+        "password": b.password,
+        "voname": "inlet",
+    }
+    cfg["monitor"] = {"enable_metrics": "False"}
+    cfg["credentials"] = {"gcs": "", "signature_lifetime": "3600"}
+    return _dump(cfg)
+
+
+def _dump(cfg: configparser.ConfigParser) -> str:
+    buf = io.StringIO()
+    cfg.write(buf)
+    return buf.getvalue()

@@ -1,0 +1,132 @@
+"""ActiveMQ 5.17 from Debian's package, with STOMP and a persistent KahaDB store.
+
+Debian's package ships no running broker and its default instance opens only OpenWire, so the
+lake writes its own broker XML: STOMP on loopback, persistence on (durable subscriptions and
+queued messages survive a broker restart), password authentication, and no web console.
+"""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+from xml.sax.saxutils import quoteattr
+
+from inlet.lake.errors import LakeError
+from inlet.lake.services.base import Service, require_executable
+
+BROKER_XML = """<beans xmlns="http://www.springframework.org/schema/beans"
+       xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"
+       xsi:schemaLocation="http://www.springframework.org/schema/beans http://www.springframework.org/schema/beans/spring-beans.xsd
+       http://activemq.apache.org/schema/core http://activemq.apache.org/schema/core/activemq-core.xsd">
+  <broker xmlns="http://activemq.apache.org/schema/core" brokerName="inlet-lake" useJmx="false"
+          persistent="true" dataDirectory={data} schedulerSupport="false">
+    <destinationPolicy>
+      <policyMap><policyEntries>
+        <!-- Messages that exhaust their redeliveries go to ActiveMQ.DLQ.<destination>, not one shared DLQ. -->
+        <policyEntry queue="&gt;">
+          <deadLetterStrategy><individualDeadLetterStrategy queuePrefix="DLQ." useQueueForQueueMessages="true"/></deadLetterStrategy>
+        </policyEntry>
+        <policyEntry topic="&gt;" producerFlowControl="true"/>
+      </policyEntries></policyMap>
+    </destinationPolicy>
+    <persistenceAdapter><kahaDB directory={kahadb}/></persistenceAdapter>
+    <plugins>
+      <simpleAuthenticationPlugin anonymousAccessAllowed="false">
+        <users><authenticationUser username={user} password={password} groups="users,admins"/></users>
+      </simpleAuthenticationPlugin>
+    </plugins>
+    <systemUsage><systemUsage>
+      <memoryUsage><memoryUsage limit="128 mb"/></memoryUsage>
+      <storeUsage><storeUsage limit="2 gb"/></storeUsage>
+      <tempUsage><tempUsage limit="512 mb"/></tempUsage>
+    </systemUsage></systemUsage>
+    <transportConnectors>
+      <transportConnector name="openwire" uri="tcp://127.0.0.1:{openwire}"/>
+      <transportConnector name="stomp" uri="stomp://127.0.0.1:{stomp}?transport.hbGracePeriodMultiplier=2"/>
+    </transportConnectors>
+  </broker>
+</beans>
+"""
+
+LOG4J = """rootLogger.level = INFO
+rootLogger.appenderRef.console.ref = console
+appender.console.type = Console
+appender.console.name = console
+appender.console.layout.type = PatternLayout
+appender.console.layout.pattern = %d | %-5p | %m | %c | %t%n
+"""
+
+
+class ActiveMQ(Service):
+    name = "activemq"
+    port_setting = "[broker] stomp_port / INLET_BROKER__STOMP_PORT"
+
+    @property
+    def port(self) -> int:
+        return self.settings.broker.stomp_port
+
+    @property
+    def endpoint(self) -> str:
+        return f"stomp://127.0.0.1:{self.port}"
+
+    @property
+    def base(self) -> Path:
+        return self.paths.data / "activemq"
+
+    def check(self) -> None:
+        super().check()
+        from inlet.lake.ports import ensure_free
+
+        ensure_free(self.settings.broker.openwire_port, self.name, "[broker] openwire_port")
+
+    def prepare(self) -> None:
+        b = self.settings.broker
+        conf = self.base / "conf"
+        for d in (conf, self.base / "data", self.base / "tmp"):
+            d.mkdir(parents=True, exist_ok=True)
+        (conf / "activemq.xml").write_text(
+            BROKER_XML.format(
+                data=quoteattr(str(self.base / "data")),
+                kahadb=quoteattr(str(self.base / "data" / "kahadb")),
+                user=quoteattr(b.username),
+                password=quoteattr(b.password),
+                openwire=b.openwire_port,
+                stomp=b.stomp_port,
+            )
+        )
+        (conf / "log4j2.properties").write_text(LOG4J)
+
+    def argv(self) -> list[str]:
+        home = self.settings.lake.activemq_home
+        jar = home / "bin" / "activemq.jar"
+        if not jar.is_file():
+            raise LakeError(
+                f"activemq: {jar} not found (ActiveMQ is not installed)",
+                "run scripts/setup.sh (apt-get install activemq), or set [lake] activemq_home",
+            )
+        java = require_executable(
+            self.settings.lake.java, self.name, "run scripts/setup.sh (installs default-jre-headless)"
+        )
+        base = self.base
+        return [
+            java, "-Xms64m", "-Xmx256m", "-XX:+UseSerialGC",
+            f"-Dactivemq.home={home}", f"-Dactivemq.base={base}", f"-Dactivemq.conf={base / 'conf'}",
+            f"-Dactivemq.data={base / 'data'}", f"-Djava.io.tmpdir={base / 'tmp'}",
+            f"-Dlog4j2.configurationFile={base / 'conf' / 'log4j2.properties'}",
+            "-jar", str(jar), "start", f"xbean:file:{base / 'conf' / 'activemq.xml'}",
+        ]  # fmt: skip
+
+    def ready(self) -> bool:
+        """A real STOMP CONNECT with the lake's credentials, not just an open port."""
+        b = self.settings.broker
+        frame = (
+            f"CONNECT\naccept-version:1.2\nhost:localhost\nlogin:{b.username}\npasscode:{b.password}\n\n\x00"
+        )
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=2) as sock:
+                sock.sendall(frame.encode())
+                reply = sock.recv(4096)
+                sock.sendall(b"DISCONNECT\n\n\x00")
+            return reply.startswith(b"CONNECTED")
+        except OSError:
+            return False

@@ -1,0 +1,137 @@
+"""A private PostgreSQL cluster holding the Rucio catalogue.
+
+Rucio on SQLite fails under concurrent gunicorn workers ("database is locked"), so the lake
+runs a real PostgreSQL of its own, on its own port and socket directory: it never touches a
+system cluster. fsync is off: this is a development lake, and speed of start-up matters more
+than surviving a power cut.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import psycopg
+
+from inlet.lake.errors import LakeError
+from inlet.lake.services.base import Service
+
+log = logging.getLogger(__name__)
+
+DB_USER = "rucio"
+DB_NAME = "rucio"
+
+
+def find_pg_bin(configured: Path | None) -> Path:
+    if configured is not None:
+        candidates = [configured]
+    else:
+        candidates = sorted(
+            Path("/usr/lib/postgresql").glob("*/bin"),
+            key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0,
+            reverse=True,
+        )
+    for cand in candidates:
+        if (cand / "initdb").is_file() and (cand / "postgres").is_file():
+            return cand
+    raise LakeError(
+        "postgres: no PostgreSQL server binaries (initdb, postgres) found"
+        + (f" in {configured}" if configured else " under /usr/lib/postgresql/*/bin"),
+        "run scripts/setup.sh (installs Debian's postgresql), or set [lake] postgres_bin",
+    )
+
+
+class Postgres(Service):
+    name = "postgres"
+    port_setting = "[lake] postgres_port / INLET_LAKE__POSTGRES_PORT"
+
+    @property
+    def port(self) -> int:
+        return self.settings.lake.postgres_port
+
+    @property
+    def datadir(self) -> Path:
+        return self.paths.data / "postgres"
+
+    @property
+    def sockdir(self) -> Path:
+        return self.paths.run / "pgsock"
+
+    @property
+    def _marker(self) -> Path:
+        return self.paths.data / ".postgres-initialised"
+
+    @property
+    def url(self) -> str:
+        return f"postgresql+psycopg://{DB_USER}@127.0.0.1:{self.port}/{DB_NAME}"
+
+    def user(self) -> str | None:
+        # PostgreSQL refuses to run as root.
+        return "postgres" if os.geteuid() == 0 else None
+
+    def _chown(self, path: Path) -> None:
+        user = self.user()
+        if user is not None:
+            shutil.chown(path, user=user, group=user)
+
+    def prepare(self) -> None:
+        self.sockdir.mkdir(parents=True, exist_ok=True)
+        self._chown(self.sockdir)
+        if self._marker.exists():
+            return
+        if self.datadir.exists():
+            log.warning("postgres: %s is a half-initialised cluster, re-creating it", self.datadir)
+            shutil.rmtree(self.datadir)
+        self.datadir.mkdir(parents=True)
+        self._chown(self.datadir)
+        initdb = find_pg_bin(self.settings.lake.postgres_bin) / "initdb"
+        cmd = [str(initdb), "-D", str(self.datadir), "-U", DB_USER, "-A", "trust", "-E", "UTF8", "--no-sync"]
+        user = self.user()
+        res = subprocess.run(cmd, capture_output=True, text=True, user=user, cwd="/", check=False)
+        if res.returncode != 0:
+            raise LakeError(
+                f"postgres: initdb failed in {self.datadir}:\n{res.stderr.strip()[-1500:]}",
+                "the state directory must be writable and traversable by the 'postgres' user; "
+                "choose another one with [lake] state_dir / INLET_LAKE__STATE_DIR",
+            )
+        self._marker.write_text(str(initdb) + "\n")
+
+    def argv(self) -> list[str]:
+        postgres = find_pg_bin(self.settings.lake.postgres_bin) / "postgres"
+        settings = {
+            "listen_addresses": "127.0.0.1",
+            "port": str(self.port),
+            "unix_socket_directories": str(self.sockdir),
+            "fsync": "off",
+            "synchronous_commit": "off",
+            "full_page_writes": "off",
+            "shared_buffers": "32MB",
+            "max_connections": "200",
+            "log_min_messages": "warning",
+        }
+        argv = [str(postgres), "-D", str(self.datadir)]
+        for key, value in settings.items():
+            argv += ["-c", f"{key}={value}"]
+        return argv
+
+    def _connect(self, dbname: str) -> psycopg.Connection[tuple[object, ...]]:
+        return psycopg.connect(
+            host="127.0.0.1", port=self.port, user=DB_USER, dbname=dbname, connect_timeout=2, autocommit=True
+        )
+
+    def ready(self) -> bool:
+        try:
+            with self._connect("postgres") as conn:
+                conn.execute("SELECT 1")
+            return True
+        except psycopg.Error:
+            return False
+
+    def after_start(self) -> None:
+        with self._connect("postgres") as conn:
+            exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DB_NAME,)).fetchone()
+            if not exists:
+                conn.execute(f'CREATE DATABASE "{DB_NAME}"')
