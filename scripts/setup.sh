@@ -7,6 +7,11 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 log() { printf '[setup] %s\n' "$*" >&2; }
+# One set-up at a time: parallel callers (CI, test sessions) would race on the same venv.
+exec 9>"$ROOT/.setup.lock"
+flock 9
+# pip's configured local indexes may be absent: hide that noise, keep real errors.
+pipq() { "$@" 2> >(grep -v "WARNING: Location 'file:" >&2); }
 
 APT_PACKAGES=(activemq default-jre-headless python3-gfal2 gfal2-plugin-file gfal2-plugin-http
               redis-server postgresql mariadb-server python3-venv python3-dev)
@@ -40,8 +45,8 @@ if [ ! -x .venv/bin/python ]; then
 fi
 if [ "$(cat .venv/.inlet-stamp 2>/dev/null)" != "$(stamp)" ]; then
   log "installing inlet and its dependencies into .venv"
-  .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q -e ".[dev]"
+  pipq .venv/bin/python -m pip install -q --upgrade pip
+  pipq .venv/bin/python -m pip install -q -e ".[dev]"
   stamp > .venv/.inlet-stamp
 fi
 
@@ -54,7 +59,7 @@ ln -sf "$GFAL_SO" "$SITE/$(basename "$GFAL_SO")"
 if [ ! -x .venv-s3/bin/moto_server ]; then
   log "creating .venv-s3 with moto[server] (the local S3 endpoint)"
   "$PY" -m venv .venv-s3
-  .venv-s3/bin/python -m pip install -q --upgrade pip
-  .venv-s3/bin/python -m pip install -q "moto[server]>=5,<6"
+  pipq .venv-s3/bin/python -m pip install -q --upgrade pip
+  pipq .venv-s3/bin/python -m pip install -q "moto[server]>=5,<6"
 fi
 log "ready: $(.venv/bin/inlet --version)"
