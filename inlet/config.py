@@ -18,7 +18,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -26,11 +26,16 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-SERVICE_NAMES = ("postgres", "rucio", "daemons", "activemq", "s3", "redis")
 ServiceName = Literal["postgres", "rucio", "daemons", "activemq", "s3", "redis"]
+SERVICE_NAMES: tuple[ServiceName, ...] = ("postgres", "rucio", "daemons", "activemq", "s3", "redis")
 
 
-class RucioSettings(BaseModel):
+class _Section(BaseModel):
+    # A misspelt key is an error, not a silently ignored setting.
+    model_config = ConfigDict(extra="forbid")
+
+
+class RucioSettings(_Section):
     """Where clients reach Rucio and as whom."""
 
     host: str = Field("http://127.0.0.1:28080", description="Rucio server URL (REST and auth).")
@@ -45,7 +50,7 @@ class RucioSettings(BaseModel):
     )
 
 
-class BrokerSettings(BaseModel):
+class BrokerSettings(_Section):
     """The ActiveMQ broker that hermes publishes to and the listener consumes from."""
 
     host: str = Field("127.0.0.1", description="Broker host.")
@@ -57,7 +62,7 @@ class BrokerSettings(BaseModel):
     inlet_topic: str = Field("/topic/inlet.events", description="Where inlet publishes its own events.")
 
 
-class S3Settings(BaseModel):
+class S3Settings(_Section):
     """The S3 endpoint behind the ``S3`` RSE."""
 
     endpoint: str = Field("http://127.0.0.1:29000", description="S3 REST endpoint URL.")
@@ -67,13 +72,13 @@ class S3Settings(BaseModel):
     bucket: str = Field("inlet-lake", description="Bucket that holds the S3 RSE.")
 
 
-class RedisSettings(BaseModel):
+class RedisSettings(_Section):
     """Redis, the Celery broker."""
 
     url: str = Field("redis://127.0.0.1:26379/0", description="Redis URL used as the Celery broker.")
 
 
-class CatalogSettings(BaseModel):
+class CatalogSettings(_Section):
     """The run catalogue database."""
 
     url: str = Field(
@@ -83,7 +88,7 @@ class CatalogSettings(BaseModel):
     )
 
 
-class LakeSettings(BaseModel):
+class LakeSettings(_Section):
     """The embedded local data lake (``inlet lake``)."""
 
     state_dir: Path = Field(
@@ -132,12 +137,12 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="INLET_", env_nested_delimiter="__", extra="forbid")
 
-    rucio: RucioSettings = Field(default_factory=RucioSettings)  # type: ignore[arg-type]
-    broker: BrokerSettings = Field(default_factory=BrokerSettings)  # type: ignore[arg-type]
-    s3: S3Settings = Field(default_factory=S3Settings)  # type: ignore[arg-type]
-    redis: RedisSettings = Field(default_factory=RedisSettings)  # type: ignore[arg-type]
-    catalog: CatalogSettings = Field(default_factory=CatalogSettings)  # type: ignore[arg-type]
-    lake: LakeSettings = Field(default_factory=LakeSettings)  # type: ignore[arg-type]
+    rucio: RucioSettings = Field(default_factory=RucioSettings)
+    broker: BrokerSettings = Field(default_factory=BrokerSettings)
+    s3: S3Settings = Field(default_factory=S3Settings)
+    redis: RedisSettings = Field(default_factory=RedisSettings)
+    catalog: CatalogSettings = Field(default_factory=CatalogSettings)
+    lake: LakeSettings = Field(default_factory=LakeSettings)
 
     @classmethod
     def settings_customise_sources(

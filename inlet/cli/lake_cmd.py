@@ -39,9 +39,7 @@ def _table(rows: list[ServiceStatus]) -> Table:
     colour = {"up": "green", "external": "cyan", "starting": "yellow"}
     for r in rows:
         c = colour.get(r.state, "red")
-        table.add_row(
-            r.name, f"[{c}]{r.state}[/]", str(r.pid or "-"), r.endpoint, f"{r.rss / 2**20:.0f}", r.log_path
-        )
+        table.add_row(r.name, f"[{c}]{r.state}[/]", str(r.pid or "-"), r.endpoint, f"{r.rss / 2**20:.0f}", r.log_path)
     return table
 
 
@@ -65,7 +63,7 @@ def up() -> None:
     except LakeError as err:
         raise _fail(err) from err
     console.print(_table(rows))
-    console.print(f"lake up in {time.monotonic() - t0:.1f} s. Use it from a shell: eval \"$(inlet lake env)\"")
+    console.print(f'lake up in {time.monotonic() - t0:.1f} s. Use it from a shell: eval "$(inlet lake env)"')
     if not all(r.ok for r in rows):
         raise typer.Exit(code=1)
 

@@ -18,7 +18,7 @@ from inlet.logs import setup_logging
 app = typer.Typer(
     name="inlet",
     help="inlet moves detector runs from the DAQ into a Rucio data lake and reacts to what happens "
-    "there.\n\nStart with `inlet lake up` (a real local lake on 127.0.0.1), then `eval \"$(inlet lake env)\"` "
+    'there.\n\nStart with `inlet lake up` (a real local lake on 127.0.0.1), then `eval "$(inlet lake env)"` '
     "so the plain `rucio` CLI talks to it.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,

@@ -7,6 +7,7 @@ after a crash or a reboot the kernel may hand that pid to an unrelated process, 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -140,10 +141,8 @@ class ManagedProcess:
             return 0
         total = 0
         for p in [proc, *proc.children(recursive=True)]:
-            try:
+            with contextlib.suppress(psutil.Error):
                 total += p.memory_info().rss
-            except psutil.Error:
-                pass
         return total
 
     def log_tail(self, lines: int = 15) -> str:

@@ -24,7 +24,9 @@ BROKER_XML = """<beans xmlns="http://www.springframework.org/schema/beans"
       <policyMap><policyEntries>
         <!-- Messages that exhaust their redeliveries go to ActiveMQ.DLQ.<destination>, not one shared DLQ. -->
         <policyEntry queue="&gt;">
-          <deadLetterStrategy><individualDeadLetterStrategy queuePrefix="DLQ." useQueueForQueueMessages="true"/></deadLetterStrategy>
+          <deadLetterStrategy>
+            <individualDeadLetterStrategy queuePrefix="DLQ." useQueueForQueueMessages="true"/>
+          </deadLetterStrategy>
         </policyEntry>
         <policyEntry topic="&gt;" producerFlowControl="true"/>
       </policyEntries></policyMap>
@@ -119,9 +121,7 @@ class ActiveMQ(Service):
     def ready(self) -> bool:
         """A real STOMP CONNECT with the lake's credentials, not just an open port."""
         b = self.settings.broker
-        frame = (
-            f"CONNECT\naccept-version:1.2\nhost:localhost\nlogin:{b.username}\npasscode:{b.password}\n\n\x00"
-        )
+        frame = f"CONNECT\naccept-version:1.2\nhost:localhost\nlogin:{b.username}\npasscode:{b.password}\n\n\x00"
         try:
             with socket.create_connection(("127.0.0.1", self.port), timeout=2) as sock:
                 sock.sendall(frame.encode())

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import urlparse
 
 import requests
 
@@ -26,7 +27,7 @@ class RucioServer(Service):
 
     @property
     def port(self) -> int:
-        port = requests.utils.urlparse(self.settings.rucio.host).port
+        port = urlparse(self.settings.rucio.host).port
         if port is None:
             raise LakeError(
                 f"rucio: [rucio] host {self.settings.rucio.host!r} has no port",
@@ -88,6 +89,6 @@ class RucioServer(Service):
 
     def ready(self) -> bool:
         try:
-            return requests.get(f"{self.settings.rucio.host}/ping", timeout=2).status_code == 200
+            return bool(requests.get(f"{self.settings.rucio.host}/ping", timeout=2).status_code == 200)
         except requests.RequestException:
             return False

@@ -50,7 +50,7 @@ class S3Endpoint(Service):
     def ready(self) -> bool:
         try:
             # moto answers its own API with JSON; any HTTP answer means the server loop is up.
-            return requests.get(f"{self.endpoint}/moto-api/data.json", timeout=2).status_code == 200
+            return bool(requests.get(f"{self.endpoint}/moto-api/data.json", timeout=2).status_code == 200)
         except requests.RequestException:
             return False
 
