@@ -1,0 +1,247 @@
+"""What the uploader, the listener and the CLI do to runs and files.
+
+Every function works inside the caller's session and transaction, so that a caller can
+combine several of them with its own ledger entry atomically. Rows that several writers
+change concurrently (a run's counters and state) are read with ``SELECT ... FOR UPDATE``
+on MariaDB; on every backend the run's ``version`` column turns a lost update into an
+error that :meth:`Catalog.transaction` retries.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from inlet.catalog.models import ConditionKey, FileAvailability, Run, RunFile, RunTransition, utcnow
+from inlet.catalog.states import RunState, check_transition
+from inlet.catalog.upsert import insert_ignore
+
+#: Keys of conditions must be usable as Rucio metadata keys: no '.', which Rucio's filter
+#: syntax uses as the key/operator separator.
+_BAD_KEY_CHARS = set(".,;=<>!() '\"")
+
+
+class CatalogConflict(Exception):
+    """A write that contradicts what the catalogue already holds; nothing was changed."""
+
+
+class NotInCatalog(LookupError):
+    """The run or file is not in the catalogue."""
+
+
+def _check_conditions(conditions: dict[str, Any]) -> None:
+    for key in conditions:
+        bad = _BAD_KEY_CHARS & set(key)
+        if not key or bad or len(key) > 64:
+            raise ValueError(
+                f"condition key {key!r} is not allowed: keys are 1-64 characters without any of "
+                f"{''.join(sorted(_BAD_KEY_CHARS))!r} (they become Rucio metadata keys); rename it, e.g. "
+                f"{key.replace('.', '_')!r}"
+            )
+
+
+def get_run(session: Session, experiment: str, run_number: int, *, lock: bool = False) -> Run:
+    stmt = select(Run).where(Run.experiment == experiment, Run.run_number == run_number)
+    if lock:
+        # populate_existing: the locked read must replace what this session loaded earlier.
+        stmt = stmt.with_for_update().execution_options(populate_existing=True)
+    run = session.scalars(stmt).one_or_none()
+    if run is None:
+        raise NotInCatalog(f"run {experiment}/{run_number} is not in the catalogue")
+    return run
+
+
+def upsert_run(
+    session: Session,
+    experiment: str,
+    run_number: int,
+    *,
+    run_type: str | None = None,
+    start_time: dt.datetime | None = None,
+    stop_time: dt.datetime | None = None,
+    conditions: dict[str, Any] | None = None,
+    embargo_until: dt.datetime | None = None,
+    scope: str | None = None,
+    dataset: str | None = None,
+) -> Run:
+    """Create the run, or update the fields given; conditions are merged key by key.
+
+    Two workers that see a run's first file at the same moment both call this: one INSERT
+    wins, the other finds the row through the unique key and updates it.
+    """
+    if conditions:
+        _check_conditions(conditions)
+    insert_ignore(
+        session,
+        Run.__table__,  # type: ignore[arg-type]
+        [
+            {
+                "experiment": experiment,
+                "run_number": run_number,
+                "run_type": run_type or "physics",
+                "conditions": {},
+                "state": RunState.RECORDING.value,
+                "state_changed_at": utcnow(),
+                "n_files": 0,
+                "total_bytes": 0,
+                "created_at": utcnow(),
+                "updated_at": utcnow(),
+                "version": 1,
+            }
+        ],
+    )
+    run = get_run(session, experiment, run_number, lock=True)
+    fields = {
+        "run_type": run_type,
+        "start_time": start_time,
+        "stop_time": stop_time,
+        "embargo_until": embargo_until,
+        "scope": scope,
+        "dataset": dataset,
+    }
+    for key, value in fields.items():
+        if value is not None and getattr(run, key) != value:
+            setattr(run, key, value)
+    if conditions:
+        merged = {**(run.conditions or {}), **conditions}
+        if merged != run.conditions:
+            run.conditions = merged
+        insert_ignore(session, ConditionKey.__table__, [{"key": k} for k in conditions])  # type: ignore[arg-type]
+    session.flush()
+    return run
+
+
+def transition(
+    session: Session, run: Run, target: RunState, *, reason: str | None = None, at: dt.datetime | None = None
+) -> Run:
+    """Move ``run`` to ``target`` if the life cycle allows it; else raise, changing nothing.
+
+    The row is re-read under a lock first: the decision is taken on the committed state,
+    not on what this session happened to load earlier.
+    """
+    session.refresh(run, with_for_update=True)
+    current = run.state
+    check_transition(run.label, current, target)
+    when = at or utcnow()
+    run.state = target
+    run.state_reason = reason
+    run.state_changed_at = when
+    session.add(RunTransition(run=run, from_state=current.value, to_state=target.value, at=when, reason=reason))
+    session.flush()
+    return run
+
+
+def add_file(
+    session: Session,
+    run: Run,
+    scope: str,
+    name: str,
+    size: int,
+    *,
+    adler32: str | None = None,
+    md5: str | None = None,
+    closed_at: dt.datetime | None = None,
+) -> RunFile:
+    """Record a file of ``run``; adding the same file again with the same content is a no-op.
+
+    The run's counters are updated under the run's row lock, so that parallel uploader
+    workers adding files to one run never lose each other's increments.
+    """
+    if size < 0:
+        raise ValueError(f"file {scope}:{name}: negative size {size}")
+    if adler32 is not None and (len(adler32) != 8 or any(c not in "0123456789abcdef" for c in adler32.lower())):
+        raise ValueError(f"file {scope}:{name}: adler32 {adler32!r} is not 8 hex digits")
+    existing = find_file(session, scope, name)
+    if existing is not None:
+        if existing.run_id != run.id or existing.size != size or (adler32 and existing.adler32 != adler32.lower()):
+            raise CatalogConflict(
+                f"file {scope}:{name} is already in the catalogue with run id {existing.run_id}, "
+                f"size {existing.size}, adler32 {existing.adler32}; refusing to overwrite it with "
+                f"run id {run.id}, size {size}, adler32 {adler32} (a DID names one content forever: "
+                "give the new file a new name)"
+            )
+        return existing
+    session.refresh(run, with_for_update=True)
+    try:
+        with session.begin_nested():
+            f = RunFile(
+                run=run,
+                scope=scope,
+                name=name,
+                size=size,
+                adler32=adler32.lower() if adler32 else None,
+                md5=md5.lower() if md5 else None,
+                closed_at=closed_at,
+            )
+            session.add(f)
+            session.flush()
+    except IntegrityError:
+        # Another writer added the same DID between our check and our insert.
+        again = find_file(session, scope, name)
+        if again is None:
+            raise
+        return add_file(session, run, scope, name, size, adler32=adler32, md5=md5, closed_at=closed_at)
+    run.n_files += 1
+    run.total_bytes += size
+    session.flush()
+    return f
+
+
+def find_file(session: Session, scope: str, name: str) -> RunFile | None:
+    return session.scalars(select(RunFile).where(RunFile.scope == scope, RunFile.name == name)).one_or_none()
+
+
+def get_file(session: Session, scope: str, name: str) -> RunFile:
+    f = find_file(session, scope, name)
+    if f is None:
+        raise NotInCatalog(f"file {scope}:{name} is not in the catalogue")
+    return f
+
+
+def mark_file(
+    session: Session,
+    scope: str,
+    name: str,
+    *,
+    closed_at: dt.datetime | None = None,
+    uploaded_at: dt.datetime | None = None,
+    registered_at: dt.datetime | None = None,
+) -> RunFile:
+    """Set a file's milestone times; a time already set is kept (the first report wins)."""
+    f = get_file(session, scope, name)
+    for key, value in (("closed_at", closed_at), ("uploaded_at", uploaded_at), ("registered_at", registered_at)):
+        if value is not None and getattr(f, key) is None:
+            setattr(f, key, value)
+    session.flush()
+    return f
+
+
+def mark_available(session: Session, scope: str, name: str, rse: str, at: dt.datetime | None = None) -> bool:
+    """Record that the file is on ``rse``; True if that is news (duplicates are ignored)."""
+    f = get_file(session, scope, name)
+    when = at or utcnow()
+    return (
+        insert_ignore(
+            session,
+            FileAvailability.__table__,  # type: ignore[arg-type]
+            [{"file_id": f.id, "rse": rse, "available_at": when}],
+        )
+        == 1
+    )
+
+
+def files_on(session: Session, run: Run, rse: str) -> int:
+    """How many of the run's files are available on ``rse``."""
+    from sqlalchemy import func
+
+    stmt = (
+        select(func.count())
+        .select_from(FileAvailability)
+        .join(RunFile, RunFile.id == FileAvailability.file_id)
+        .where(RunFile.run_id == run.id, FileAvailability.rse == rse)
+    )
+    return int(session.scalar(stmt) or 0)
