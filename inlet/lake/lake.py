@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import logging
 import os
@@ -171,6 +172,12 @@ class Lake:
 
     def bootstrap_topology(self) -> None:
         topo = lake_topology(str(self.paths.data / "rses"), self.settings.s3.endpoint, self.settings.s3.bucket)
+        # The catalogue persists with the state directory: a topology applied once stays applied,
+        # so a warm `up` skips the REST round trips (a changed topology has another digest).
+        digest = hashlib.sha256(topo.to_json().encode()).hexdigest()[:16]
+        marker = self.paths.data / f".topology-{digest}"
+        if marker.exists():
+            return
         for rse in topo.rses:
             if rse.protocols[0].scheme == "file":
                 (self.paths.data / "rses" / rse.name).mkdir(parents=True, exist_ok=True)
@@ -191,6 +198,7 @@ class Lake:
             )
         for line in res.stdout.splitlines():
             log.info("%s", line)
+        marker.write_text(topo.to_json())
 
     # -- environment for clients ---------------------------------------------------------
     def rucio_client_env(self) -> dict[str, str]:
