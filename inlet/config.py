@@ -26,8 +26,10 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-ServiceName = Literal["postgres", "rucio", "daemons", "activemq", "s3", "redis"]
-SERVICE_NAMES: tuple[ServiceName, ...] = ("postgres", "rucio", "daemons", "activemq", "s3", "redis")
+ServiceName = Literal["postgres", "rucio", "daemons", "activemq", "s3", "redis", "mariadb"]
+SERVICE_NAMES: tuple[ServiceName, ...] = (
+    "postgres", "rucio", "daemons", "activemq", "s3", "redis", "mariadb",
+)  # fmt: skip
 
 
 class _Section(BaseModel):
@@ -100,6 +102,9 @@ class LakeSettings(_Section):
         "configured in its own section instead.",
     )
     postgres_port: int = Field(25432, description="Port of the lake's private PostgreSQL (Rucio catalogue).")
+    mariadb_port: int = Field(
+        23306, description="Port of the lake's private MariaDB (the run catalogue when [catalog] url points at it)."
+    )
     postgres_bin: Path | None = Field(
         None, description="Directory with initdb/postgres. Default: newest /usr/lib/postgresql/*/bin."
     )

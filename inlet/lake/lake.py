@@ -22,6 +22,7 @@ from inlet.lake.ports import answers, wait_until
 from inlet.lake.services.activemq import ActiveMQ
 from inlet.lake.services.base import LakePaths, Service
 from inlet.lake.services.daemons import rucio_daemons
+from inlet.lake.services.mariadb import MariaDB
 from inlet.lake.services.postgres import Postgres
 from inlet.lake.services.redis import Redis
 from inlet.lake.services.rucio_server import RucioServer, rucio_env
@@ -31,7 +32,11 @@ from inlet.lake.topology import lake_topology
 log = logging.getLogger(__name__)
 
 #: Services started together; a phase starts once the previous one answers.
-PHASES: tuple[tuple[str, ...], ...] = (("postgres", "activemq", "s3", "redis"), ("rucio",), ("daemons",))
+PHASES: tuple[tuple[str, ...], ...] = (
+    ("postgres", "activemq", "s3", "redis", "mariadb"),
+    ("rucio",),
+    ("daemons",),
+)
 
 #: How long a daemon must stay alive after start to count as started (catches config errors).
 DAEMON_SETTLE_S = 2.0
@@ -72,6 +77,7 @@ class Lake:
             "activemq": [ActiveMQ(s, p)],
             "s3": [S3Endpoint(s, p)],
             "redis": [Redis(s, p)],
+            "mariadb": [MariaDB(s, p)],
             "rucio": [RucioServer(s, p)],
             "daemons": rucio_daemons(s, p),
         }
@@ -126,6 +132,10 @@ class Lake:
             for phase in PHASES:
                 batch = [svc for g in phase if g in self.settings.lake.manage for svc in groups[g]]
                 self._start_batch(batch, progress)
+                if "mariadb" in phase:
+                    # Before Rucio starts: its run-metadata plugin reads the catalogue.
+                    progress("catalog", "migrating the run catalogue schema")
+                    self.upgrade_catalog()
                 if phase == ("rucio",) and "rucio" in self.settings.lake.manage:
                     progress("topology", "creating RSEs, distances, limits, scopes")
                     self.bootstrap_topology()
@@ -169,6 +179,15 @@ class Lake:
             f"{svc.name} exited right after start. Last lines of {svc.proc.log_path}:\n{svc.proc.log_tail()}",
             "fix the cause above, then `inlet lake up` again",
         )
+
+    def upgrade_catalog(self) -> None:
+        from inlet.catalog.db import CatalogError, upgrade
+
+        try:
+            upgrade(self.settings.catalog_url())
+        except CatalogError as exc:
+            problem, _, fix = str(exc).partition("\n  fix: ")
+            raise LakeError(problem, fix or "check [catalog] url") from exc
 
     def bootstrap_topology(self) -> None:
         topo = lake_topology(str(self.paths.data / "rses"), self.settings.s3.endpoint, self.settings.s3.bucket)

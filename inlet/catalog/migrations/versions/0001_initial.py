@@ -145,28 +145,15 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-
-    with op.batch_alter_table("file_availability", schema=None) as batch_op:
-        batch_op.drop_index("ix_file_availability_rse")
-
-    op.drop_table("file_availability")
-    with op.batch_alter_table("run_transitions", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_run_transitions_run_id"))
-
-    op.drop_table("run_transitions")
-    with op.batch_alter_table("run_files", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_run_files_run_id"))
-
-    op.drop_table("run_files")
-    with op.batch_alter_table("runs", schema=None) as batch_op:
-        batch_op.drop_index("ix_runs_state")
-        batch_op.drop_index("ix_runs_start")
-        batch_op.drop_index("ix_runs_number")
-
-    op.drop_table("runs")
-    op.drop_table("processed_events")
-    with op.batch_alter_table("outbox", schema=None) as batch_op:
-        batch_op.drop_index("ix_outbox_pending")
-
-    op.drop_table("outbox")
-    op.drop_table("condition_keys")
+    # Dropping a table drops its indexes; dropping them one by one first fails on MariaDB for
+    # the indexes that back a foreign key.
+    for table in (
+        "file_availability",
+        "run_transitions",
+        "run_files",
+        "runs",
+        "processed_events",
+        "outbox",
+        "condition_keys",
+    ):
+        op.drop_table(table)
