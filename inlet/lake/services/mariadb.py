@@ -113,7 +113,7 @@ class MariaDB(Service):
             "--collation-server=utf8mb4_unicode_ci",
         ]
 
-    def _root(self) -> pymysql.connections.Connection:  # type: ignore[type-arg]
+    def _root(self) -> pymysql.connections.Connection:
         return pymysql.connect(unix_socket=str(self.socket), user="root", password="", connect_timeout=2)
 
     def ready(self) -> bool:
