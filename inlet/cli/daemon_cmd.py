@@ -1,0 +1,55 @@
+"""``inlet daemon conveyor``: Rucio's conveyor with inlet's gfal2 transfertool registered."""
+
+from __future__ import annotations
+
+import os
+from typing import Annotated
+
+import typer
+
+from inlet.config import load_settings
+
+app = typer.Typer(help="Rucio daemons that need inlet's plugins registered first.", no_args_is_help=True)
+
+
+@app.command()
+def conveyor(
+    submitter_sleep: Annotated[int, typer.Option(min=1, help="Seconds between submitter passes.")] = 1,
+    poller_sleep: Annotated[int, typer.Option(min=1, help="Seconds between poller passes.")] = 1,
+    finisher_sleep: Annotated[int, typer.Option(min=1, help="Seconds between finisher passes.")] = 1,
+    bulk: Annotated[int, typer.Option(min=1, help="Requests per submitter/finisher pass.")] = 200,
+    once: Annotated[bool, typer.Option("--once", help="One pass of each loop, in order, then exit.")] = False,
+) -> None:
+    """Run Rucio's submitter, poller and finisher with the gfal2 transfertool (real copies, no FTS).
+
+    Uses RUCIO_CONFIG if set; else [rucio] config; else the local lake's rucio.cfg. The Rucio
+    configuration should say `[conveyor] transfertool = gfal2` (the lake's does).
+    """
+    if "RUCIO_CONFIG" not in os.environ:
+        settings = load_settings()
+        if settings.rucio.config is not None:
+            os.environ["RUCIO_CONFIG"] = str(settings.rucio.config)
+        else:
+            from inlet.lake.lake import Lake
+
+            os.environ.update(Lake(settings).rucio_client_env())
+    cfg = os.environ["RUCIO_CONFIG"]
+    if not os.path.isfile(cfg):
+        typer.echo(
+            f"error: the Rucio configuration {cfg} does not exist\n"
+            "fix: set RUCIO_CONFIG to your site's rucio.cfg, or start the local lake with `inlet lake up`",
+            err=True,
+        )
+        raise typer.Exit(2)
+    import logging
+    import sys
+
+    if not sys.stderr.isatty():
+        # A log file (the lake's service log): plain, greppable lines rather than Rich's boxes.
+        level = logging.getLogger().getEffectiveLevel()
+        logging.basicConfig(
+            level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s", stream=sys.stderr, force=True
+        )
+    from inlet.plugins.conveyor import ConveyorOptions, run
+
+    run(ConveyorOptions(submitter_sleep, poller_sleep, finisher_sleep, bulk, once=once))

@@ -1,0 +1,52 @@
+"""The lake's conveyor: Rucio's submitter/poller/finisher with the gfal2 transfertool, one process.
+
+It is ``inlet daemon conveyor``, the same launcher a site without FTS runs, so rules on the
+local lake end in real bytes at the destination without any manual step.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from inlet.lake.errors import LakeError
+from inlet.lake.services.base import Service, venv_bin
+from inlet.lake.services.rucio_server import rucio_env
+
+
+def render_rse_accounts(access_key: str, secret_key: str, region: str) -> str:
+    """Rucio's rse-accounts.cfg: the S3 RSE's credentials, read by inlet.plugins.s3 in every process."""
+    return json.dumps({"S3": {"access_key": access_key, "secret_key": secret_key, "region": region}}, indent=2)
+
+
+class Conveyor(Service):
+    # "rucio-" prefix: the lake's settle check for daemons (alive 2 s after start) applies.
+    name = "rucio-conveyor"
+
+    def prepare(self) -> None:
+        s3 = self.settings.s3
+        path = self.paths.conf / "rse-accounts.cfg"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Written owner-only before the secret goes in.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(render_rse_accounts(s3.access_key, s3.secret_key, s3.region))
+
+    def argv(self) -> list[str]:
+        exe = venv_bin("inlet")
+        if not Path(exe).is_file():
+            raise LakeError(f"{self.name}: {exe} not found", "run scripts/setup.sh (installs inlet into .venv)")
+        t = self.settings.transfers
+        return [
+            exe, "-v", "daemon", "conveyor",
+            "--submitter-sleep", str(t.submitter_sleep),
+            "--poller-sleep", str(t.poller_sleep),
+            "--finisher-sleep", str(t.finisher_sleep),
+        ]  # fmt: skip
+
+    def env(self) -> dict[str, str]:
+        return rucio_env(self.paths)
+
+    def ready(self) -> bool:
+        return self.proc.is_running()

@@ -1,0 +1,88 @@
+"""Rucio's own conveyor loops (submitter, poller, finisher) in one process, with gfal2 registered.
+
+Rucio's ``rucio-conveyor-*`` scripts cannot load a transfertool that is not in their registry,
+and each waits ~10 s for partition balancing at start. This runner registers
+:class:`~inlet.plugins.transfertool.Gfal2Transfertool`, then calls the very same daemon
+functions in threads of one process (the gfal2 copies live in that process, so its poller
+must be there too), with ``partition_wait_time=0`` and the sleeps given.
+
+``RUCIO_CONFIG`` must be set before this module is imported: Rucio reads it once.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from dataclasses import dataclass
+from types import FrameType
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ConveyorOptions:
+    submitter_sleep: int = 1
+    poller_sleep: int = 1
+    finisher_sleep: int = 1
+    bulk: int = 200
+    #: The poller only looks at transfers submitted this long ago (Rucio's default is 60 s).
+    poll_older_than: int = 0
+    once: bool = False
+
+
+def run(opts: ConveyorOptions) -> None:
+    """Run until SIGTERM/SIGINT (or one pass of each loop with ``once``)."""
+    from rucio.daemons.conveyor import finisher, poller, submitter
+
+    from inlet.plugins.transfertool import Gfal2Transfertool, engine, register
+
+    register()
+    tt = Gfal2Transfertool.external_name
+    loops = {
+        "submitter": lambda: submitter.submitter(
+            once=opts.once,
+            partition_wait_time=0,
+            sleep_time=opts.submitter_sleep,
+            bulk=opts.bulk,
+            transfertools=[tt],
+            filter_transfertool=None,
+        ),
+        "poller": lambda: poller.poller(
+            once=opts.once,
+            partition_wait_time=0,
+            sleep_time=opts.poller_sleep,
+            older_than=opts.poll_older_than,
+            transfertool=tt,
+            filter_transfertool=None,
+            db_bulk=max(opts.bulk, 1000),
+        ),
+        "finisher": lambda: finisher.finisher(
+            once=opts.once, partition_wait_time=0, sleep_time=opts.finisher_sleep, bulk=opts.bulk
+        ),
+    }
+
+    def stop(signum: int | None = None, frame: FrameType | None = None) -> None:
+        log.info("conveyor: stopping (signal %s)", signum)
+        for mod in (submitter, poller, finisher):
+            mod.stop()
+
+    if not opts.once:
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+    if opts.once:
+        # In order, so that one pass submits, waits for the copies, polls and finishes.
+        loops["submitter"]()
+        eng = engine()
+        eng.shutdown()  # waits for running copies
+        loops["poller"]()
+        loops["finisher"]()
+        return
+    threads = [threading.Thread(target=fn, name=f"conveyor-{name}", daemon=True) for name, fn in loops.items()]
+    for t in threads:
+        t.start()
+    log.info("conveyor: submitter, poller and finisher running with transfertool %s", tt)
+    while any(t.is_alive() for t in threads):
+        for t in threads:
+            t.join(timeout=1.0)
+    engine().shutdown()
