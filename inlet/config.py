@@ -26,6 +26,10 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+# The naming rules live with the policy package, which the Rucio server loads without inlet's
+# settings; defining them once there keeps the server and inlet's tools in agreement.
+from inlet.policies.naming import NamingSettings
+
 ServiceName = Literal["postgres", "rucio", "daemons", "activemq", "s3", "redis", "mariadb"]
 SERVICE_NAMES: tuple[ServiceName, ...] = (
     "postgres", "rucio", "daemons", "activemq", "s3", "redis", "mariadb",
@@ -126,6 +130,28 @@ class LakeSettings(_Section):
         return v.expanduser().resolve()
 
 
+class PolicySettings(_Section):
+    """The Rucio policy package the lake's server and daemons load."""
+
+    package: str = Field(
+        "inlet.policies",
+        description="Python package given to Rucio as [policy] package. Empty: Rucio's generic policy "
+        "(no naming schema, no raw protection, no embargo).",
+    )
+
+
+class EmbargoSettings(_Section):
+    """Releasing proprietary data once its embargo (DID metadata embargo_until) has passed."""
+
+    public_rse_expression: str = Field(
+        "public=True", description="Where `inlet embargo release` puts the public copy (RSE expression)."
+    )
+    copies: int = Field(1, ge=1, description="Copies of the public rule.")
+    scopes: list[str] = Field(
+        default_factory=list, description="Scopes searched for embargoed DIDs. Empty: every experiment scope."
+    )
+
+
 def _toml_path() -> Path | None:
     explicit = os.environ.get("INLET_CONFIG")
     if explicit:
@@ -148,6 +174,9 @@ class Settings(BaseSettings):
     redis: RedisSettings = Field(default_factory=RedisSettings)
     catalog: CatalogSettings = Field(default_factory=CatalogSettings)
     lake: LakeSettings = Field(default_factory=LakeSettings)
+    policy: PolicySettings = Field(default_factory=PolicySettings)
+    naming: NamingSettings = Field(default_factory=NamingSettings)
+    embargo: EmbargoSettings = Field(default_factory=EmbargoSettings)
 
     @classmethod
     def settings_customise_sources(

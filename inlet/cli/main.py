@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 
 from inlet import __version__
-from inlet.cli import catalog_cmd, config_cmd, lake_cmd, smoke_cmd
+from inlet.cli import catalog_cmd, config_cmd, embargo_cmd, lake_cmd, smoke_cmd
 from inlet.logs import setup_logging
 
 app = typer.Typer(
@@ -54,3 +54,4 @@ app.add_typer(lake_cmd.app, name="lake")
 app.add_typer(config_cmd.app, name="config")
 app.command("smoke")(smoke_cmd.smoke)
 app.add_typer(catalog_cmd.app, name="catalog")
+app.add_typer(embargo_cmd.app, name="embargo")

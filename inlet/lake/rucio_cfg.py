@@ -24,6 +24,15 @@ def rucio_package_dir() -> Path:
     return Path(spec.origin).parent
 
 
+def naming_file(paths: LakePaths) -> Path:
+    """The naming rules (inlet's [naming]) as the policy package inside Rucio reads them."""
+    return paths.conf / "naming.json"
+
+
+def render_naming(settings: Settings) -> str:
+    return settings.naming.model_dump_json(indent=2)
+
+
 def render_alembic_ini(paths: LakePaths, db_url: str) -> str:
     cfg = configparser.ConfigParser(interpolation=None)
     cfg["alembic"] = {
@@ -77,12 +86,17 @@ def render_rucio_cfg(settings: Settings, paths: LakePaths, db_url: str) -> str:
         "ssh_identity": "",
     }
     cfg["policy"] = {
+        # permission/schema name the fallback Rucio uses when no package is set ([policy] package = "").
         "permission": "generic",
         "schema": "generic",
         "lfn2pfn_algorithm_default": "hash",
         "support": "inlet lake",
         "support_rucio": "https://github.com/rucio/rucio/issues",
     }
+    if settings.policy.package:
+        cfg["policy"]["package"] = settings.policy.package
+        # The policy package runs inside Rucio without inlet's settings: it reads the naming rules here.
+        cfg["policy"]["inlet_naming_file"] = str(naming_file(paths))
     cfg["api"] = {"endpoints": ""}
     cfg["hermes"] = {"services_list": "activemq", "send_email": "False"}
     cfg["messaging-hermes"] = {

@@ -16,7 +16,10 @@ import json
 import logging
 import sys
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from inlet.config import Settings
 
 log = logging.getLogger("inlet.lake.topology")
 
@@ -95,8 +98,14 @@ class Topology:
         )
 
 
-def lake_topology(data_root: str, s3_endpoint: str, s3_bucket: str) -> Topology:
+def lake_topology(
+    data_root: str, s3_endpoint: str, s3_bucket: str, settings: Settings | None = None
+) -> Topology:
     """The four RSEs of the local lake (and of the dress rehearsal)."""
+    if settings is None:
+        from inlet.config import load_settings
+
+        settings = load_settings()
     from urllib.parse import urlparse
 
     s3 = urlparse(s3_endpoint)
@@ -130,7 +139,14 @@ def lake_topology(data_root: str, s3_endpoint: str, s3_bucket: str) -> Topology:
         ("SITE_B_DISK", "TAPE"): 2,
         ("S3", "TAPE"): 2,
     }
-    return Topology(rses=rses, distances=distances)
+    topo = Topology(rses=rses, distances=distances)
+    if settings.policy.package == "inlet.policies":
+        # Run-partitioned paths (inlet.policies.lfn2pfn); names outside the runs keep Rucio's hash layout.
+        for rse in rses:
+            rse.attributes["lfn2pfn_algorithm"] = "inlet_run"
+    # One scope per experiment and data tier (cygno.raw, cygno.reco...), from [naming].
+    topo.scopes += [s for s in settings.naming.scopes() if s not in topo.scopes]
+    return topo
 
 
 def apply(topology: Topology) -> list[str]:

@@ -11,7 +11,7 @@ from urllib.parse import urlparse
 import requests
 
 from inlet.lake.errors import LakeError
-from inlet.lake.rucio_cfg import render_alembic_ini, render_rucio_cfg
+from inlet.lake.rucio_cfg import naming_file, render_alembic_ini, render_naming, render_rucio_cfg
 from inlet.lake.services.base import LakePaths, Service, venv_bin
 from inlet.lake.services.postgres import Postgres
 
@@ -48,6 +48,7 @@ class RucioServer(Service):
         self.paths.conf.mkdir(parents=True, exist_ok=True)
         (self.paths.tmp / "rucio-token").mkdir(parents=True, exist_ok=True)
         (self.paths.conf / "alembic.ini").write_text(render_alembic_ini(self.paths, db_url))
+        naming_file(self.paths).write_text(render_naming(self.settings))
         self.paths.rucio_cfg.write_text(render_rucio_cfg(self.settings, self.paths, db_url))
 
     def prepare(self) -> None:

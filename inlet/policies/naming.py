@@ -1,0 +1,307 @@
+"""The experiments' naming rules: which scopes exist and which DID names each accepts.
+
+This module is shared by two worlds that must agree on one definition:
+
+* inlet's own configuration (``[naming]`` in inlet's TOML, via ``inlet.config``);
+* the Rucio server and daemons, which load ``inlet.policies`` without inlet's settings.
+  They read the same rules from the file named by ``INLET_NAMING_FILE`` or by
+  ``[policy] inlet_naming_file`` in rucio.cfg (the lake writes both), else use the defaults here.
+
+So it imports only pydantic and the standard library (and rucio's config reader, lazily).
+
+Patterns are Python regular expressions matched against the WHOLE name. Run file patterns must
+name the run with a ``(?P<run>...)`` group: the run-partitioned lfn2pfn reads the run from it.
+``{tier}`` in a dataset or container pattern stands for the tier of the scope (``raw``...).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import re
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+#: Environment variable naming the naming-rules file (JSON or TOML) inside Rucio processes.
+NAMING_FILE_ENV = "INLET_NAMING_FILE"
+#: rucio.cfg option (section ``[policy]``) naming the same file.
+NAMING_FILE_OPTION = "inlet_naming_file"
+
+_NAMED_GROUP = re.compile(r"(?<!\\)\(\?P<(\w+)>")
+_NAME_TOKEN = re.compile(r"^[a-z][a-z0-9_-]*$")
+
+
+class NamingError(ValueError):
+    """A naming rule that cannot work, with the fix in the message."""
+
+
+class _Strict(BaseModel):
+    # A misspelt key is an error, not a silently ignored rule.
+    model_config = ConfigDict(extra="forbid")
+
+
+def _check_pattern(pattern: str, where: str) -> str:
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        raise NamingError(f"{where}: {pattern!r} is not a valid regular expression ({exc}); fix the pattern") from exc
+    return pattern
+
+
+def strip_group_names(pattern: str) -> str:
+    """The same regex without group names, so several patterns can be OR-ed into one."""
+    return _NAMED_GROUP.sub("(", pattern)
+
+
+class TierNaming(_Strict):
+    """One data tier of an experiment (scope ``<experiment>.<tier>``)."""
+
+    files: list[str] = Field(
+        description="Regexes of file names in this tier; each must capture the run as (?P<run>...).",
+        min_length=1,
+    )
+    examples: list[str] = Field(
+        default_factory=list,
+        description="Valid names in this tier, shown in the server's error for a refused name (checked at load).",
+    )
+    protected: bool = Field(
+        False,
+        description="Raw-like data: only data managers (account attribute data-manager) and root may delete "
+        "its rules or replicas or reduce its copies.",
+    )
+
+    @field_validator("files")
+    @classmethod
+    def _files_have_run(cls, v: list[str]) -> list[str]:
+        for p in v:
+            _check_pattern(p, "file pattern")
+            if "run" not in re.compile(p).groupindex:
+                raise NamingError(
+                    f"file pattern {p!r} has no (?P<run>...) group; the run-partitioned storage path needs the "
+                    "run number: add one, e.g. run(?P<run>\\d{6})\\.mid\\.gz"
+                )
+        return v
+
+
+class ExperimentNaming(_Strict):
+    """An experiment's scopes and DID names."""
+
+    tiers: dict[str, TierNaming] = Field(description="Data tiers; each gives scope <experiment>.<tier>.")
+    datasets: list[str] = Field(
+        default_factory=list, description="Regexes of run dataset names; {tier} stands for the scope's tier."
+    )
+    containers: list[str] = Field(
+        default_factory=list, description="Regexes of container names; {tier} stands for the scope's tier."
+    )
+
+    @field_validator("tiers")
+    @classmethod
+    def _tier_names(cls, v: dict[str, TierNaming]) -> dict[str, TierNaming]:
+        if not v:
+            raise NamingError("an experiment needs at least one tier, e.g. tiers.raw")
+        for tier in v:
+            if not _NAME_TOKEN.match(tier):
+                raise NamingError(f"tier {tier!r}: use lower-case letters, digits, '-' or '_' (it becomes a scope)")
+        return v
+
+    @field_validator("datasets", "containers")
+    @classmethod
+    def _collections(cls, v: list[str]) -> list[str]:
+        for p in v:
+            _check_pattern(p.replace("{tier}", "raw"), "collection pattern")
+        return v
+
+    @model_validator(mode="after")
+    def _examples_match(self) -> ExperimentNaming:
+        for tier, rules in self.tiers.items():
+            patterns = [*rules.files, *(p.replace("{tier}", tier) for p in (*self.datasets, *self.containers))]
+            for example in rules.examples:
+                if not any(re.fullmatch(p, example) for p in patterns):
+                    raise NamingError(
+                        f"example {example!r} of tier {tier!r} matches none of its patterns {patterns}; "
+                        "fix the example or the patterns"
+                    )
+        return self
+
+
+def _default_experiments() -> dict[str, ExperimentNaming]:
+    run = r"run(?P<run>\d{6})"
+    stream = r"(?P<stream>[a-z][a-z0-9]*)"
+    return {
+        # CYGNO's DAQ writes one MIDAS file per run: run012345.mid.gz.
+        "cygno": ExperimentNaming(
+            tiers={
+                "raw": TierNaming(
+                    files=[rf"{run}\.mid\.gz", rf"{run}_{stream}_(?P<seq>\d{{4}})\.mid\.gz"],
+                    examples=["run012345.mid.gz", "run012345_pmt_0001.mid.gz", "run012345.raw"],
+                    protected=True,
+                ),
+                "reco": TierNaming(
+                    files=[rf"{run}_reco(_v(?P<version>\d+))?\.root"],
+                    examples=["run012345_reco_v2.root", "run012345.reco"],
+                ),
+            },
+            datasets=[rf"{run}\.{{tier}}", rf"{run}_{stream}\.{{tier}}"],
+            containers=[r"runs(?P<first>\d{6})-(?P<last>\d{6})\.{tier}"],
+        ),
+        # KLOE splits a run into streams (ksl, kpm, ...), each in YBOS files.
+        "kloe": ExperimentNaming(
+            tiers={
+                "raw": TierNaming(
+                    files=[rf"{run}_{stream}_(?P<seq>\d{{4}})\.ybos"],
+                    examples=["run005000_ksl_0001.ybos", "run005000_ksl.raw"],
+                    protected=True,
+                ),
+                "reco": TierNaming(
+                    files=[rf"{run}_{stream}_(?P<seq>\d{{4}})\.dst"], examples=["run005000_ksl_0001.dst"]
+                ),
+            },
+            datasets=[rf"{run}\.{{tier}}", rf"{run}_{stream}\.{{tier}}"],
+        ),
+    }
+
+
+class NamingSettings(_Strict):
+    """Scopes and DID names of the experiments this lake serves (enforced by the Rucio server)."""
+
+    experiment: str = Field("cygno", description="The experiment this deployment serves by default.")
+    experiments: dict[str, ExperimentNaming] = Field(
+        default_factory=_default_experiments,
+        description="Per experiment: tiers (scope <exp>.<tier>) with file name regexes, dataset and container "
+        "name regexes. Names in these scopes must match; other scopes keep Rucio's generic rules.",
+    )
+    generic_scope_pattern: str = Field(
+        r"[A-Za-z0-9_-]+",
+        description="Scopes outside the experiments (test, tooling) must match this regex; with no dot by default, "
+        "so that a dotted scope is always <exp>.<tier> or user.<account>.",
+    )
+
+    @field_validator("experiments")
+    @classmethod
+    def _experiment_names(cls, v: dict[str, ExperimentNaming]) -> dict[str, ExperimentNaming]:
+        for exp in v:
+            if not _NAME_TOKEN.match(exp) or exp == "user":
+                raise NamingError(
+                    f"experiment {exp!r}: use lower-case letters, digits, '-' or '_', and not 'user' "
+                    "(user.<account> scopes are reserved)"
+                )
+        return v
+
+    @field_validator("generic_scope_pattern")
+    @classmethod
+    def _generic(cls, v: str) -> str:
+        return _check_pattern(v, "generic_scope_pattern")
+
+    @model_validator(mode="after")
+    def _default_known(self) -> NamingSettings:
+        if self.experiments and self.experiment not in self.experiments:
+            raise NamingError(
+                f"[naming] experiment {self.experiment!r} is not among [naming.experiments] "
+                f"({', '.join(sorted(self.experiments))}); add it or pick one of those"
+            )
+        return self
+
+    # -- derived views -----------------------------------------------------------------
+    def tier_of(self, scope: str) -> tuple[str, str, TierNaming] | None:
+        """(experiment, tier, rules) of an experiment scope, or None for any other scope."""
+        exp, dot, tier = scope.partition(".")
+        if not dot or exp not in self.experiments:
+            return None
+        rules = self.experiments[exp].tiers.get(tier)
+        return None if rules is None else (exp, tier, rules)
+
+    def scopes(self) -> list[str]:
+        return [f"{exp}.{tier}" for exp, e in self.experiments.items() for tier in e.tiers]
+
+    def protected_scopes(self) -> list[str]:
+        return [f"{exp}.{tier}" for exp, e in self.experiments.items() for tier, t in e.tiers.items() if t.protected]
+
+    def name_patterns(self, scope: str) -> list[str]:
+        """All name regexes (files, datasets, containers) accepted in an experiment scope."""
+        found = self.tier_of(scope)
+        if found is None:
+            return []
+        exp, tier, rules = found
+        e = self.experiments[exp]
+        return [*rules.files, *(p.replace("{tier}", tier) for p in (*e.datasets, *e.containers))]
+
+    def examples(self, scope: str) -> list[str]:
+        found = self.tier_of(scope)
+        return [] if found is None else list(found[2].examples)
+
+    def name_regex(self, scope: str) -> str:
+        """One anchored regex for the schema: the alternatives of ``name_patterns``."""
+        alts = "|".join(strip_group_names(p) for p in self.name_patterns(scope))
+        return f"^(?:{alts})$"
+
+    def scope_regex(self) -> str:
+        exps = "|".join(
+            f"{re.escape(exp)}\\.(?:{'|'.join(re.escape(t) for t in e.tiers)})" for exp, e in self.experiments.items()
+        )
+        alts = [r"user\.[a-z0-9_-]+", *([exps] if exps else []), f"(?:{self.generic_scope_pattern})"]
+        return "^(?:" + "|".join(alts) + ")$"
+
+    def run_of(self, scope: str, name: str) -> int | None:
+        """The run number of a file name in an experiment scope, or None if it is not a run file."""
+        found = self.tier_of(scope)
+        if found is None:
+            return None
+        for pattern in found[2].files:
+            m = _compiled(pattern).fullmatch(name)
+            if m is not None:
+                return int(m.group("run"))
+        return None
+
+
+@functools.cache
+def _compiled(pattern: str) -> re.Pattern[str]:
+    return re.compile(pattern)
+
+
+def parse_naming(data: dict[str, Any], source: str) -> NamingSettings:
+    try:
+        return NamingSettings.model_validate(data)
+    except ValidationError as exc:
+        raise NamingError(f"naming rules in {source} are invalid:\n{exc}") from exc
+
+
+def read_naming_file(path: Path) -> NamingSettings:
+    """Read rules from JSON (as the lake writes them) or TOML (a [naming] table, or top level)."""
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise NamingError(f"cannot read the naming rules file {path} ({exc}); fix {NAMING_FILE_ENV}") from exc
+    try:
+        data = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+    except (ValueError, tomllib.TOMLDecodeError) as exc:
+        raise NamingError(f"the naming rules file {path} is not valid {path.suffix[1:] or 'JSON'} ({exc})") from exc
+    if path.suffix == ".toml" and "naming" in data:
+        data = data["naming"]
+    return parse_naming(data, str(path))
+
+
+def naming_file() -> Path | None:
+    """Where the running process should read its rules from, if anywhere."""
+    env = os.environ.get(NAMING_FILE_ENV)
+    if env:
+        return Path(env)
+    try:
+        from rucio.common import config as rucio_config
+
+        value = rucio_config.config_get(
+            "policy", NAMING_FILE_OPTION, raise_exception=False, default=None, check_config_table=False
+        )
+    except Exception:  # no rucio.cfg at all (unit tests, tools): defaults apply
+        return None
+    return Path(value) if value else None
+
+
+@functools.cache
+def active_naming() -> NamingSettings:
+    """The rules of this process, read once: Rucio builds its schema from them at import."""
+    path = naming_file()
+    return NamingSettings() if path is None else read_naming_file(path)

@@ -1,0 +1,42 @@
+"""inlet's DID schema: Rucio's generic schema plus scope and name rules per experiment.
+
+Rucio validates every DID it is asked to create (``add_did``, ``add_dids``, ``add_replicas``,
+``attach_dids``...) against these JSON schemas inside the server, so a name that breaks the
+rules is refused whoever sends it. ``jsonschema`` reports the failing ``pattern`` and the
+``description`` next to it, which is how the client's error message shows the expected form.
+
+Only what changes is defined here; everything else resolves to ``rucio.common.schema.generic``
+(Rucio looks a name up in this module first, then in the generic one).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rucio.common.schema import generic
+from rucio.common.schema.schema_ref import SchemaRef
+
+from inlet.policies.naming import active_naming
+from inlet.policies.schema_rules import name_rules, scope_schema, with_rules
+
+_NAMING = active_naming()
+_RULES = name_rules(_NAMING)
+
+SCOPE_LENGTH = generic.SCOPE_LENGTH
+NAME_LENGTH = generic.NAME_LENGTH
+
+SCOPE = scope_schema(_NAMING, SchemaRef("SCOPE_LENGTH"))
+# Every object that carries a (scope, name) pair that Rucio will create or attach to; the array
+# schemas (dids, collections, attachments) refer to these by name, so they pick them up too.
+DID = with_rules(generic.DID, _RULES)
+COLLECTION = with_rules(generic.COLLECTION, _RULES)
+ATTACHMENT = with_rules(generic.ATTACHMENT, _RULES)
+ADD_REPLICA_FILE = with_rules(generic.ADD_REPLICA_FILE, _RULES)
+
+SCHEMAS: dict[str, Any] = {
+    **generic.SCHEMAS,
+    "scope": SCOPE,
+    "did": DID,
+    "collection": COLLECTION,
+    "attachment": ATTACHMENT,
+}
