@@ -59,12 +59,13 @@ def main() -> None:
         baseline = timed(pg_only.up)
         pg_only.down(purge=True)
 
-        cold, warm_noop, warm_restart, rss = [], [], [], []
+        cold, warm_noop, warm_restart, rss, pss = [], [], [], [], []
         for i in range(args.runs):
             lake = Lake(private_settings(root / f"lake{i}", args.offset))
             cold.append(timed(lake.up))
             time.sleep(5)  # let the daemons finish their first cycle before measuring memory
             rss.append(lake.total_rss())
+            pss.append(sum(svc.proc.pss() for svc in lake.managed()))
             warm_noop.append(timed(lake.up))
             lake.down()
             warm_restart.append(timed(lake.up))

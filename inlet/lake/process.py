@@ -145,6 +145,18 @@ class ManagedProcess:
                 total += p.memory_info().rss
         return total
 
+    def pss(self) -> int:
+        """Proportional set size of the process tree: shared pages (libraries, a forked gunicorn
+        master's heap) are counted once across processes instead of once per process."""
+        proc = self.process()
+        if proc is None:
+            return 0
+        total = 0
+        for p in [proc, *proc.children(recursive=True)]:
+            with contextlib.suppress(psutil.Error):
+                total += p.memory_full_info().pss
+        return total
+
     def log_tail(self, lines: int = 15) -> str:
         try:
             with self.log_path.open("rb") as fh:
