@@ -73,8 +73,7 @@ def run(opts: ConveyorOptions) -> None:
     if opts.once:
         # In order, so that one pass submits, waits for the copies, polls and finishes.
         loops["submitter"]()
-        eng = engine()
-        eng.shutdown()  # waits for running copies
+        engine().wait_idle()
         loops["poller"]()
         loops["finisher"]()
         return

@@ -303,7 +303,7 @@ class RunMetaPlugin(DidMetaPlugin):  # type: ignore[misc]
             if r is None:
                 continue
             if long:
-                yield {"scope": scope, "name": n, "did_type": r.did_type, "bytes": r.bytes, "length": r.length}
+                yield {"scope": scope, "name": n, "did_type": r.did_type.name, "bytes": r.bytes, "length": r.length}
             else:
                 yield n
 

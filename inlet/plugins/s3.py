@@ -93,12 +93,8 @@ def credentials_for(rse: str) -> S3Credentials:
             raise S3ConfigError(f"{path} is not valid JSON ({exc}): fix or remove it") from exc
         if entry:
             if not entry.get("access_key") or not entry.get("secret_key"):
-                raise S3ConfigError(
-                    f"{path}: the entry for RSE {rse} needs both 'access_key' and 'secret_key'"
-                )
-            return S3Credentials(
-                entry["access_key"], entry["secret_key"], entry.get("region", "us-east-1"), str(path)
-            )
+                raise S3ConfigError(f"{path}: the entry for RSE {rse} needs both 'access_key' and 'secret_key'")
+            return S3Credentials(entry["access_key"], entry["secret_key"], entry.get("region", "us-east-1"), str(path))
     key, secret = os.environ.get("INLET_S3__ACCESS_KEY"), os.environ.get("INLET_S3__SECRET_KEY")
     region = os.environ.get("INLET_S3__REGION", "us-east-1")
     if key and secret:
@@ -138,9 +134,7 @@ def split_pfn(pfn: str) -> tuple[str, str, str]:
     url = urlparse(pfn)
     bucket, _, key = url.path.lstrip("/").partition("/")
     if not url.scheme or not url.netloc or not bucket or not key:
-        raise rucio_exc.RSEFileNameNotSupported(
-            f"{pfn!r} is not a path-style S3 URL (scheme://host:port/bucket/key)"
-        )
+        raise rucio_exc.RSEFileNameNotSupported(f"{pfn!r} is not a path-style S3 URL (scheme://host:port/bucket/key)")
     return f"{url.scheme}://{url.netloc}", bucket, key
 
 
@@ -244,9 +238,7 @@ class S3Protocol(RSEProtocol):  # type: ignore[misc]
         except (ClientError, BotoCoreError) as err:
             raise _translate(err, f"download {path}", self.creds) from err
 
-    def put(
-        self, source: str, target: str, source_dir: str | None = None, transfer_timeout: int | None = None
-    ) -> None:
+    def put(self, source: str, target: str, source_dir: str | None = None, transfer_timeout: int | None = None) -> None:
         local = os.path.join(source_dir, source) if source_dir else source
         if not os.path.isfile(local):
             raise rucio_exc.SourceNotFound(f"upload: local file {local} does not exist")

@@ -38,7 +38,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlparse
@@ -217,8 +217,7 @@ def _copy_verified(ctx: Any, hop: Hop, src: Endpoint) -> str:
             got = checksum_of(ctx, src, src.algorithm)
             if not _matches(src.algorithm, got, want_src):
                 raise CopyFailed(
-                    f"SOURCE CHECKSUM MISMATCH Source and catalogue {src.algorithm} do not match: "
-                    f"{got} != {want_src}",
+                    f"SOURCE CHECKSUM MISMATCH Source and catalogue {src.algorithm} do not match: {got} != {want_src}",
                     source_side=True,
                 )
     try:
@@ -333,7 +332,23 @@ class CopyEngine:
         for eid in old:
             del self._jobs[eid]
 
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        """Wait until every submitted copy has finished; True if they all did in time."""
+        with self._lock:
+            futures = [f for j in self._jobs.values() for f in j.futures]
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for fut in futures:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            try:
+                fut.exception(timeout=left)
+            except TimeoutError:
+                return False
+            except CancelledError:
+                pass
+        return True
+
     def shutdown(self) -> None:
+        """Stop: queued copies are dropped (Rucio finds them lost and requeues), running ones finish."""
         with self._lock:
             pools = list(self._pools.values())
             self._pools.clear()
