@@ -152,6 +152,79 @@ class EmbargoSettings(_Section):
     )
 
 
+class ListenerRoute(_Section):
+    """One routing rule: which events a handler receives (every filter given must match)."""
+
+    handler: str = Field(description="Handler name: a built-in or an `inlet.handlers` entry point.")
+    event_types: list[str] = Field(
+        default_factory=list, description="Event types (shell patterns, e.g. 'transfer-*'). Empty: all."
+    )
+    scopes: list[str] = Field(default_factory=list, description="DID scopes (patterns). Empty: all.")
+    datasets: list[str] = Field(
+        default_factory=list, description="Dataset names (patterns) from payload dataset/name. Empty: all."
+    )
+    rses: list[str] = Field(
+        default_factory=list,
+        description="RSEs (patterns) from payload rse/dst-rse; events that carry no RSE pass. Empty: all.",
+    )
+    runs: list[str] = Field(
+        default_factory=list, description="Run numbers or ranges ('42', '100-200') taken from the DID name."
+    )
+    options: dict[str, Any] = Field(default_factory=dict, description="Handler-specific options.")
+
+
+def _default_routes() -> list[ListenerRoute]:
+    return [
+        ListenerRoute(handler="catalog", event_types=["transfer-done", "datasetlock_ok", "rule_ok"]),
+        ListenerRoute(handler="daq-release", event_types=["transfer-done", "datasetlock_ok", "rule_ok"]),
+        ListenerRoute(handler="alarms", event_types=["transfer-failed", "inlet-handler-failed"]),
+    ]
+
+
+class AlarmSettings(_Section):
+    """Alarms to a Discord/Slack/Mattermost-compatible incoming webhook."""
+
+    webhook_url: str = Field("", description="Incoming-webhook URL. Empty: alarms are only logged.")
+    rate_limit: int = Field(10, ge=1, description="At most this many alarms per rate_period (all instances).")
+    rate_period: float = Field(60.0, gt=0, description="Seconds of the rate-limit window.")
+    dedup_window: float = Field(600.0, gt=0, description="Identical alarms within this many seconds are sent once.")
+    timeout: float = Field(10.0, gt=0, description="Seconds to wait for the webhook to answer.")
+
+
+class ListenerSettings(_Section):
+    """``inlet listen``: durable, exactly-once-in-effect reactions to Rucio and inlet events."""
+
+    consumer: str = Field("inlet-listener", description="Name of this listener in the processed-events ledger.")
+    rucio_queue: str = Field(
+        "/queue/inlet.listener.rucio",
+        description="Queue the broker fills from [broker] rucio_topic (composite topic); listeners compete on it.",
+    )
+    inlet_queue: str = Field(
+        "/queue/inlet.listener.inlet", description="Queue the broker fills from [broker] inlet_topic."
+    )
+    dlq: str = Field("/queue/inlet.listener.dlq", description="Dead-letter queue: events that cannot be handled.")
+    prefetch: int = Field(200, ge=1, description="Unacknowledged messages the broker may push to one listener.")
+    batch_size: int = Field(100, ge=1, description="Events handled in one catalogue transaction.")
+    heartbeat_ms: int = Field(5000, ge=0, description="STOMP heart-beat interval (ms) both ways; 0: off.")
+    reconnect_initial: float = Field(0.5, gt=0, description="First wait (s) before reconnecting to the broker.")
+    reconnect_max: float = Field(30.0, gt=0, description="Longest wait (s) between reconnection attempts.")
+    max_body_bytes: int = Field(262144, ge=1024, description="Larger message bodies go to the DLQ unread.")
+    handler_attempts: int = Field(3, ge=1, description="Attempts of a failing handler before its event goes to the DLQ.")
+    retry_backoff: float = Field(0.5, ge=0, description="Seconds before the first retry of a failed handler (doubles).")
+    outbox_interval: float = Field(2.0, gt=0, description="Seconds between sweeps of unsent outbox messages.")
+    s3_rses: list[str] = Field(default_factory=lambda: ["S3"], description="RSEs whose copies mean ON_S3.")
+    tape_rses: list[str] = Field(default_factory=lambda: ["TAPE"], description="RSEs whose copies mean ON_TAPE.")
+    run_pattern: str = Field(
+        r"(?i)run[_-]?0*(?P<run>\d+)",
+        description="Regular expression with a group 'run' that finds the run number in a DID name.",
+    )
+    metrics_port: int = Field(0, ge=0, description="Prometheus metrics on 127.0.0.1:<port>; 0: off.")
+    routes: list[ListenerRoute] = Field(
+        default_factory=_default_routes, description="Routing rules ([[listener.routes]] tables)."
+    )
+    alarms: AlarmSettings = Field(default_factory=AlarmSettings, description="Alarm webhook ([listener.alarms]).")
+
+
 def _toml_path() -> Path | None:
     explicit = os.environ.get("INLET_CONFIG")
     if explicit:
@@ -177,6 +250,7 @@ class Settings(BaseSettings):
     policy: PolicySettings = Field(default_factory=PolicySettings)
     naming: NamingSettings = Field(default_factory=NamingSettings)
     embargo: EmbargoSettings = Field(default_factory=EmbargoSettings)
+    listener: ListenerSettings = Field(default_factory=ListenerSettings)
 
     @classmethod
     def settings_customise_sources(

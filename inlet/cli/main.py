@@ -12,7 +12,15 @@ from typing import Annotated
 import typer
 
 from inlet import __version__
-from inlet.cli import catalog_cmd, config_cmd, embargo_cmd, lake_cmd, smoke_cmd
+from inlet.cli import (
+    catalog_cmd,
+    config_cmd,
+    embargo_cmd,
+    events_cmd,
+    lake_cmd,
+    listen_cmd,
+    smoke_cmd,
+)
 from inlet.logs import setup_logging
 
 app = typer.Typer(
@@ -55,3 +63,5 @@ app.add_typer(config_cmd.app, name="config")
 app.command("smoke")(smoke_cmd.smoke)
 app.add_typer(catalog_cmd.app, name="catalog")
 app.add_typer(embargo_cmd.app, name="embargo")
+app.command("listen")(listen_cmd.listen)
+app.add_typer(events_cmd.app, name="events")

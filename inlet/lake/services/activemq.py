@@ -20,6 +20,11 @@ BROKER_XML = """<beans xmlns="http://www.springframework.org/schema/beans"
        http://activemq.apache.org/schema/core http://activemq.apache.org/schema/core/activemq-core.xsd">
   <broker xmlns="http://activemq.apache.org/schema/core" brokerName="inlet-lake" useJmx="false"
           persistent="true" dataDirectory={data} schedulerSupport="false">
+    <!-- Each topic is also copied into a queue (forwardOnly=false keeps plain topic subscribers working):
+         the queue holds events while no listener runs, and listener instances compete on it. -->
+    <destinationInterceptors><virtualDestinationInterceptor><virtualDestinations>
+{composites}
+    </virtualDestinations></virtualDestinationInterceptor></destinationInterceptors>
     <destinationPolicy>
       <policyMap><policyEntries>
         <!-- Messages that exhaust their redeliveries go to ActiveMQ.DLQ.<destination>, not one shared DLQ. -->
@@ -94,9 +99,20 @@ class ActiveMQ(Service):
                 password=quoteattr(b.password),
                 openwire=b.openwire_port,
                 stomp=b.stomp_port,
+                composites=self.composite_topics(),
             )
         )
         (conf / "log4j2.properties").write_text(LOG4J)
+
+    def composite_topics(self) -> str:
+        """XML forwarding the Rucio and inlet topics into the listener's queues."""
+        b, listener = self.settings.broker, self.settings.listener
+        pairs = ((b.rucio_topic, listener.rucio_queue), (b.inlet_topic, listener.inlet_queue))
+        return "\n".join(
+            f'      <compositeTopic name={quoteattr(_physical(topic))} forwardOnly="false"><forwardTo>'
+            f"<queue physicalName={quoteattr(_physical(queue))}/></forwardTo></compositeTopic>"
+            for topic, queue in pairs
+        )
 
     def argv(self) -> list[str]:
         home = self.settings.lake.activemq_home
@@ -130,3 +146,11 @@ class ActiveMQ(Service):
             return reply.startswith(b"CONNECTED")
         except OSError:
             return False
+
+
+def _physical(destination: str) -> str:
+    """The broker's name of a STOMP destination (/topic/x or /queue/x → x)."""
+    for prefix in ("/topic/", "/queue/"):
+        if destination.startswith(prefix):
+            return destination[len(prefix) :]
+    return destination

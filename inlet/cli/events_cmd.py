@@ -1,0 +1,113 @@
+"""``inlet events``: publish inlet events, and inspect / replay the listener's dead-letter queue."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from inlet.config import load_settings
+
+app = typer.Typer(help="inlet's events: publish one, or work the listener's dead-letter queue.", no_args_is_help=True)
+dlq_app = typer.Typer(help="The listener's dead-letter queue ([listener] dlq).", no_args_is_help=True)
+app.add_typer(dlq_app, name="dlq")
+console = Console(stderr=True)
+
+
+def _fail(message: str) -> typer.Exit:
+    console.print(f"[bold red]error:[/] {escape(message)}")
+    return typer.Exit(code=2)
+
+
+@app.command("publish")
+def publish(
+    event_type: Annotated[str, typer.Argument(help="Event type, e.g. run-closed.")],
+    payload: Annotated[str, typer.Option("--payload", help="Payload as a JSON object.")] = "{}",
+    event_id: Annotated[str | None, typer.Option("--id", help="Event id (default: a new UUID).")] = None,
+) -> None:
+    """Publish an inlet event on [broker] inlet_topic (persistent; the listener's queue keeps it)."""
+    from inlet.listener.broker import connection
+    from inlet.listener.events import make_inlet_event
+
+    try:
+        body = json.loads(payload)
+    except json.JSONDecodeError as err:
+        raise _fail(f"--payload is not JSON ({err}); pass an object, e.g. --payload '{{\"scope\": \"x\"}}'") from err
+    if not isinstance(body, dict):
+        raise _fail("--payload must be a JSON object, e.g. '{\"scope\": \"cygno\"}'")
+    s = load_settings()
+    envelope = make_inlet_event(event_type, body, event_id)
+    conn = connection(s.broker)
+    try:
+        conn.connect(s.broker.username, s.broker.password, wait=True)
+    except Exception as err:
+        raise _fail(f"cannot reach the broker at {s.broker.host}:{s.broker.stomp_port}: {err}") from err
+    try:
+        conn.send(s.broker.inlet_topic, json.dumps(envelope), headers={"persistent": "true", "event_type": event_type})
+    finally:
+        conn.disconnect()
+    typer.echo(envelope["id"])
+
+
+@dlq_app.command("list")
+def dlq_list() -> None:
+    """List dead-lettered messages: id, time, event type, handler and reason."""
+    from inlet.listener.dlq import DeadLetterQueue, DLQError
+
+    s = load_settings()
+    try:
+        letters = DeadLetterQueue(s.broker, s.listener).letters()
+    except DLQError as err:
+        raise _fail(str(err)) from err
+    # One line per message, tab-separated: readable, and greppable by scripts.
+    for letter in letters:
+        fields = (letter.dlq_id, letter.at, letter.event_type or "-", letter.handler or "-", letter.reason)
+        typer.echo("\t".join(fields))
+    typer.echo(f"{len(letters)} message(s) in {s.listener.dlq}")
+
+
+@dlq_app.command("show")
+def dlq_show(
+    dlq_id: Annotated[str, typer.Argument(help="Id from `inlet events dlq list` (a unique prefix works).")],
+) -> None:
+    """Print one dead-lettered message: its headers, then its body as received."""
+    from inlet.listener.dlq import DeadLetterQueue, DLQError
+
+    s = load_settings()
+    try:
+        letter = DeadLetterQueue(s.broker, s.listener).show(dlq_id)
+    except DLQError as err:
+        raise _fail(str(err)) from err
+    for key in sorted(letter.headers):
+        typer.echo(f"{key}: {letter.headers[key]}")
+    typer.echo("")
+    typer.echo(letter.body.decode("utf-8", errors="replace"))
+
+
+@dlq_app.command("replay")
+def dlq_replay(
+    dlq_ids: Annotated[list[str] | None, typer.Argument(help="Ids to replay.")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Replay every message in the DLQ.")] = False,
+    body: Annotated[
+        Path | None,
+        typer.Option("--body", help="Replay ONE message with this file's content as its fixed body.", exists=True),
+    ] = None,
+) -> None:
+    """Send messages back to the queue they came from, for the listener to handle again."""
+    from inlet.listener.dlq import DeadLetterQueue, DLQError
+
+    s = load_settings()
+    dlq = DeadLetterQueue(s.broker, s.listener)
+    try:
+        ids = [letter.dlq_id for letter in dlq.letters()] if all_ else list(dlq_ids or [])
+        if not ids:
+            raise DLQError("nothing to replay: name ids from `inlet events dlq list`, or --all")
+        done = dlq.replay(ids, body.read_bytes() if body else None)
+    except DLQError as err:
+        raise _fail(str(err)) from err
+    for i in done:
+        typer.echo(f"replayed {i}")

@@ -1,0 +1,98 @@
+"""``inlet listen``: run a listener (as many instances as you like), or ``--status`` of one."""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated
+
+import requests
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from inlet.config import load_settings
+
+console = Console(stderr=True)
+log = logging.getLogger("inlet.listener")
+
+
+def listen(
+    status: Annotated[
+        bool, typer.Option("--status", help="Print the metrics of the listener on [listener] metrics_port and exit.")
+    ] = False,
+    max_events: Annotated[
+        int | None, typer.Option("--max-events", help="Stop after handling this many events (benchmarks, tests).")
+    ] = None,
+) -> None:
+    """Consume Rucio's and inlet's events durably and apply their effects exactly once.
+
+    Start several instances to share the load: the broker gives each event to one of them.
+    SIGTERM finishes the batch in hand and hands the rest back to the broker.
+    """
+    settings = load_settings()
+    if status:
+        raise typer.Exit(code=_status(settings.listener.metrics_port, settings))
+
+    from inlet.catalog.db import CatalogError, open_catalog
+    from inlet.listener.routing import Router, RoutingError
+    from inlet.listener.rucio_lookup import RucioClientLookup
+    from inlet.listener.service import Listener
+
+    try:
+        router = Router.from_settings(settings.listener)
+    except RoutingError as err:
+        console.print(f"[bold red]error:[/] {escape(str(err))}")
+        raise typer.Exit(code=2) from err
+    try:
+        catalog = open_catalog(settings.catalog_url())
+    except CatalogError as err:
+        console.print(f"[bold red]error:[/] {escape(str(err))}")
+        raise typer.Exit(code=2) from err
+    if settings.listener.metrics_port:
+        from prometheus_client import start_http_server
+
+        try:
+            start_http_server(settings.listener.metrics_port, addr="127.0.0.1")
+        except OSError as err:
+            console.print(
+                f"[bold red]error:[/] metrics port {settings.listener.metrics_port} is taken ({err}); "
+                "set another [listener] metrics_port / INLET_LISTENER__METRICS_PORT, or 0 for none"
+            )
+            raise typer.Exit(code=2) from err
+    listener = Listener(settings, catalog, router, RucioClientLookup())
+    listener.install_signal_handlers()
+    log.info("listener %s starting on %s and %s", settings.listener.consumer,
+             settings.listener.rucio_queue, settings.listener.inlet_queue)  # fmt: skip
+    try:
+        handled = listener.run(max_events=max_events)
+    finally:
+        catalog.dispose()
+    log.info("listener stopped after %d events", handled)
+
+
+def _status(port: int, settings: object) -> int:
+    from inlet.config import Settings
+    from inlet.listener.dlq import DeadLetterQueue, DLQError
+
+    assert isinstance(settings, Settings)
+    code = 0
+    if not port:
+        console.print("[yellow]no [listener] metrics_port set: listener metrics are off[/]")
+        code = 1
+    else:
+        try:
+            text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+        except requests.RequestException as err:
+            console.print(f"[bold red]no listener answers on 127.0.0.1:{port}:[/] {escape(str(err))}")
+            code = 1
+        else:
+            for line in text.splitlines():
+                if line.startswith("inlet_listener_") and not line.startswith("#") and "_bucket" not in line:
+                    typer.echo(line)
+    try:
+        size = len(DeadLetterQueue(settings.broker, settings.listener).letters())
+        typer.echo(f"dlq {settings.listener.dlq}: {size} message(s)")
+    except DLQError as err:
+        console.print(f"[bold red]error:[/] {escape(str(err))}")
+        code = 1
+    return code

@@ -1,0 +1,1 @@
+"""Built-in handlers; experiments add their own through the ``inlet.handlers`` entry points."""

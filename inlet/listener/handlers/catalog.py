@@ -1,0 +1,101 @@
+"""Run catalogue: copies that land on the S3 and TAPE RSEs move files and runs along the life cycle.
+
+Three Rucio events say that data reached an RSE: ``transfer-done`` (one file, its
+destination RSE), ``datasetlock_ok`` (a whole dataset on one RSE) and ``rule_ok`` (a
+rule is satisfied; the event names no RSE, so the rule's RSEs are asked from Rucio).
+Each records per-file, per-RSE availability times, then moves the run to ON_S3 / ON_TAPE
+once all its files are there. A transition the life cycle refuses (a late S3 event for
+a run already on tape, a run the uploader has not yet marked UPLOADED) leaves the run
+where it is: the availability rows are still kept, so nothing that happened is lost.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from inlet.catalog import runs as catalog_runs
+from inlet.catalog.models import Run
+from inlet.catalog.states import TRANSITIONS, RunState
+from inlet.config import ListenerSettings
+from inlet.listener.events import Event, parse_time
+from inlet.listener.handlers.base import HandlerContext
+
+
+class CatalogHandler:
+    name = "catalog"
+
+    def __init__(self, settings: ListenerSettings, options: dict[str, Any]) -> None:
+        self.s3 = set(options.get("s3_rses", settings.s3_rses))
+        self.tape = set(options.get("tape_rses", settings.tape_rses))
+
+    def handle(self, event: Event, ctx: HandlerContext) -> None:
+        session = ctx.session
+        when = event.created()
+        if event.event_type == "transfer-done":
+            scope, name, rse = event.require("scope", "name", "dst-rse")
+            if rse not in self.s3 | self.tape:
+                return
+            f = catalog_runs.find_file(session, scope, name)
+            if f is None:
+                ctx.log.debug("transfer-done for %s:%s: not a catalogued run file", scope, name)
+                return
+            at = parse_time(event.payload.get("transferred_at")) or when
+            catalog_runs.mark_available(session, scope, name, rse, at)
+            self._advance(session, f.run, at)
+        elif event.event_type == "datasetlock_ok":
+            scope, name, rse = event.require("scope", "name", "rse")
+            if rse in self.s3 | self.tape:
+                self._did_on(session, scope, name, [rse], when, ctx)
+        elif event.event_type == "rule_ok":
+            scope, name, rule_id = event.require("scope", "name", "rule_id")
+            if self._is_catalogued(session, scope, name):
+                rses = [r for r in ctx.rucio.rule_rses(str(rule_id)) if r in self.s3 | self.tape]
+                if rses:
+                    self._did_on(session, scope, name, rses, when, ctx)
+
+    @staticmethod
+    def _is_catalogued(session: Session, scope: str, name: str) -> bool:
+        if catalog_runs.find_file(session, scope, name) is not None:
+            return True
+        return _run_of_dataset(session, scope, name) is not None
+
+    def _did_on(
+        self, session: Session, scope: str, name: str, rses: list[str], when: dt.datetime | None, ctx: HandlerContext
+    ) -> None:
+        f = catalog_runs.find_file(session, scope, name)
+        if f is not None:
+            run, files = f.run, [f]
+        else:
+            found = _run_of_dataset(session, scope, name)
+            if found is None:
+                ctx.log.debug("%s:%s is neither a catalogued file nor a run dataset", scope, name)
+                return
+            run, files = found, list(found.files)
+        for rse in rses:
+            for rf in files:
+                catalog_runs.mark_available(session, rf.scope, rf.name, rse, when)
+        self._advance(session, run, when)
+
+    def _advance(self, session: Session, run: Run, when: dt.datetime | None) -> None:
+        """Take every step whose RSE class now holds all of the run's files."""
+        for target, rses in ((RunState.ON_S3, self.s3), (RunState.ON_TAPE, self.tape)):
+            if run.n_files == 0:
+                return
+            session.refresh(run, with_for_update=True)
+            if target not in TRANSITIONS[run.state]:
+                continue
+            complete = [r for r in sorted(rses) if catalog_runs.files_on(session, run, r) >= run.n_files]
+            if complete:
+                catalog_runs.transition(
+                    session, run, target, reason=f"all {run.n_files} files on {complete[0]}", at=when
+                )
+
+
+def _run_of_dataset(session: Session, scope: str, name: str) -> Run | None:
+    return session.scalars(select(Run).where(Run.scope == scope, Run.dataset == name)).one_or_none()
+
+

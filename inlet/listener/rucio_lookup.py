@@ -1,0 +1,38 @@
+"""The Rucio questions the built-in handlers ask, through the Rucio client.
+
+The client is created on first use: Rucio reads ``RUCIO_CONFIG`` when first imported, and a
+listener whose routes never need Rucio should start without it.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+
+class RucioClientLookup:
+    def __init__(self) -> None:
+        self._client: Any = None
+        self._lock = threading.Lock()
+
+    @property
+    def client(self) -> Any:
+        with self._lock:
+            if self._client is None:
+                from rucio.client import Client
+
+                self._client = Client()
+            return self._client
+
+    def rule_rses(self, rule_id: str) -> list[str]:
+        rule = self.client.get_replication_rule(rule_id)
+        return sorted(r["rse"] for r in self.client.list_rses(rule["rse_expression"]))
+
+    def file_rule_states(self, scope: str, name: str) -> dict[str, str]:
+        return {
+            str(r["id"]): str(r["state"]).split(".")[-1].upper()
+            for r in self.client.list_associated_rules_for_file(scope, name)
+        }
+
+    def dataset_files(self, scope: str, name: str) -> list[tuple[str, str]]:
+        return [(str(f["scope"]), str(f["name"])) for f in self.client.list_files(scope, name)]

@@ -1,0 +1,268 @@
+"""The listener's main loop: take events in batches, apply them with their ledger rows, then ack.
+
+One batch is one catalogue transaction. Each (event, handler) pair runs in a savepoint that
+holds its ledger claim and its effects, so a failing handler rolls back only its own work.
+After the commit the listener acknowledges every event whose handlers all succeeded; an
+event with a failed handler stays unacknowledged and is retried with backoff, and after
+``handler_attempts`` failures it goes to the DLQ (handlers that succeeded keep their ledger
+rows, so a replay re-runs only the one that failed).
+
+SIGTERM/SIGINT set a flag that the loop reads between batches: the batch in hand is
+finished (committed and acknowledged), the rest of the prefetched messages are handed back
+by disconnecting without acknowledging them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import queue
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from types import FrameType
+
+from sqlalchemy.exc import InternalError, OperationalError
+from sqlalchemy.orm import Session
+from sqlalchemy.orm.exc import StaleDataError
+
+from inlet.catalog import Catalog, ledger
+from inlet.config import Settings
+from inlet.listener import metrics
+from inlet.listener.broker import BrokerLink, Delivery
+from inlet.listener.events import BadEvent, Event, parse_message
+from inlet.listener.handlers.alarms import queue_alarm
+from inlet.listener.handlers.base import Handler, HandlerContext, RucioLookup
+from inlet.listener.outbox import Dispatcher, InletEventSender, WebhookSender
+from inlet.listener.routing import Router
+
+log = logging.getLogger(__name__)
+
+#: Errors that break the whole transaction (or mean the database is gone): the batch is
+#: retried as a whole, and they never count against a handler.
+_TRANSACTION_ERRORS = (OperationalError, InternalError, StaleDataError)
+
+
+@dataclass
+class _Item:
+    delivery: Delivery
+    event: Event
+    handlers: list[Handler]
+    failed: list[tuple[str, str]] = field(default_factory=list)
+
+
+class Listener:
+    def __init__(self, settings: Settings, catalog: Catalog, router: Router, rucio: RucioLookup) -> None:
+        self.settings = settings
+        self.ls = settings.listener
+        self.catalog = catalog
+        self.router = router
+        self.rucio = rucio
+        self.link = BrokerLink(settings.broker, self.ls, [self.ls.rucio_queue, self.ls.inlet_queue])
+        self.stopping = threading.Event()
+        self.attempts: dict[str, int] = {}
+        self.retries: list[tuple[float, Delivery]] = []
+        self.handled = 0
+        self.dispatch = Dispatcher(
+            {
+                "webhook": WebhookSender(self.ls.alarms),
+                "inlet-event": InletEventSender(
+                    lambda body, headers: self.link.publish(settings.broker.inlet_topic, body, headers)
+                ),
+            }
+        )
+        self._last_sweep = 0.0
+        self._outbox_dirty = False
+
+    # -- life cycle ------------------------------------------------------------------------
+    def install_signal_handlers(self) -> None:
+        def stop(signum: int, _frame: FrameType | None) -> None:
+            log.info("signal %d: finishing the current batch, then handing the rest back", signum)
+            self.stopping.set()
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+
+    def run(self, max_events: int | None = None) -> int:
+        """Consume until stopped (or ``max_events`` handled); returns the number handled."""
+        first = True
+        try:
+            while not self.stopping.is_set():
+                if not self.link.is_connected():
+                    if not first:
+                        metrics.RECONNECTS.inc()
+                        log.warning("lost the broker connection; reconnecting")
+                        self._forget_old_deliveries()
+                    if not self.link.connect_with_backoff(self.stopping):
+                        break
+                    first = False
+                batch = self._take()
+                if batch:
+                    self.process(batch)
+                self._sweep_outbox()
+                if max_events is not None and self.handled >= max_events:
+                    break
+        finally:
+            self.link.close()
+        return self.handled
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+    def _forget_old_deliveries(self) -> None:
+        """Messages of a dead connection: the broker redelivers them, so drop our copies."""
+        self.retries = [(due, d) for due, d in self.retries if d.generation == self.link.generation]
+        while True:
+            try:
+                self.link.inbox.get_nowait()
+            except queue.Empty:
+                break
+
+    def _take(self) -> list[Delivery]:
+        now = time.monotonic()
+        due = [d for t, d in self.retries if t <= now]
+        self.retries = [(t, d) for t, d in self.retries if t > now]
+        batch = list(due)
+        timeout = 0.2 if not due else 0.0
+        try:
+            batch.append(self.link.inbox.get(timeout=timeout) if timeout else self.link.inbox.get_nowait())
+        except queue.Empty:
+            return batch
+        while len(batch) < self.ls.batch_size:
+            try:
+                batch.append(self.link.inbox.get_nowait())
+            except queue.Empty:
+                break
+        return batch
+
+    # -- one batch ---------------------------------------------------------------------------
+    def process(self, batch: list[Delivery]) -> None:
+        items: list[_Item] = []
+        for d in batch:
+            if d.redelivered:
+                metrics.REDELIVERIES.inc()
+            try:
+                event = parse_message(d.body, d.headers, self.ls.max_body_bytes)
+            except BadEvent as exc:
+                self._dead_letter(d, None, str(exc), None)
+                continue
+            created = event.created()
+            if created is not None:
+                metrics.LAG.observe(max(0.0, (dt.datetime.now(dt.UTC) - created).total_seconds()))
+            items.append(_Item(d, event, self.router.handlers_for(event)))
+        if not items:
+            return
+        work = [i for i in items if i.handlers]
+        if work:
+            try:
+                self.catalog.transaction(lambda s: self._apply(s, work))
+            except Exception as exc:
+                # The database itself failed (down, or a race retried to exhaustion): nothing
+                # was committed; keep every event and try the whole batch again later.
+                log.error("catalogue transaction failed (%s: %s); retrying the batch", type(exc).__name__, exc)
+                due = time.monotonic() + max(self.ls.retry_backoff, 0.5)
+                self.retries.extend((due, i.delivery) for i in items)
+                return
+        for item in items:
+            self._settle(item)
+
+    def _apply(self, session: Session, items: list[_Item]) -> None:
+        ctx = HandlerContext(session=session, settings=self.ls, rucio=self.rucio, log=log)
+        for item in items:
+            item.failed = []
+            for handler in item.handlers:
+                consumer = f"{self.ls.consumer}:{handler.name}"[:64]
+                started = time.perf_counter()
+                try:
+                    with session.begin_nested():
+                        if not ledger.claim_event(session, consumer, item.event.key, item.event.event_type[:64]):
+                            metrics.DUPLICATES.inc()
+                            continue
+                        before = len(session.new)
+                        handler.handle(item.event, ctx)
+                        if len(session.new) != before or session.dirty:
+                            session.flush()
+                except _TRANSACTION_ERRORS:
+                    raise
+                except BadEvent as exc:
+                    item.failed.append((handler.name, f"bad event: {exc}"))
+                except Exception as exc:
+                    log.warning(
+                        "handler %s failed on %s (%s): %s: %s",
+                        handler.name,
+                        item.event.event_type,
+                        item.event.key,
+                        type(exc).__name__,
+                        exc,
+                    )
+                    item.failed.append((handler.name, f"{type(exc).__name__}: {exc}"))
+                finally:
+                    metrics.HANDLER_SECONDS.labels(handler.name).observe(time.perf_counter() - started)
+        # Anything a handler queued is sent after commit by the sweep that follows.
+        if ctx.enqueued:
+            self._outbox_dirty = True
+
+    def _settle(self, item: _Item) -> None:
+        event, d = item.event, item.delivery
+        if not item.failed:
+            self.attempts.pop(event.key, None)
+            if self.link.ack(d):
+                metrics.EVENTS.labels(event.event_type, "handled" if item.handlers else "ignored").inc()
+                self.handled += 1
+            return
+        bad = [(h, why) for h, why in item.failed if why.startswith("bad event:")]
+        if bad:
+            self._dead_letter(d, event, bad[0][1], bad[0][0])
+            return
+        n = self.attempts.get(event.key, 0) + 1
+        self.attempts[event.key] = n
+        handler, why = item.failed[0]
+        if n >= self.ls.handler_attempts:
+            self.attempts.pop(event.key, None)
+            self._dead_letter(d, event, f"handler {handler} failed {n} times; last error: {why}", handler)
+            return
+        delay = self.ls.retry_backoff * (2 ** (n - 1))
+        log.info("retrying %s (%s) in %.1f s (attempt %d/%d)", event.event_type, event.key, delay, n + 1,
+                 self.ls.handler_attempts)  # fmt: skip
+        self.retries.append((time.monotonic() + delay, d))
+
+    def _dead_letter(self, d: Delivery, event: Event | None, reason: str, handler: str | None) -> None:
+        kind = "handler" if handler else "bad-message"
+        what = event.event_type if event else (d.headers.get("event_type") or "message")
+        try:
+            # The alarm is queued before the message moves: if we die in between, the
+            # redelivered message raises the same alarm, which the dedup key drops.
+            self.catalog.transaction(
+                lambda s: queue_alarm(
+                    s,
+                    self.ls.alarms,
+                    f"dlq|{kind}|{handler or reason[:40]}",
+                    f":rotating_light: {what} {d.message_id} sent to the dead-letter queue {self.ls.dlq}: {reason}",
+                )
+            )
+            self._outbox_dirty = True
+        except Exception as exc:
+            log.error("could not queue the DLQ alarm: %s", exc)
+        dlq_id = self.link.dead_letter(d, reason, handler)
+        if dlq_id is not None:
+            metrics.DEAD_LETTERED.labels(kind).inc()
+            metrics.EVENTS.labels(what, "dead-lettered").inc()
+            self.handled += 1
+            log.warning("dead-lettered %s as %s: %s", d.message_id, dlq_id, reason)
+
+    # -- outbox --------------------------------------------------------------------------------
+    def _sweep_outbox(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not (force or self._outbox_dirty or now - self._last_sweep >= self.ls.outbox_interval):
+            return
+        self._outbox_dirty = False
+        self._last_sweep = now
+        try:
+            sent = ledger.drain(self.catalog, self.dispatch)
+        except Exception as exc:
+            # Unsent messages stay in the outbox; the next sweep tries again.
+            log.warning("outbox sweep failed: %s: %s", type(exc).__name__, exc)
+            return
+        if sent:
+            metrics.OUTBOX_SENT.inc(sent)
