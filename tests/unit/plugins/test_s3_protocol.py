@@ -55,7 +55,7 @@ def test_corrupt_rse_accounts_is_an_error_naming_the_file(tmp_path: Path, monkey
     (tmp_path / "rucio.cfg").write_text("")
     (tmp_path / "rse-accounts.cfg").write_text("{not json")
     monkeypatch.setenv("RUCIO_CONFIG", str(tmp_path / "rucio.cfg"))
-    with pytest.raises(s3.S3ConfigError, match="rse-accounts.cfg is not valid JSON"):
+    with pytest.raises(s3.S3ConfigError, match=r"rse-accounts\.cfg is not valid JSON"):
         s3.credentials_for("S3")
 
 
