@@ -30,9 +30,9 @@ from pydantic_settings import (
 # settings; defining them once there keeps the server and inlet's tools in agreement.
 from inlet.policies.naming import NamingSettings
 
-ServiceName = Literal["postgres", "rucio", "daemons", "activemq", "s3", "redis", "mariadb"]
+ServiceName = Literal["postgres", "rucio", "daemons", "activemq", "s3", "redis", "mariadb", "conveyor"]
 SERVICE_NAMES: tuple[ServiceName, ...] = (
-    "postgres", "rucio", "daemons", "activemq", "s3", "redis", "mariadb",
+    "postgres", "rucio", "daemons", "activemq", "s3", "redis", "mariadb", "conveyor",
 )  # fmt: skip
 
 
@@ -152,6 +152,22 @@ class EmbargoSettings(_Section):
     )
 
 
+class TransfersSettings(_Section):
+    """Replication without FTS: the conveyor with inlet's gfal2 transfertool (``inlet daemon conveyor``).
+
+    Written into rucio.cfg ``[conveyor]`` (where the transfertool reads them) by the lake.
+    """
+
+    link_concurrency: int = Field(4, ge=1, description="Parallel gfal2 copies per (source, destination) RSE link.")
+    transfer_timeout: int = Field(3600, ge=1, description="Seconds one gfal2 copy may take before it fails.")
+    tape_recall_delay: int = Field(
+        0, ge=0, description="Seconds a recall from a POSIX-backed TAPE RSE waits, to mimic a tape mount."
+    )
+    submitter_sleep: int = Field(1, ge=1, description="Seconds between conveyor submitter passes.")
+    poller_sleep: int = Field(1, ge=1, description="Seconds between conveyor poller passes.")
+    finisher_sleep: int = Field(1, ge=1, description="Seconds between conveyor finisher passes.")
+
+
 class ListenerRoute(_Section):
     """One routing rule: which events a handler receives (every filter given must match)."""
 
@@ -247,6 +263,7 @@ class Settings(BaseSettings):
     redis: RedisSettings = Field(default_factory=RedisSettings)
     catalog: CatalogSettings = Field(default_factory=CatalogSettings)
     lake: LakeSettings = Field(default_factory=LakeSettings)
+    transfers: TransfersSettings = Field(default_factory=TransfersSettings)
     policy: PolicySettings = Field(default_factory=PolicySettings)
     naming: NamingSettings = Field(default_factory=NamingSettings)
     embargo: EmbargoSettings = Field(default_factory=EmbargoSettings)

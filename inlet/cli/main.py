@@ -15,6 +15,7 @@ from inlet import __version__
 from inlet.cli import (
     catalog_cmd,
     config_cmd,
+    daemon_cmd,
     embargo_cmd,
     events_cmd,
     lake_cmd,
@@ -62,6 +63,7 @@ app.add_typer(lake_cmd.app, name="lake")
 app.add_typer(config_cmd.app, name="config")
 app.command("smoke")(smoke_cmd.smoke)
 app.add_typer(catalog_cmd.app, name="catalog")
+app.add_typer(daemon_cmd.app, name="daemon")
 app.add_typer(embargo_cmd.app, name="embargo")
 app.command("listen")(listen_cmd.listen)
 app.add_typer(events_cmd.app, name="events")

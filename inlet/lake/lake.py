@@ -21,6 +21,7 @@ from inlet.lake.errors import LakeError
 from inlet.lake.ports import answers, wait_until
 from inlet.lake.services.activemq import ActiveMQ
 from inlet.lake.services.base import LakePaths, Service
+from inlet.lake.services.conveyor import Conveyor
 from inlet.lake.services.daemons import rucio_daemons
 from inlet.lake.services.mariadb import MariaDB
 from inlet.lake.services.postgres import Postgres
@@ -36,6 +37,7 @@ PHASES: tuple[tuple[str, ...], ...] = (
     ("postgres", "activemq", "s3", "redis", "mariadb"),
     ("rucio",),
     ("daemons",),
+    ("conveyor",),
 )
 
 #: How long a daemon must stay alive after start to count as started (catches config errors).
@@ -80,6 +82,7 @@ class Lake:
             "mariadb": [MariaDB(s, p)],
             "rucio": [RucioServer(s, p)],
             "daemons": rucio_daemons(s, p),
+            "conveyor": [Conveyor(s, p)],
         }
 
     def managed(self) -> list[Service]:

@@ -109,8 +109,14 @@ def render_rucio_cfg(settings: Settings, paths: LakePaths, db_url: str) -> str:
         "password": b.password,
         "voname": "inlet",
     }
-    cfg["monitor"] = {"enable_metrics": "False"}
-    cfg["credentials"] = {"gcs": "", "signature_lifetime": "3600"}
+    # Replication without FTS: inlet's gfal2 transfertool, run by `inlet daemon conveyor`.
+    tr = settings.transfers
+    cfg["conveyor"] = {
+        "transfertool": "gfal2",
+        "gfal2_link_concurrency": str(tr.link_concurrency),
+        "gfal2_transfer_timeout": str(tr.transfer_timeout),
+        "gfal2_tape_recall_delay": str(tr.tape_recall_delay),
+    }
     return _dump(cfg)
 
 

@@ -118,12 +118,14 @@ def lake_topology(
         RSESpec(
             "S3",
             [
+                # Path-style S3 URLs under http(s), read and written by inlet's boto3 protocol:
+                # the route that lets `rucio upload/download` and gfal2 all reach it (see inlet.plugins.s3).
                 Protocol(
-                    scheme="s3",
+                    scheme=s3.scheme or "http",
                     hostname=s3.hostname or "127.0.0.1",
-                    port=s3.port or 80,
+                    port=s3.port or (443 if s3.scheme == "https" else 80),
                     prefix=f"/{s3_bucket}/",
-                    impl="rucio.rse.protocols.gfal.NoRename",
+                    impl="inlet.plugins.s3.Default",
                 )
             ],
             attributes={"site": "S3", "object_store": True},
@@ -164,6 +166,14 @@ def apply(topology: Topology) -> list[str]:
         # get_protocols() raises on an RSE without protocols; get_rse() lists them, possibly none.
         protocols = client.get_rse(spec.name).get("protocols", [])
         have = {(p["scheme"], p["hostname"], p["port"]) for p in protocols}
+        wanted = {(p.scheme, p.hostname, p.port): p for p in spec.protocols}
+        for old in protocols:
+            pkey = (old["scheme"], old["hostname"], old["port"])
+            # The topology owns its RSEs' protocols: a replaced one (e.g. an old s3:// entry) goes.
+            if pkey not in wanted or old.get("impl") != wanted[pkey].impl:
+                client.delete_protocols(spec.name, old["scheme"], hostname=old["hostname"], port=old["port"])
+                have.discard(pkey)
+                done.append(f"removed protocol {old['scheme']}://{old['hostname']}:{old['port']} on {spec.name}")
         for proto in spec.protocols:
             if (proto.scheme, proto.hostname, proto.port) not in have:
                 client.add_protocol(spec.name, proto.params())
