@@ -109,6 +109,8 @@ def render_rucio_cfg(settings: Settings, paths: LakePaths, db_url: str) -> str:
         "password": b.password,
         "voname": "inlet",
     }
+    cfg["monitor"] = {"enable_metrics": "False"}
+    cfg["credentials"] = {"gcs": "", "signature_lifetime": "3600"}
     # Replication without FTS: inlet's gfal2 transfertool, run by `inlet daemon conveyor`.
     tr = settings.transfers
     cfg["conveyor"] = {
