@@ -36,6 +36,9 @@ Level = Literal["file", "run"]
 class QueryError(ValueError):
     """A condition the catalogue cannot evaluate; the message says why and what to write."""
 
+    #: Where the offending comparison starts in the user's text.
+    pos: int = 0
+
 
 @dataclass(frozen=True)
 class Cmp:
@@ -180,7 +183,11 @@ def compile_cmp(c: Cmp, level: Level = "file") -> ColumnElement[bool]:
 
 def compile_node(node: Node, level: Level = "file") -> ColumnElement[bool]:
     if isinstance(node, Cmp):
-        return compile_cmp(node, level)
+        try:
+            return compile_cmp(node, level)
+        except QueryError as exc:
+            exc.pos = node.pos
+            raise
     if isinstance(node, And):
         return and_(true(), *(compile_node(n, level) for n in node.items))
     if isinstance(node, Or):

@@ -20,6 +20,8 @@ from inlet.cli import (
     events_cmd,
     lake_cmd,
     listen_cmd,
+    runs_cmd,
+    select_cmd,
     smoke_cmd,
 )
 from inlet.logs import setup_logging
@@ -63,6 +65,8 @@ app.add_typer(lake_cmd.app, name="lake")
 app.add_typer(config_cmd.app, name="config")
 app.command("smoke")(smoke_cmd.smoke)
 app.add_typer(catalog_cmd.app, name="catalog")
+app.command("select", help=select_cmd.HELP)(select_cmd.select)
+app.command("runs")(runs_cmd.runs)
 app.add_typer(daemon_cmd.app, name="daemon")
 app.add_typer(embargo_cmd.app, name="embargo")
 app.command("listen")(listen_cmd.listen)

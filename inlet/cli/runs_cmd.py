@@ -1,0 +1,120 @@
+"""``inlet runs``: runs in the catalogue with their life-cycle state and where their files are."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+from sqlalchemy import func, select
+
+from inlet.catalog.db import CatalogError, open_catalog
+from inlet.catalog.models import FileAvailability, Run, RunFile
+from inlet.catalog.states import parse_state
+from inlet.config import load_settings
+
+console = Console(stderr=True, soft_wrap=True)
+_RELATIVE = re.compile(r"^(\d+)([smhdw])$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def parse_since(text: str, now: dt.datetime | None = None) -> dt.datetime:
+    """``2d``, ``12h``, ``30m`` ago, or an ISO 8601 date/time (UTC unless it says otherwise)."""
+    m = _RELATIVE.match(text.strip())
+    if m:
+        return (now or dt.datetime.now(dt.UTC)) - dt.timedelta(**{_UNITS[m.group(2)]: int(m.group(1))})
+    try:
+        parsed = dt.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(
+            f"--since {text!r}: give a duration like 2d, 12h, 30m, or an ISO date like 2026-11-01T00:00"
+        ) from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+
+
+def list_runs(
+    session: Any, state: str | None = None, since: dt.datetime | None = None, experiment: str | None = None
+) -> list[dict[str, Any]]:
+    stmt = select(Run).order_by(Run.experiment, Run.run_number)
+    if state:
+        stmt = stmt.where(Run.state == parse_state(state))
+    if since:
+        stmt = stmt.where(func.coalesce(Run.start_time, Run.created_at) >= since)
+    if experiment:
+        stmt = stmt.where(Run.experiment == experiment)
+    runs = session.scalars(stmt).all()
+    on: dict[int, dict[str, int]] = {}
+    if runs:
+        counts = session.execute(
+            select(RunFile.run_id, FileAvailability.rse, func.count())
+            .join(FileAvailability, FileAvailability.file_id == RunFile.id)
+            .where(RunFile.run_id.in_([r.id for r in runs]))
+            .group_by(RunFile.run_id, FileAvailability.rse)
+        ).all()
+        for run_id, rse, n in counts:
+            on.setdefault(run_id, {})[rse] = int(n)
+    return [
+        {
+            "experiment": r.experiment,
+            "run_number": r.run_number,
+            "run_type": r.run_type,
+            "state": r.state.value,
+            "state_changed_at": r.state_changed_at.isoformat(),
+            "start": r.start_time.isoformat() if r.start_time else None,
+            "files": r.n_files,
+            "bytes": r.total_bytes,
+            "dataset": f"{r.scope}:{r.dataset}" if r.dataset else None,
+            "files_on": on.get(r.id, {}),
+        }
+        for r in runs
+    ]
+
+
+def runs(
+    state: Annotated[str | None, typer.Option("--state", help="Only runs in this state, e.g. ON_S3.")] = None,
+    since: Annotated[
+        str | None, typer.Option("--since", help="Only runs started since: 2d, 12h, 30m or an ISO date.")
+    ] = None,
+    experiment: Annotated[str | None, typer.Option("--experiment", help="Only this experiment.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """Show runs with their life-cycle state and, per RSE, how many of their files are there."""
+    try:
+        since_t = parse_since(since) if since else None
+        if state:
+            parse_state(state)
+    except ValueError as err:
+        console.print(f"[bold red]error:[/] {escape(str(err))}")
+        raise typer.Exit(code=2) from err
+    try:
+        catalog = open_catalog(load_settings().catalog_url())
+    except CatalogError as err:
+        console.print(f"[bold red]error:[/] {escape(str(err))}")
+        raise typer.Exit(code=2) from err
+    with catalog.session() as s:
+        rows = list_runs(s, state, since_t, experiment)
+    catalog.dispose()
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    table = Table(title=f"{len(rows)} run(s)")
+    for col in ("experiment", "run", "type", "state", "since", "files", "bytes", "files on RSEs"):
+        table.add_column(col)
+    for r in rows:
+        tiers = ", ".join(f"{rse} {n}/{r['files']}" for rse, n in sorted(r["files_on"].items())) or "-"
+        table.add_row(
+            escape(r["experiment"]),
+            str(r["run_number"]),
+            escape(r["run_type"]),
+            r["state"],
+            r["state_changed_at"][:19],
+            str(r["files"]),
+            str(r["bytes"]),
+            escape(tiers),
+        )
+    Console().print(table)

@@ -1,0 +1,82 @@
+"""``inlet select EXPR``: files by meaning, from the run catalogue (grammar: inlet.select)."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from inlet.catalog.db import CatalogError, open_catalog
+from inlet.config import load_settings
+from inlet.select.grammar import SelectSyntaxError
+from inlet.select.resolve import SelectedFile, select_files
+
+console = Console(stderr=True, soft_wrap=True)
+
+HELP = """Resolve a selection to file DIDs and their replicas, from the run catalogue.
+
+EXPR is `[tier:] condition`, e.g.
+
+  inlet select "raw:(run_number=5000) and (stream='ksl')"
+
+  inlet select "cygno.raw: run between 5000 and 5100 and run_type in (physics, cosmics)"
+
+  inlet select "*: rse = TAPE and not rse = SITE_A_DISK"
+
+The tier is a Rucio scope or its last part (raw = every *.raw scope); `*` is every scope.
+Conditions combine comparisons (= != < <= > >=, in (...), between A and B) with and/or/not
+and parentheses, over run keys (experiment, run_number/run_nr/run, run_type, run_state,
+run_start, run_stop, run_embargo_until), file keys (name, size, adler32, md5, closed_at,
+uploaded_at, registered_at), rse, and any key of the runs' conditions (stream, beam...).
+Quote text with ' or "; a * inside quotes is a wildcard; dates are ISO 8601.
+"""
+
+
+def _table(files: list[SelectedFile]) -> Table:
+    table = Table(title=f"{len(files)} file(s)")
+    for col in ("DID", "run", "state", "bytes", "adler32", "replicas (catalogue)"):
+        table.add_column(col)
+    for f in files:
+        table.add_row(
+            escape(f.did),
+            f"{escape(f.experiment)}/{f.run_number}",
+            f.run_state,
+            str(f.size),
+            f.adler32 or "-",
+            ", ".join(sorted(f.replicas)) or "-",
+        )
+    return table
+
+
+def select(
+    expr: Annotated[str, typer.Argument(help="The selection, e.g. \"raw:(run_number=5000) and (stream='ksl')\".")],
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print JSON (one object per file) instead of a table.")
+    ] = False,
+    limit: Annotated[int | None, typer.Option("--limit", min=1, help="At most this many files.")] = None,
+) -> None:
+    try:
+        catalog = open_catalog(load_settings().catalog_url())
+    except CatalogError as err:
+        console.print(f"[bold red]error:[/] {escape(str(err))}")
+        raise typer.Exit(code=2) from err
+    try:
+        with catalog.session() as s:
+            files = select_files(s, expr, limit=limit)
+    except SelectSyntaxError as err:
+        console.print(f"[bold red]error:[/] {escape(err.message)} at column {err.pos + 1}", highlight=False)
+        console.print(f"  {escape(err.text)}\n  {' ' * err.pos}[bold red]^[/]", highlight=False)
+        raise typer.Exit(code=2) from err
+    finally:
+        catalog.dispose()
+    if as_json:
+        typer.echo(json.dumps([f.as_dict() for f in files], indent=2))
+    else:
+        Console().print(_table(files))
+
+
+select.__doc__ = HELP

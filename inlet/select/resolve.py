@@ -1,0 +1,107 @@
+"""Evaluating a selection against the run catalogue: which files, of which runs, where."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from sqlalchemy import ColumnElement, or_, select
+from sqlalchemy.orm import Session
+
+from inlet.catalog.models import FileAvailability, Run, RunFile
+from inlet.catalog.query import QueryError, compile_node
+from inlet.select.grammar import Selection, SelectSyntaxError, parse_selection
+
+
+@dataclass
+class SelectedFile:
+    scope: str
+    name: str
+    size: int
+    adler32: str | None
+    md5: str | None
+    experiment: str
+    run_number: int
+    run_state: str
+    dataset: str | None
+    #: RSE → when the file became available there (from the catalogue).
+    replicas: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def did(self) -> str:
+        return f"{self.scope}:{self.name}"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"did": self.did, **asdict(self)}
+
+
+def tier_clause(tier: str | None) -> ColumnElement[bool] | None:
+    if tier is None:
+        return None
+    # `raw` matches the scope `raw` and every `<experiment>.raw`.
+    return or_(RunFile.scope == tier, RunFile.scope.like(f"%.{tier}"))
+
+
+def select_files(session: Session, selection: Selection | str, limit: int | None = None) -> list[SelectedFile]:
+    """The files a selection names, ordered by experiment, run and name.
+
+    Raises :class:`SelectSyntaxError` for text that does not parse, and for keys or values
+    that cannot be evaluated (with the column of the offending comparison).
+    """
+    text = selection if isinstance(selection, str) else None
+    sel = parse_selection(selection) if isinstance(selection, str) else selection
+    stmt = (
+        select(RunFile, Run).join(Run, Run.id == RunFile.run_id).order_by(Run.experiment, Run.run_number, RunFile.name)
+    )
+    tier = tier_clause(sel.tier)
+    if tier is not None:
+        stmt = stmt.where(tier)
+    if sel.condition is not None:
+        try:
+            stmt = stmt.where(compile_node(sel.condition, "file"))
+        except QueryError as exc:
+            raise SelectSyntaxError(str(exc), text or "", exc.pos) from exc
+    if limit is not None:
+        stmt = stmt.limit(limit)
+    rows = session.execute(stmt).all()
+    files = [
+        SelectedFile(
+            scope=f.scope,
+            name=f.name,
+            size=f.size,
+            adler32=f.adler32,
+            md5=f.md5,
+            experiment=r.experiment,
+            run_number=r.run_number,
+            run_state=r.state.value,
+            dataset=r.dataset,
+        )
+        for f, r in rows
+    ]
+    ids = {(f.scope, f.name): i for i, f in enumerate(files)}
+    if files:
+        # One query for every replica time, not one per file.
+        file_ids = [f.id for f, _ in rows]
+        where_ids = FileAvailability.file_id.in_(file_ids)
+        avail = session.execute(
+            select(RunFile.scope, RunFile.name, FileAvailability.rse, FileAvailability.available_at)
+            .join(RunFile, RunFile.id == FileAvailability.file_id)
+            .where(where_ids)
+        ).all()
+        for scope, name, rse, at in avail:
+            files[ids[(scope, name)]].replicas[rse] = _iso(at)
+    return files
+
+
+def _iso(value: dt.datetime) -> str:
+    return value.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def group_by_dataset(files: list[SelectedFile]) -> dict[tuple[str, str], list[SelectedFile]]:
+    """Files per run dataset (scope, dataset name), e.g. to recall one tape group at a time."""
+    groups: dict[tuple[str, str], list[SelectedFile]] = defaultdict(list)
+    for f in files:
+        groups[(f.scope, f.dataset or f"{f.experiment}.run{f.run_number}")].append(f)
+    return dict(groups)
