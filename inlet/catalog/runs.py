@@ -10,10 +10,10 @@ error that :meth:`Catalog.transaction` retries.
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import select, tuple_
 from sqlalchemy.orm import Session
 
 from inlet.catalog.models import ConditionKey, FileAvailability, Run, RunFile, RunTransition, utcnow
@@ -135,6 +135,95 @@ def transition(
     return run
 
 
+@dataclass(frozen=True)
+class FileSpec:
+    """A file to record: its DID, size, checksums and when the DAQ closed it."""
+
+    scope: str
+    name: str
+    size: int
+    adler32: str | None = None
+    md5: str | None = None
+    closed_at: dt.datetime | None = None
+
+    def checked(self) -> FileSpec:
+        if self.size < 0:
+            raise ValueError(f"file {self.scope}:{self.name}: negative size {self.size}")
+        adler = self.adler32.lower() if self.adler32 else None
+        if adler is not None and (len(adler) != 8 or any(c not in "0123456789abcdef" for c in adler)):
+            raise ValueError(f"file {self.scope}:{self.name}: adler32 {self.adler32!r} is not 8 hex digits")
+        md5 = self.md5.lower() if self.md5 else None
+        if md5 is not None and (len(md5) != 32 or any(c not in "0123456789abcdef" for c in md5)):
+            raise ValueError(f"file {self.scope}:{self.name}: md5 {self.md5!r} is not 32 hex digits")
+        return FileSpec(self.scope, self.name, self.size, adler, md5, self.closed_at)
+
+
+def _conflict(existing: RunFile, run: Run, spec: FileSpec) -> CatalogConflict | None:
+    if (
+        existing.run_id != run.id
+        or existing.size != spec.size
+        or (spec.adler32 and existing.adler32 != spec.adler32)
+        or (spec.md5 and existing.md5 and existing.md5 != spec.md5)
+    ):
+        return CatalogConflict(
+            f"file {spec.scope}:{spec.name} is already in the catalogue with run id {existing.run_id}, "
+            f"size {existing.size}, adler32 {existing.adler32}; refusing to overwrite it with "
+            f"run id {run.id}, size {spec.size}, adler32 {spec.adler32} (a DID names one content forever: "
+            "give the new file a new name)"
+        )
+    return None
+
+
+def _existing(session: Session, specs: list[FileSpec]) -> dict[tuple[str, str], RunFile]:
+    found: dict[tuple[str, str], RunFile] = {}
+    for i in range(0, len(specs), 500):
+        keys = [(f.scope, f.name) for f in specs[i : i + 500]]
+        stmt = select(RunFile).where(tuple_(RunFile.scope, RunFile.name).in_(keys))
+        found.update({(f.scope, f.name): f for f in session.scalars(stmt)})
+    return found
+
+
+def add_files(session: Session, run: Run, files: list[FileSpec]) -> int:
+    """Record files of ``run`` in one go; returns how many were new.
+
+    A file already recorded with the same content is skipped (a retried upload batch is
+    harmless); one recorded with other content, or under another run, raises
+    :class:`CatalogConflict` and nothing of the batch is written. The run's counters change
+    under the run's row lock, so parallel workers adding files to one run lose no increment.
+    """
+    specs = [f.checked() for f in files]
+    if len({(f.scope, f.name) for f in specs}) != len(specs):
+        raise ValueError("the same file is listed twice in one batch")
+    session.refresh(run, with_for_update=True)
+    existing = _existing(session, specs)
+    for spec in specs:
+        if (spec.scope, spec.name) in existing:
+            err = _conflict(existing[(spec.scope, spec.name)], run, spec)
+            if err is not None:
+                raise err
+    new = [f for f in specs if (f.scope, f.name) not in existing]
+    if not new:
+        return 0
+    rows = [
+        {"run_id": run.id, "scope": f.scope, "name": f.name, "size": f.size, "adler32": f.adler32, "md5": f.md5,
+         "closed_at": f.closed_at, "created_at": utcnow()}
+        for f in new
+    ]  # fmt: skip
+    inserted = insert_ignore(session, RunFile.__table__, rows)  # type: ignore[arg-type]
+    if inserted != len(new):
+        # Another writer recorded some of these DIDs (under another run) since our check.
+        raced = _existing(session, new)
+        for spec in new:
+            err = _conflict(raced[(spec.scope, spec.name)], run, spec)
+            if err is not None:
+                raise err
+        raise CatalogConflict(f"run {run.label}: {len(new) - inserted} file(s) were recorded concurrently; retry")
+    run.n_files += len(new)
+    run.total_bytes += sum(f.size for f in new)
+    session.flush()
+    return len(new)
+
+
 def add_file(
     session: Session,
     run: Run,
@@ -146,49 +235,9 @@ def add_file(
     md5: str | None = None,
     closed_at: dt.datetime | None = None,
 ) -> RunFile:
-    """Record a file of ``run``; adding the same file again with the same content is a no-op.
-
-    The run's counters are updated under the run's row lock, so that parallel uploader
-    workers adding files to one run never lose each other's increments.
-    """
-    if size < 0:
-        raise ValueError(f"file {scope}:{name}: negative size {size}")
-    if adler32 is not None and (len(adler32) != 8 or any(c not in "0123456789abcdef" for c in adler32.lower())):
-        raise ValueError(f"file {scope}:{name}: adler32 {adler32!r} is not 8 hex digits")
-    existing = find_file(session, scope, name)
-    if existing is not None:
-        if existing.run_id != run.id or existing.size != size or (adler32 and existing.adler32 != adler32.lower()):
-            raise CatalogConflict(
-                f"file {scope}:{name} is already in the catalogue with run id {existing.run_id}, "
-                f"size {existing.size}, adler32 {existing.adler32}; refusing to overwrite it with "
-                f"run id {run.id}, size {size}, adler32 {adler32} (a DID names one content forever: "
-                "give the new file a new name)"
-            )
-        return existing
-    session.refresh(run, with_for_update=True)
-    try:
-        with session.begin_nested():
-            f = RunFile(
-                run=run,
-                scope=scope,
-                name=name,
-                size=size,
-                adler32=adler32.lower() if adler32 else None,
-                md5=md5.lower() if md5 else None,
-                closed_at=closed_at,
-            )
-            session.add(f)
-            session.flush()
-    except IntegrityError:
-        # Another writer added the same DID between our check and our insert.
-        again = find_file(session, scope, name)
-        if again is None:
-            raise
-        return add_file(session, run, scope, name, size, adler32=adler32, md5=md5, closed_at=closed_at)
-    run.n_files += 1
-    run.total_bytes += size
-    session.flush()
-    return f
+    """Record one file of ``run`` (see :func:`add_files`); the same file again is a no-op."""
+    add_files(session, run, [FileSpec(scope, name, size, adler32, md5, closed_at)])
+    return get_file(session, scope, name)
 
 
 def find_file(session: Session, scope: str, name: str) -> RunFile | None:

@@ -1,0 +1,199 @@
+"""Run-catalogue figures: insert rate (files/s) and `inlet select` latency over 100,000 runs x 10 files.
+
+Each figure is printed with a baseline measured in the same run:
+
+- insert: the catalogue API as the uploader uses it (``upsert_run`` + ``add_files`` per run,
+  one transaction per run, counters and duplicate checks included) against a raw
+  ``executemany`` INSERT of the same rows (no checks, no counters): ratio = API / raw.
+- select: ``select_files`` (parse + compile + query + replica lookup) against the same
+  query written by hand in SQL and run directly on the DB-API connection: ratio = select / raw.
+
+SQLite (file in a temporary directory, WAL) by default; ``--url mysql+pymysql://...`` measures
+MariaDB instead (the database must be empty).
+
+    .venv/bin/python benchmarks/bench_catalog.py [--runs 100000] [--files 10] [--api-runs 2000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import random
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import insert, select, text
+
+from inlet.catalog import open_catalog
+from inlet.catalog.models import FileAvailability, Run, RunFile
+from inlet.catalog.runs import FileSpec, add_files, upsert_run
+from inlet.select.resolve import select_files
+
+T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+STREAMS = ("ksl", "kpm", "rad", "bha")
+
+
+def timed(fn: Callable[[], Any], repeat: int) -> tuple[float, float]:
+    samples = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - t)
+    samples.sort()
+    return statistics.median(samples), samples[int(0.95 * (len(samples) - 1))]
+
+
+def bench_insert(url: str, api_runs: int, files: int) -> tuple[float, float]:
+    cat = open_catalog(url)
+    n = api_runs * files
+    t = time.perf_counter()
+    for r in range(api_runs):
+        with cat.session() as s:
+            run = upsert_run(s, "bench-api", r, conditions={"stream": STREAMS[r % 4]}, scope="raw", dataset=f"a{r}")
+            add_files(s, run, [FileSpec("api", f"run{r:06d}.{i}", 1000 + i, "0000000a") for i in range(files)])
+    api_rate = n / (time.perf_counter() - t)
+
+    with cat.engine.begin() as conn:
+        run_ids = [
+            conn.execute(
+                insert(Run).values(experiment="bench-raw", run_number=r, run_type="physics", conditions={},
+                                   state="RECORDING", state_changed_at=T0, n_files=0, total_bytes=0,
+                                   created_at=T0, updated_at=T0, version=1)
+            ).inserted_primary_key[0]
+            for r in range(api_runs)
+        ]  # fmt: skip
+    rows = [
+        {"run_id": rid, "scope": "rawins", "name": f"run{r:06d}.{i}", "size": 1000 + i, "adler32": "0000000a",
+         "created_at": T0}
+        for r, rid in enumerate(run_ids)
+        for i in range(files)
+    ]  # fmt: skip
+    t = time.perf_counter()
+    for r in range(api_runs):
+        with cat.engine.begin() as conn:
+            conn.execute(insert(RunFile), rows[r * files : (r + 1) * files])
+    raw_rate = n / (time.perf_counter() - t)
+    cat.dispose()
+    return api_rate, raw_rate
+
+
+def fill(url: str, runs: int, files: int) -> float:
+    """Bulk-load the big catalogue (core executemany in chunks): not a figure, set-up."""
+    cat = open_catalog(url)
+    t = time.perf_counter()
+    rng = random.Random(42)
+    chunk = 5000
+    file_id = 0
+    with cat.engine.begin() as conn:
+        first = conn.execute(select(Run.id).order_by(Run.id.desc()).limit(1)).scalar() or 0
+        first_file = conn.execute(select(RunFile.id).order_by(RunFile.id.desc()).limit(1)).scalar() or 0
+    run_id, file_id = first, first_file
+    for start in range(0, runs, chunk):
+        run_rows, file_rows, avail_rows = [], [], []
+        for r in range(start, min(runs, start + chunk)):
+            run_id += 1
+            run_rows.append(
+                {"id": run_id, "experiment": "kloe", "run_number": r, "run_type": "physics" if r % 10 else "cosmics",
+                 "start_time": T0 + dt.timedelta(minutes=10 * r), "conditions": {"stream": STREAMS[r % 4],
+                 "beam": 510.0 if r % 10 else 0.0}, "scope": "kloe.raw", "dataset": f"run{r:06d}",
+                 "state": "ON_TAPE", "state_changed_at": T0, "n_files": files, "total_bytes": files * 1000,
+                 "created_at": T0, "updated_at": T0, "version": 1}
+            )  # fmt: skip
+            for i in range(files):
+                file_id += 1
+                file_rows.append(
+                    {"id": file_id, "run_id": run_id, "scope": "kloe.raw", "name": f"run{r:06d}.{i:02d}.dat",
+                     "size": 1000, "adler32": f"{rng.getrandbits(32):08x}", "created_at": T0}
+                )  # fmt: skip
+                avail_rows.append({"file_id": file_id, "rse": "TAPE", "available_at": T0})
+                if r % 3 == 0:
+                    avail_rows.append({"file_id": file_id, "rse": "SITE_A_DISK", "available_at": T0})
+        with cat.engine.begin() as conn:
+            conn.execute(insert(Run), run_rows)
+            conn.execute(insert(RunFile), file_rows)
+            conn.execute(insert(FileAvailability), avail_rows)
+    cat.dispose()
+    return time.perf_counter() - t
+
+
+QUERIES = [
+    # (selection, equivalent hand-written SQL, its parameters)
+    (
+        "kloe.raw:(run_number=50000) and (stream='ksl')",
+        "SELECT f.scope, f.name FROM run_files f JOIN runs r ON r.id = f.run_id WHERE f.scope = 'kloe.raw' "
+        "AND r.run_number = 50000 AND {json_stream} = 'ksl'",
+    ),
+    (
+        "raw: run between 70000 and 70099 and run_type = physics",
+        "SELECT f.scope, f.name FROM run_files f JOIN runs r ON r.id = f.run_id WHERE (f.scope = 'raw' OR "
+        "f.scope LIKE '%.raw') AND r.run_number >= 70000 AND r.run_number <= 70099 AND r.run_type = 'physics'",
+    ),
+    (
+        "*: run_start >= '2026-03-01' and run_start < '2026-03-02' and stream in (ksl, kpm)",
+        "SELECT f.scope, f.name FROM run_files f JOIN runs r ON r.id = f.run_id WHERE r.start_time >= "
+        "'2026-03-01 00:00:00' AND r.start_time < '2026-03-02 00:00:00' AND {json_stream} IN ('ksl', 'kpm')",
+    ),
+]
+
+
+def bench_select(url: str, repeat: int) -> list[tuple[str, int, float, float, float]]:
+    cat = open_catalog(url)
+    json_stream = (
+        "json_extract(r.conditions, '$.stream')"
+        if cat.engine.dialect.name == "sqlite"
+        else "JSON_UNQUOTE(JSON_EXTRACT(r.conditions, '$.stream'))"
+    )
+    out = []
+    for expr, sql_template, *_ in QUERIES:
+        sql = sql_template.format(json_stream=json_stream)
+        with cat.session() as s:
+            n = len(select_files(s, expr))
+
+            def ours(s: Any = s, expr: str = expr) -> None:
+                select_files(s, expr)
+
+            raw_conn = s.connection()
+
+            def raw(conn: Any = raw_conn, sql: str = sql) -> None:
+                conn.execute(text(sql)).all()
+
+            assert len(raw_conn.execute(text(sql)).all()) == n, f"hand-written SQL disagrees for {expr}"
+            med, p95 = timed(ours, repeat)
+            raw_med, _ = timed(raw, repeat)
+        out.append((expr, n, med, p95, raw_med))
+    cat.dispose()
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--runs", type=int, default=100_000)
+    ap.add_argument("--files", type=int, default=10)
+    ap.add_argument("--api-runs", type=int, default=2000)
+    ap.add_argument("--repeat", type=int, default=20)
+    ap.add_argument("--url", default="", help="catalogue URL (default: SQLite in a temporary directory)")
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory(prefix="bench-catalog-") as tmp:
+        url = args.url or f"sqlite:///{Path(tmp) / 'catalog.db'}"
+        backend = url.split(":", 1)[0]
+        print(f"backend: {backend}")
+        api_rate, raw_rate = bench_insert(url, args.api_runs, args.files)
+        print(
+            f"insert: catalogue API {api_rate:,.0f} files/s (upsert_run + add_files, one transaction per run of "
+            f"{args.files} files); raw executemany {raw_rate:,.0f} files/s; ratio API/raw = {api_rate / raw_rate:.2f}"
+        )
+        load = fill(url, args.runs, args.files)
+        print(f"filled {args.runs:,} runs x {args.files} files ({args.runs * args.files:,} files) in {load:.1f} s")
+        for expr, n, med, p95, raw_med in bench_select(url, args.repeat):
+            print(
+                f"select {expr!r}: {n} files, median {med * 1000:.1f} ms, p95 {p95 * 1000:.1f} ms; "
+                f"hand-written SQL {raw_med * 1000:.1f} ms; ratio {med / raw_med:.2f}"
+            )
+
+
+if __name__ == "__main__":
+    main()
