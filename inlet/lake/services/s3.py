@@ -49,8 +49,10 @@ class S3Endpoint(Service):
 
     def ready(self) -> bool:
         try:
-            # moto answers its own API with JSON; any HTTP answer means the server loop is up.
-            return bool(requests.get(f"{self.endpoint}/moto-api/data.json", timeout=2).status_code == 200)
+            # An S3 ListBuckets answer. Not moto's /moto-api/data.json: that dump fails (500) for
+            # good once a multipart upload has left part objects behind.
+            res = requests.get(f"{self.endpoint}/", timeout=2)
+            return bool(res.status_code == 200 and b"ListAllMyBucketsResult" in res.content)
         except requests.RequestException:
             return False
 
