@@ -123,6 +123,10 @@ def s3_client(endpoint: str, creds: S3Credentials) -> Any:
                     retries={"max_attempts": 3, "mode": "standard"},
                     max_pool_connections=32,
                     connect_timeout=5,
+                    # Rucio verifies adler32/md5 itself; boto3's newer default CRC32 checksums are not
+                    # kept by every S3 implementation (moto keeps a stale one after CopyObject).
+                    request_checksum_calculation="when_required",
+                    response_checksum_validation="when_required",
                 ),
             )
             _clients[key] = client
