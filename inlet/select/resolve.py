@@ -7,11 +7,12 @@ from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from sqlalchemy import ColumnElement, or_, select
+from sqlalchemy import ColumnElement, Select, or_, select
 from sqlalchemy.orm import Session
 
 from inlet.catalog.models import FileAvailability, Run, RunFile
 from inlet.catalog.query import QueryError, compile_node
+from inlet.catalog.states import RunState
 from inlet.select.grammar import Selection, SelectSyntaxError, parse_selection
 
 
@@ -44,17 +45,16 @@ def tier_clause(tier: str | None) -> ColumnElement[bool] | None:
     return or_(RunFile.scope == tier, RunFile.scope.like(f"%.{tier}"))
 
 
-def select_files(session: Session, selection: Selection | str, limit: int | None = None) -> list[SelectedFile]:
-    """The files a selection names, ordered by experiment, run and name.
-
-    Raises :class:`SelectSyntaxError` for text that does not parse, and for keys or values
-    that cannot be evaluated (with the column of the offending comparison).
-    """
-    text = selection if isinstance(selection, str) else None
-    sel = parse_selection(selection) if isinstance(selection, str) else selection
+def build_statement(sel: Selection, text: str = "", limit: int | None = None) -> Select[Any]:
+    """The SQL of a selection: one row per file with its run's columns."""
     stmt = (
-        select(RunFile, Run).join(Run, Run.id == RunFile.run_id).order_by(Run.experiment, Run.run_number, RunFile.name)
-    )
+        select(
+            RunFile.id, RunFile.scope, RunFile.name, RunFile.size, RunFile.adler32, RunFile.md5,
+            Run.experiment, Run.run_number, Run.state, Run.dataset,
+        )
+        .join(Run, Run.id == RunFile.run_id)
+        .order_by(Run.experiment, Run.run_number, RunFile.name)
+    )  # fmt: skip
     tier = tier_clause(sel.tier)
     if tier is not None:
         stmt = stmt.where(tier)
@@ -62,36 +62,39 @@ def select_files(session: Session, selection: Selection | str, limit: int | None
         try:
             stmt = stmt.where(compile_node(sel.condition, "file"))
         except QueryError as exc:
-            raise SelectSyntaxError(str(exc), text or "", exc.pos) from exc
+            raise SelectSyntaxError(str(exc), text, exc.pos) from exc
     if limit is not None:
         stmt = stmt.limit(limit)
-    rows = session.execute(stmt).all()
+    return stmt
+
+
+def select_files(session: Session, selection: Selection | str, limit: int | None = None) -> list[SelectedFile]:
+    """The files a selection names, ordered by experiment, run and name.
+
+    Raises :class:`SelectSyntaxError` for text that does not parse, and for keys or values
+    that cannot be evaluated (with the column of the offending comparison).
+    """
+    text = selection if isinstance(selection, str) else ""
+    sel = parse_selection(selection) if isinstance(selection, str) else selection
+    rows = session.execute(build_statement(sel, text, limit)).all()
     files = [
         SelectedFile(
-            scope=f.scope,
-            name=f.name,
-            size=f.size,
-            adler32=f.adler32,
-            md5=f.md5,
-            experiment=r.experiment,
-            run_number=r.run_number,
-            run_state=r.state.value,
-            dataset=r.dataset,
+            scope=r.scope, name=r.name, size=r.size, adler32=r.adler32, md5=r.md5, experiment=r.experiment,
+            run_number=r.run_number, run_state=RunState(r.state).value, dataset=r.dataset,
         )
-        for f, r in rows
-    ]
-    ids = {(f.scope, f.name): i for i, f in enumerate(files)}
-    if files:
-        # One query for every replica time, not one per file.
-        file_ids = [f.id for f, _ in rows]
-        where_ids = FileAvailability.file_id.in_(file_ids)
+        for r in rows
+    ]  # fmt: skip
+    by_id = {r.id: f for r, f in zip(rows, files, strict=True)}
+    ids = list(by_id)
+    # One query per 500 files for every replica time, not one per file.
+    for k in range(0, len(ids), 500):
         avail = session.execute(
-            select(RunFile.scope, RunFile.name, FileAvailability.rse, FileAvailability.available_at)
-            .join(RunFile, RunFile.id == FileAvailability.file_id)
-            .where(where_ids)
+            select(FileAvailability.file_id, FileAvailability.rse, FileAvailability.available_at).where(
+                FileAvailability.file_id.in_(ids[k : k + 500])
+            )
         ).all()
-        for scope, name, rse, at in avail:
-            files[ids[(scope, name)]].replicas[rse] = _iso(at)
+        for file_id, rse, at in avail:
+            by_id[file_id].replicas[rse] = _iso(at)
     return files
 
 
