@@ -33,10 +33,13 @@ Credentials, first found wins (never logged):
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import logging
 import os
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -55,9 +58,11 @@ log = logging.getLogger(__name__)
 
 #: Above this size uploads go multipart; also the part size (S3's minimum part is 5 MiB).
 MULTIPART_THRESHOLD = 64 * 2**20
-MULTIPART_CHUNK = 16 * 2**20
+MULTIPART_CHUNK = 8 * 2**20
 #: S3 refuses a single CopyObject above 5 GiB: bigger objects keep only their ETag.
 MAX_COPY_OBJECT = 5 * 2**30
+#: Parts of one multipart upload in flight at once.
+UPLOAD_CONCURRENCY = 8
 
 
 @dataclass(frozen=True)
@@ -264,33 +269,43 @@ class S3Protocol(RSEProtocol):  # type: ignore[misc]
 def upload_file_verified(client: Any, local: str, pfn: str, creds: S3Credentials) -> dict[str, str]:
     """Stream ``local`` to ``pfn`` once, with checksums on the fly, and prove the endpoint got those bytes.
 
-    Returns {"adler32", "md5", "etag"}. Raises Rucio's ``DestinationNotAccessible`` on an ETag
-    mismatch (after deleting the bad object) so nothing half-written stays behind.
+    Small files: one PUT carrying Content-MD5 (the endpoint checks it) and Rucio's checksums as
+    metadata, both known because the file is read before it is sent. Large files: the file is
+    read strictly in order, part by part (checksums on the fly), while up to
+    ``UPLOAD_CONCURRENCY`` parts are in flight; each part carries its Content-MD5; the final
+    ETag is checked against the one the parts give, then a server-side copy attaches the
+    metadata. Returns {"adler32", "md5", "etag"}; raises Rucio's ``DestinationNotAccessible``
+    (after deleting the object) if the endpoint holds other bytes than those read.
     """
     _, bucket, key = split_pfn(pfn)
-    cfg = TransferConfig(
-        multipart_threshold=MULTIPART_THRESHOLD, multipart_chunksize=MULTIPART_CHUNK, max_concurrency=8
-    )
+    size = os.path.getsize(local)
     try:
         with open(local, "rb") as fh:
             reader = ChecksumReader(fh, part_size=MULTIPART_CHUNK)
-            # A wrapper without seek(): boto3 reads it strictly in order, part by part, which is
-            # what makes the per-part md5s (and so the expected multipart ETag) computable.
-            client.upload_fileobj(reader, bucket, key, Config=cfg)
-        size = os.path.getsize(local)
+            if size < MULTIPART_THRESHOLD:
+                data = reader.read()
+                client.put_object(
+                    Bucket=bucket,
+                    Key=key,
+                    Body=data,
+                    ContentMD5=base64.b64encode(bytes.fromhex(reader.md5)).decode(),
+                    Metadata={"adler32": reader.adler32, "md5": reader.md5},
+                )
+            else:
+                _multipart(client, reader, bucket, key)
         if reader.bytes_read != size:
+            client.delete_object(Bucket=bucket, Key=key)
             raise rucio_exc.DestinationNotAccessible(
                 f"upload {pfn}: read {reader.bytes_read} bytes but the file has {size}: it changed during upload"
             )
-        expected = reader.expected_etag() if size >= MULTIPART_THRESHOLD else reader.md5
-        head = client.head_object(Bucket=bucket, Key=key)
-        etag = str(head.get("ETag", "")).strip('"')
+        etag = str(client.head_object(Bucket=bucket, Key=key).get("ETag", "")).strip('"')
+        expected = reader.expected_etag()
         if etag != expected:
             client.delete_object(Bucket=bucket, Key=key)
             raise rucio_exc.DestinationNotAccessible(
                 f"upload {pfn}: the endpoint stored ETag {etag}, the bytes sent give {expected}; object deleted"
             )
-        if size <= MAX_COPY_OBJECT:
+        if size >= MULTIPART_THRESHOLD and size <= MAX_COPY_OBJECT:
             # Server-side: no byte is sent again. It gives stat() Rucio's adler32 back.
             client.copy_object(
                 Bucket=bucket,
@@ -302,6 +317,43 @@ def upload_file_verified(client: Any, local: str, pfn: str, creds: S3Credentials
     except (ClientError, BotoCoreError) as err:
         raise _translate(err, f"upload {pfn}", creds) from err
     return {"adler32": reader.adler32, "md5": reader.md5, "etag": etag}
+
+
+def _multipart(client: Any, reader: ChecksumReader, bucket: str, key: str) -> None:
+    upload_id = client.create_multipart_upload(Bucket=bucket, Key=key)["UploadId"]
+    # Bounds the parts held in memory: read-ahead stops while this many are unsent.
+    slots = threading.BoundedSemaphore(UPLOAD_CONCURRENCY + 1)
+
+    def send(number: int, data: bytes, md5: bytes) -> dict[str, Any]:
+        try:
+            digest = base64.b64encode(md5).decode()
+            res = client.upload_part(
+                Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=data, ContentMD5=digest
+            )
+            return {"PartNumber": number, "ETag": res["ETag"]}
+        finally:
+            slots.release()
+
+    try:
+        futures = []
+        with ThreadPoolExecutor(UPLOAD_CONCURRENCY, thread_name_prefix="s3-part") as pool:
+            number = 1
+            while True:
+                slots.acquire()
+                data = reader.read(MULTIPART_CHUNK)
+                if not data:
+                    slots.release()
+                    break
+                # The reader already hashed this part on the way (the last one is still open).
+                full = len(data) == MULTIPART_CHUNK and len(reader.part_digests) == number
+                md5 = reader.part_digests[-1] if full else hashlib.md5(data, usedforsecurity=False).digest()
+                futures.append(pool.submit(send, number, data, md5))
+                number += 1
+            parts = [f.result() for f in futures]
+        client.complete_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts})
+    except BaseException:
+        client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
+        raise
 
 
 #: Rucio loads ``impl`` by module and class name; ``Default`` is its convention.
