@@ -242,9 +242,9 @@ def _rule(kwargs: dict[str, Any], session: Session) -> dict[str, Any] | None:
 def _guarded_rule_action(
     issuer: InternalAccount, kwargs: dict[str, Any], session: Session, action: str, verb: str
 ) -> PermissionResult:
-    rule = _rule(kwargs, session)
     if _is_root(issuer) or _has(issuer, DATA_MANAGER, session):
         return _result(True)
+    rule = _rule(kwargs, session)
     if rule is not None:
         why = _protection(rule, session)
         if why is not None:
@@ -352,6 +352,72 @@ def perm_set_metadata_bulk(issuer: InternalAccount, kwargs: dict[str, Any], sess
     return _generic(issuer, "set_metadata_bulk", kwargs, session)
 
 
+def _public_rules_above(scope: InternalScope, name: str, session: Session) -> list[tuple[str, list[str]]]:
+    """(rule id, public RSEs) of the rules on a collection or any collection above it."""
+    from rucio.core.did import list_all_parent_dids
+    from rucio.db.sqla import models
+    from sqlalchemy import and_, or_, select
+
+    dids = [(scope, name)] + [
+        (p["scope"], p["name"]) for p in list_all_parent_dids(scope=scope, name=name, session=session)
+    ]
+    stmt = select(models.ReplicationRule.id, models.ReplicationRule.rse_expression).where(
+        or_(*(and_(models.ReplicationRule.scope == s, models.ReplicationRule.name == n) for s, n in dids))
+    )
+    found = []
+    for row in session.execute(stmt):
+        public = public_rses(row.rse_expression, session)
+        if public:
+            found.append((str(row.id), public))
+    return found
+
+
+def _attach_check(
+    issuer: InternalAccount, scope: InternalScope, name: str, children: list[dict[str, Any]], session: Session
+) -> PermissionResult:
+    """Attaching embargoed data under a collection that already has a public rule would publish it."""
+    from rucio.common.types import InternalScope as Scope
+
+    if _is_root(issuer) or _has(issuer, EMBARGO_ADMIN, session):
+        return _result(True)
+    rules = _public_rules_above(scope, name, session)
+    if not rules:
+        return _result(True)
+    now = dt.datetime.now(dt.UTC)
+    for child in children:
+        child_scope = child["scope"] if isinstance(child["scope"], Scope) else Scope(child["scope"], vo=issuer.vo)
+        for e in embargoes(child_scope, child["name"], session):
+            if e.active(now):
+                rule_id, public = rules[0]
+                return _result(
+                    False,
+                    f"Attaching {child_scope.external}:{child['name']} (under embargo: {EMBARGO_KEY}={e.raw} "
+                    f"on {e.did}) to {scope.external}:{name} would copy it to public RSE(s) {', '.join(public)} "
+                    f"through rule {rule_id}. Attach it to a collection without public rules, "
+                    "or wait for the embargo to end.",
+                )
+    return _result(True)
+
+
+def perm_attach_dids(issuer: InternalAccount, kwargs: dict[str, Any], session: Session) -> PermissionResult:
+    result = _generic(issuer, "attach_dids", kwargs, session)
+    if not result:
+        return result
+    children = (kwargs.get("attachment") or {}).get("dids") or []
+    return _attach_check(issuer, kwargs["scope"], kwargs["name"], children, session)
+
+
+def perm_attach_dids_to_dids(issuer: InternalAccount, kwargs: dict[str, Any], session: Session) -> PermissionResult:
+    result = _generic(issuer, "attach_dids_to_dids", kwargs, session)
+    if not result:
+        return result
+    for attachment in kwargs.get("attachments") or []:
+        verdict = _attach_check(issuer, attachment["scope"], attachment["name"], attachment.get("dids") or [], session)
+        if not verdict:
+            return verdict
+    return _result(True)
+
+
 _CHECKS: dict[str, Check] = {
     "add_rule": perm_add_rule,
     "del_rule": perm_del_rule,
@@ -362,4 +428,6 @@ _CHECKS: dict[str, Check] = {
     "get_signed_url": perm_get_signed_url,
     "set_metadata": perm_set_metadata,
     "set_metadata_bulk": perm_set_metadata_bulk,
+    "attach_dids": perm_attach_dids,
+    "attach_dids_to_dids": perm_attach_dids_to_dids,
 }

@@ -179,6 +179,7 @@ def world(lake: Lake, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worl
             ("set_local_account_limit", [account, rse, 10**12], {})
             for rse in ("SITE_A_DISK", "SITE_B_DISK", "TAPE", public)
         ]
+    calls.append(("add_scope", [names["collab"], f"user.{names['collab']}"], {}))
     run = random.randint(100000, 899000)  # unique names per test run
     w = World(lake, root, *(Actor(a, lake, work, a, PASSWORD) for a in names.values()), public, run, {})
     raw_ds, raw_file = w.name(0, ".raw"), w.name(0, ".mid.gz")
@@ -382,7 +383,6 @@ def test_only_embargo_admins_shorten_an_embargo(world: World) -> None:
     # refusal comes from the embargo rule and not from scope ownership.
     scope = f"user.{w.collab.account}"
     own = f"embargoed-{uuid.uuid4().hex[:6]}"
-    expect_ok(w.root.run(("add_scope", [w.collab.account, scope], {})))
     expect_ok(
         w.collab.run(("add_dataset", [scope, own], {}), ("set_metadata", [scope, own, "embargo_until", FUTURE], {}))
     )
@@ -393,6 +393,28 @@ def test_only_embargo_admins_shorten_an_embargo(world: World) -> None:
     assert out[0].denied("may shorten or lift an embargo"), out[0]
     assert out[1].ok, out[1]
     assert w.root.call("set_metadata", "cygno.raw", ds, "embargo_until", "2098-01-01").ok
+
+
+def test_embargoed_data_cannot_be_attached_under_a_public_rule(world: World) -> None:
+    w = world
+    scope = f"user.{w.collab.account}"
+    tag = uuid.uuid4().hex[:6]
+    cont, secret, open_ds = f"pubcont-{tag}", f"secret-{tag}", f"open-{tag}"
+    out = w.collab.run(
+        ("add_container", [scope, cont], {}),
+        ("add_replication_rule", [[{"scope": scope, "name": cont}], 1, w.public_rse], {}),
+        ("add_dataset", [scope, secret], {}),
+        ("set_metadata", [scope, secret, "embargo_until", FUTURE], {}),
+        ("add_dataset", [scope, open_ds], {}),
+        ("attach_dids", [scope, cont, [{"scope": scope, "name": secret}]], {}),
+        ("attach_dids", [scope, cont, [{"scope": scope, "name": open_ds}]], {}),
+    )
+    expect_ok(out[:5])
+    assert out[5].denied(
+        f"Attaching {scope}:{secret} (under embargo: embargo_until={FUTURE}",
+        f"to {scope}:{cont} would copy it to public RSE(s) {w.public_rse} through rule {out[1].result[0]}",
+    ), out[5]
+    assert out[6].ok, out[6]
 
 
 # -- signed URLs -------------------------------------------------------------------------------
