@@ -1,10 +1,14 @@
-"""``inlet catalog upgrade | revision``: the run catalogue's schema."""
+"""``inlet catalog upgrade | revision``: the run catalogue's schema; ``inlet reconcile``."""
 
 from __future__ import annotations
+
+import json
+from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.markup import escape
+from rich.table import Table
 from sqlalchemy.pool import NullPool
 
 from inlet.catalog.db import CatalogError, current_revision, head_revision, make_engine, upgrade
@@ -52,3 +56,40 @@ def revision_cmd() -> None:
     head = head_revision()
     typer.echo(f"current: {current or 'none (run `inlet catalog upgrade`)'}\nhead: {head}")
     raise typer.Exit(code=0 if current == head else 1)
+
+
+def reconcile(
+    experiment: Annotated[str | None, typer.Option("--experiment", help="Only this experiment's runs.")] = None,
+    apply: Annotated[bool, typer.Option("--apply", help="Fix the catalogue side where Rucio is unambiguous.")] = False,
+    s3_rse: Annotated[str, typer.Option("--s3-rse", help="The RSE behind the ON_S3 state.")] = "S3",
+    tape_rse: Annotated[str, typer.Option("--tape-rse", help="The RSE behind the ON_TAPE state.")] = "TAPE",
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """Compare the run catalogue with Rucio (DIDs, checksums, replicas, rule states, run states).
+
+    Every mismatch is reported with its fix; --apply fixes the catalogue side (Rucio is never
+    changed). Exit code 0 when nothing is left to fix, 1 otherwise.
+    """
+    from inlet.catalog.db import open_catalog
+    from inlet.cli.select_cmd import _rucio_env
+
+    try:
+        catalog = open_catalog(catalog_url())
+    except CatalogError as err:
+        console.print(f"[bold red]error:[/] {escape(str(err))}")
+        raise typer.Exit(code=2) from err
+    _rucio_env()
+    from inlet.catalog.reconcile import Reconciler
+
+    found = Reconciler(catalog, s3_rse=s3_rse, tape_rse=tape_rse).run(experiment, apply)
+    catalog.dispose()
+    if as_json:
+        typer.echo(json.dumps([m.as_dict() for m in found], indent=2))
+    else:
+        table = Table(title=f"{len(found)} mismatch(es)")
+        for col in ("kind", "subject", "detail", "fix", "applied"):
+            table.add_column(col)
+        for m in found:
+            table.add_row(m.kind, escape(m.subject), escape(m.detail), escape(m.fix), "yes" if m.applied else "")
+        Console().print(table)
+    raise typer.Exit(code=0 if all(m.applied for m in found) else 1)
