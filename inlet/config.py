@@ -241,6 +241,90 @@ class ListenerSettings(_Section):
     alarms: AlarmSettings = Field(default_factory=AlarmSettings, description="Alarm webhook ([listener.alarms]).")
 
 
+class RulePolicy(_Section):
+    """One replication rule a stream asks for, placed on each run dataset when it is created."""
+
+    rse_expression: str = Field(description="Where the copies go (Rucio RSE expression), e.g. 'S3' or 'TAPE'.")
+    copies: int = Field(1, ge=1, description="Number of copies.")
+    lifetime: int | None = Field(None, ge=1, description="Seconds the rule lives (a buffer); none: forever.")
+    notify: Literal["N", "Y", "C", "P"] = Field(
+        "C", description="Rucio notify flag: C emits rule_ok/datasetlock_ok when complete (the release signal)."
+    )
+    activity: str = Field("User Subscriptions", description="Transfer activity of the rule.")
+    delay_injection: int | None = Field(
+        None, ge=1, description="Seconds before Rucio injects the rule (its locks wait until then)."
+    )
+
+
+def _raw_rules() -> list[RulePolicy]:
+    return [
+        RulePolicy(rse_expression="SITE_A_DISK", lifetime=30 * 86400, notify="N"),
+        RulePolicy(rse_expression="S3"),
+        RulePolicy(rse_expression="TAPE"),
+    ]
+
+
+class StreamPolicy(_Section):
+    """What happens to the files of one data stream (``inlet upload --stream NAME``)."""
+
+    tier: str = Field("raw", description="Data tier: files go to scope <experiment>.<tier> (see [naming]).")
+    rules: list[RulePolicy] = Field(default_factory=_raw_rules, description="Rules on every run dataset.")
+    release: bool = Field(
+        True, description="Free the DAQ copy once every rule of the file is OK (false: never touch it)."
+    )
+
+
+def _default_streams() -> dict[str, StreamPolicy]:
+    return {"raw": StreamPolicy()}
+
+
+class UploaderSettings(_Section):
+    """The paced Celery uploader (``celery -A inlet.uploader worker``, ``inlet upload``, ``inlet watch``)."""
+
+    first_rse: str = Field("SITE_A_DISK", description="RSE that receives the bytes and the first replica.")
+    queue: str = Field("inlet.upload", description="Celery queue of upload tasks.")
+    batch_size: int = Field(
+        100, ge=1, description="Files per task: registered with one add_replicas and one attach call."
+    )
+    files_per_second: float = Field(
+        0.0, ge=0, description="Global rate limit (all workers) in files/s; 0: unlimited."
+    )
+    bytes_per_second: float = Field(0.0, ge=0, description="Global rate limit (all workers) in bytes/s; 0: unlimited.")
+    burst_files: float = Field(10.0, gt=0, description="Token-bucket depth in files (how far a burst may run ahead).")
+    burst_bytes: float = Field(
+        100e6, gt=0, description="Token-bucket depth in bytes; a batch larger than this is paced in parts."
+    )
+    rse_concurrency: dict[str, int] = Field(
+        default_factory=lambda: {"SITE_A_DISK": 4},
+        description="At most this many batches write to an RSE at once (all workers); RSEs not listed: unlimited.",
+    )
+    streams: dict[str, StreamPolicy] = Field(
+        default_factory=_default_streams, description="Per stream policy ([uploader.streams.NAME])."
+    )
+    container_span: int = Field(
+        1000, ge=1, description="Runs per run container (runsNNNNNN-MMMMMM.<tier>) when [naming] defines containers."
+    )
+    quarantine_dir: Path = Field(
+        Path("quarantine"), description="Bad files go here with a <name>.reason.json (relative: under state_dir)."
+    )
+    state_dir: Path = Field(
+        Path(".inlet-uploader"),
+        description="Uploader state: DAQ copies awaiting release (relative: under [lake] state_dir).",
+    )
+    done_dir: Path | None = Field(
+        None, description="Released DAQ copies are moved here; none: they are deleted."
+    )
+    release_poll: float = Field(30.0, gt=0, description="Seconds between polls of Rucio for files awaiting release.")
+    stable_seconds: float = Field(
+        5.0, ge=0, description="`inlet watch`: a file without sidecar is closed when size and mtime are this old."
+    )
+    sidecar_suffix: str = Field(
+        ".json", description="`inlet watch`: <file><suffix> is the DAQ's closed-file sidecar with metadata."
+    )
+    retries: int = Field(8, ge=0, description="Retries of a batch after a Rucio/storage error (exponential backoff).")
+    retry_backoff: float = Field(1.0, gt=0, description="First retry delay (s); doubles, with jitter, up to 300 s.")
+
+
 def _toml_path() -> Path | None:
     explicit = os.environ.get("INLET_CONFIG")
     if explicit:
@@ -268,6 +352,7 @@ class Settings(BaseSettings):
     naming: NamingSettings = Field(default_factory=NamingSettings)
     embargo: EmbargoSettings = Field(default_factory=EmbargoSettings)
     listener: ListenerSettings = Field(default_factory=ListenerSettings)
+    uploader: UploaderSettings = Field(default_factory=UploaderSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -23,6 +23,8 @@ from inlet.cli import (
     runs_cmd,
     select_cmd,
     smoke_cmd,
+    upload_cmd,
+    watch_cmd,
 )
 from inlet.logs import setup_logging
 
@@ -73,3 +75,6 @@ app.add_typer(daemon_cmd.app, name="daemon")
 app.add_typer(embargo_cmd.app, name="embargo")
 app.command("listen")(listen_cmd.listen)
 app.add_typer(events_cmd.app, name="events")
+app.command("upload")(upload_cmd.upload)
+app.add_typer(upload_cmd.app, name="uploader")
+app.command("watch")(watch_cmd.watch)

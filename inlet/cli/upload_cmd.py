@@ -1,0 +1,136 @@
+"""``inlet upload`` (files of a run to the workers, with a progress bar) and ``inlet uploader`` (status, release)."""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+console = Console(stderr=True)
+app = typer.Typer(help="The paced uploader's operator view: status of the queue, DAQ-disk release.")
+
+
+def upload(
+    files: Annotated[list[Path], typer.Argument(help="DAQ files of one run.")],
+    run: Annotated[int, typer.Option("--run", help="Run number (must agree with the file names).")],
+    stream: Annotated[str, typer.Option("--stream", help="Stream policy from [uploader.streams].")] = "raw",
+    experiment: Annotated[
+        str | None, typer.Option("--experiment", help="Experiment (default: [naming] experiment).")
+    ] = None,
+    batch_size: Annotated[
+        int | None, typer.Option("--batch-size", min=1, help="Files per task (default: [uploader] batch_size).")
+    ] = None,
+    every: Annotated[
+        float | None,
+        typer.Option("--every", min=0.001, help="Profile playback: submit one batch every this many seconds."),
+    ] = None,
+    end_run: Annotated[
+        bool, typer.Option("--end-run", help="These are all the run's files: close the run dataset afterwards.")
+    ] = False,
+    no_wait: Annotated[bool, typer.Option("--no-wait", help="Queue and return without waiting.")] = False,
+    timeout: Annotated[float | None, typer.Option("--timeout", help="Give up waiting after this many s.")] = None,
+) -> None:
+    """Upload FILES of run --run as stream --stream: DIDs, run dataset, rules, catalogue, events.
+
+    Celery workers (`celery -A inlet.uploader worker`) do the work; this command checks
+    every name first (nothing is queued if one is refused), then follows the batches.
+    """
+    from inlet.uploader import api
+    from inlet.uploader.plan import BadInput
+
+    try:
+        items = api.check_files(files, run, stream, experiment)
+    except BadInput as err:
+        console.print(f"[bold red]error:[/] {escape(str(err))}")
+        raise typer.Exit(code=2) from err
+    results, end = api.submit(
+        items, run, stream, experiment, batch_size=batch_size, every=every, end_run=end_run,
+        expected_files=len(items) if end_run else None,
+    )  # fmt: skip
+    if no_wait:
+        console.print(f"queued {len(items)} files in {len(results)} batches")
+        return
+    with Progress(
+        TextColumn("[bold]run {task.fields[run]}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=console, transient=False,
+    ) as bar:  # fmt: skip
+        task = bar.add_task("upload", total=len(items), run=run)
+
+        def advance(res: dict[str, Any]) -> None:
+            bar.advance(task, len(res["registered"]) + len(res["skipped"]) + len(res["failed"]) + len(res["quarantined"]))
+
+        outcome = api.wait(results, end, timeout=timeout, progress=advance)
+    for path, why in {**outcome.failed, **outcome.quarantined}.items():
+        console.print(f"[bold red]refused:[/] {escape(path)}: {escape(why)}")
+    summary = {
+        "registered": len(outcome.registered), "skipped": len(outcome.skipped), "failed": len(outcome.failed),
+        "quarantined": len(outcome.quarantined), "run_state": outcome.run_state,
+    }  # fmt: skip
+    typer.echo(json.dumps(summary))
+    if not outcome.ok:
+        raise typer.Exit(code=1)
+
+
+@app.command("status")
+def status() -> None:
+    """Queue depth, batches waiting for pacing tokens, files registered, errors, recent grant rate."""
+    import time
+
+    from inlet.uploader import app_runtime, pacing
+
+    s = app_runtime.settings()
+    r = app_runtime.redis_client(s.redis.url)
+    now = time.time()
+    recent = [g for g in pacing.grants(r) if now - float(g["at"]) <= 60]
+    out = {
+        "queue": s.uploader.queue,
+        "queued": int(r.llen(s.uploader.queue)),
+        "waiting_for_tokens": int(r.get(pacing.WAITING) or 0),
+        "registered_total": int(r.get(pacing.REGISTERED) or 0),
+        "errors_total": int(r.get(pacing.ERRORS) or 0),
+        "files_per_s_last_minute": sum(int(g["files"]) for g in recent) / 60.0,
+        "rse_slots_in_use": {rse: app_runtime.slots(s).in_use(rse) for rse in s.uploader.rse_concurrency},
+    }
+    typer.echo(json.dumps(out, indent=2))
+
+
+@app.command("release")
+def release(
+    once: Annotated[bool, typer.Option("--once", help="One poll of every waiting file, then exit.")] = False,
+    interval: Annotated[
+        float | None, typer.Option("--interval", help="Seconds between polls (default [uploader] release_poll).")
+    ] = None,
+) -> None:
+    """Free DAQ copies whose rules are all OK: on the listener's daq-release events, and by polling Rucio."""
+    from inlet.uploader import app_runtime
+    from inlet.uploader.events import Subscription
+    from inlet.uploader.pipeline import state_path
+    from inlet.uploader.release import PendingStore, Releaser
+
+    s = app_runtime.settings()
+    u = s.uploader
+    store = PendingStore(state_path(s, u.state_dir) / "pending")
+    releaser = Releaser(store, state_path(s, u.done_dir) if u.done_dir else None)
+    if once:
+        typer.echo(json.dumps({"released": releaser.poll_once()}))
+        return
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    sub = Subscription(s.broker, releaser.on_event)
+
+    def subscribe() -> None:
+        if not sub.alive:
+            sub.open()
+
+    try:
+        releaser.run(interval or u.release_poll, stop.is_set, subscribe)
+    finally:
+        sub.close()

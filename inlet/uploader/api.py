@@ -1,0 +1,136 @@
+"""The Python API: hand files of a run to the workers, optionally wait for the outcome.
+
+Every file is checked against the naming schema before anything is queued: a refused name
+stops the whole call with the schema's message and leaves every file where it is.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from inlet.config import Settings
+from inlet.uploader import app_runtime
+from inlet.uploader.plan import BadInput, plan_file, run_collections
+
+Progress = Callable[[dict[str, Any]], None]
+
+
+@dataclass
+class UploadOutcome:
+    registered: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    quarantined: dict[str, str] = field(default_factory=dict)
+    run_state: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed and not self.quarantined
+
+
+def check_files(
+    paths: Iterable[Path], run: int, stream: str, experiment: str | None = None, settings: Settings | None = None
+) -> list[dict[str, Any]]:
+    """Items for the workers; raises :class:`BadInput` listing every refused file (none is queued)."""
+    s = settings or app_runtime.settings()
+    coll = run_collections(s, run, stream, experiment)
+    items, problems = [], []
+    seen: set[str] = set()
+    for path in paths:
+        path = path.absolute()
+        try:
+            plan_file(path, coll, s.naming)
+            if not path.is_file():
+                raise BadInput(f"{path}: no such file")
+            size = path.stat().st_size
+        except BadInput as exc:
+            problems.append(str(exc))
+            continue
+        except OSError as exc:
+            problems.append(f"{path}: cannot stat ({exc})")
+            continue
+        if path.name in seen:
+            problems.append(f"{path}: the name {path.name} is given twice (one DID per name)")
+            continue
+        seen.add(path.name)
+        items.append({"path": str(path), "size": size})
+    if problems:
+        raise BadInput("nothing was uploaded:\n  " + "\n  ".join(problems))
+    return items
+
+
+def submit(
+    items: list[dict[str, Any]],
+    run: int,
+    stream: str,
+    experiment: str | None = None,
+    *,
+    batch_size: int | None = None,
+    every: float | None = None,
+    end_run: bool = False,
+    expected_files: int | None = None,
+) -> tuple[list[Any], Any]:
+    """Queue ``items`` in batches; with ``every``, one batch every that many seconds (profile playback).
+
+    Returns the batch results and the end-of-run result (or None).
+    """
+    from inlet.uploader.celery_app import end_run as end_run_task
+    from inlet.uploader.celery_app import upload_batch
+
+    s = app_runtime.settings()
+    size = batch_size or s.uploader.batch_size
+    results = []
+    next_at = time.monotonic()
+    for i in range(0, len(items), size):
+        if every:
+            delay = next_at - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            next_at += every
+        results.append(upload_batch.delay(items[i : i + size], run, stream, experiment))
+    end = None
+    if end_run:
+        end = end_run_task.delay(run, stream, experiment, expected_files)
+    return results, end
+
+
+def upload(
+    paths: Iterable[Path],
+    run: int,
+    stream: str = "raw",
+    experiment: str | None = None,
+    *,
+    batch_size: int | None = None,
+    every: float | None = None,
+    end_run: bool = False,
+    timeout: float | None = None,
+    progress: Progress | None = None,
+) -> UploadOutcome:
+    """Upload files of one run and wait for the workers; the whole flow in one call."""
+    items = check_files(paths, run, stream, experiment)
+    results, end = submit(
+        items, run, stream, experiment, batch_size=batch_size, every=every, end_run=end_run,
+        expected_files=len(items) if end_run else None,
+    )  # fmt: skip
+    return wait(results, end, timeout=timeout, progress=progress)
+
+
+def wait(
+    results: list[Any], end: Any = None, timeout: float | None = None, progress: Progress | None = None
+) -> UploadOutcome:
+    out = UploadOutcome()
+    for r in results:
+        res: dict[str, Any] = r.get(timeout=timeout, propagate=True, disable_sync_subtasks=False)
+        out.registered += res["registered"]
+        out.skipped += res["skipped"]
+        out.failed.update(res["failed"])
+        out.quarantined.update(res["quarantined"])
+        if progress is not None:
+            progress(res)
+    if end is not None:
+        out.run_state = end.get(timeout=timeout)
+    return out

@@ -1,0 +1,115 @@
+"""The Celery app: ``celery -A inlet.uploader worker`` (broker: ``[redis] url``).
+
+Tasks are acknowledged only after they finish (``acks_late``) and re-queued if their worker
+dies (``reject_on_worker_lost``): a killed worker loses no file, and the pipeline is
+idempotent, so the batch it was doing is simply done again. Rucio, storage or catalogue
+errors retry the batch with exponential backoff and jitter; a batch never gives up on
+pacing (it waits for tokens instead).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import random
+import time
+from typing import Any
+
+from celery import Celery, Task
+
+from inlet.uploader import app_runtime
+from inlet.uploader.pacing import ERRORS, REGISTERED
+
+log = logging.getLogger(__name__)
+
+_settings = app_runtime.settings()
+
+app = Celery("inlet.uploader", broker=_settings.redis.url, backend=_settings.redis.url)
+app.conf.update(
+    task_acks_late=True,
+    task_reject_on_worker_lost=True,
+    worker_prefetch_multiplier=1,
+    task_default_queue=_settings.uploader.queue,
+    task_serializer="json",
+    result_serializer="json",
+    accept_content=["json"],
+    result_expires=7 * 86400,
+    broker_connection_retry_on_startup=True,
+    # Longer than any batch may take: Redis re-delivers an unacknowledged task after this.
+    broker_transport_options={"visibility_timeout": 3600},
+    worker_hijack_root_logger=False,
+)
+
+_uploader: Any = None
+
+
+def uploader() -> Any:
+    global _uploader
+    if _uploader is None:
+        from inlet.uploader.pipeline import Uploader
+
+        _uploader = Uploader(app_runtime.settings())
+    return _uploader
+
+
+def _backoff(retries: int) -> float:
+    base = app_runtime.settings().uploader.retry_backoff
+    return float(min(300.0, base * 2**retries) * random.uniform(0.5, 1.5))
+
+
+@app.task(bind=True, name="inlet.upload_batch", max_retries=None)
+def upload_batch(
+    self: Task, items: list[dict[str, Any]], run: int, stream: str, experiment: str | None = None
+) -> dict[str, Any]:
+    from inlet.uploader.plan import BadInput
+
+    s = app_runtime.settings()
+    r = app_runtime.redis_client(s.redis.url)
+    nbytes = 0
+    for item in items:
+        with contextlib.suppress(TypeError, ValueError):
+            nbytes += int(item.get("size") or 0)
+    app_runtime.bucket(s).take(len(items), nbytes, who=self.request.hostname)
+    started = time.monotonic()
+    try:
+        res = uploader().upload_batch(items, run, stream, experiment)
+    except BadInput:
+        raise
+    except Exception as exc:
+        r.incr(ERRORS)
+        if self.request.retries >= s.uploader.retries:
+            log.error("batch of run %s failed for good after %d retries: %s", run, self.request.retries, exc)
+            raise
+        delay = _backoff(self.request.retries)
+        log.warning("batch of run %s failed (%s: %s); retry in %.1f s", run, type(exc).__name__, exc, delay)
+        raise self.retry(exc=exc, countdown=delay) from exc
+    if res.registered:
+        r.incrby(REGISTERED, len(res.registered))
+    if res.failed or res.quarantined:
+        r.incrby(ERRORS, len(res.failed) + len(res.quarantined))
+    if res.retry:
+        # Files still being written: they come back later, on their own, not dropped.
+        upload_batch.apply_async((res.retry, run, stream, experiment), countdown=_backoff(0) + 1.0)
+    out = res.as_dict()
+    out["seconds"] = time.monotonic() - started
+    from inlet.uploader import metrics
+
+    metrics.observe(out)
+    return out
+
+
+@app.task(bind=True, name="inlet.end_run", max_retries=None)
+def end_run(
+    self: Task, run: int, stream: str, experiment: str | None = None, expected_files: int | None = None
+) -> str:
+    from inlet.uploader.pipeline import RunNotComplete
+
+    try:
+        state: str = uploader().end_run(run, stream, experiment, expected_files)
+        return state
+    except RunNotComplete as exc:
+        raise self.retry(exc=exc, countdown=2.0) from exc
+    except Exception as exc:
+        if self.request.retries >= app_runtime.settings().uploader.retries:
+            raise
+        raise self.retry(exc=exc, countdown=_backoff(self.request.retries)) from exc

@@ -1,0 +1,136 @@
+"""inlet's own events on ``[broker] inlet_topic``: publishing ``file-registered``, receiving ``daq-release``.
+
+Rucio emits nothing when a file is registered (rucio#8694), so the uploader says it itself,
+right after registration. The envelope is the one hermes uses plus an ``id``
+(``{"event_type", "payload", "created_at", "id"}``), with the same id for every send of one
+file's event, so that a consumer that sees it twice acts once.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import stomp
+
+from inlet.config import BrokerSettings
+
+log = logging.getLogger(__name__)
+
+FILE_REGISTERED = "file-registered"
+#: Published by the listener once every rule of a file is OK (inlet.listener's release handler).
+DAQ_RELEASE = "daq-release"
+
+
+def envelope(event_type: str, payload: dict[str, Any], event_id: str) -> dict[str, Any]:
+    return {
+        "event_type": event_type,
+        "payload": payload,
+        "created_at": dt.datetime.now(dt.UTC).isoformat(),
+        "id": event_id,
+    }
+
+
+def file_registered_id(scope: str, name: str) -> str:
+    return f"{FILE_REGISTERED}:{scope}:{name}"
+
+
+def _connect(broker: BrokerSettings) -> stomp.Connection12:
+    conn = stomp.Connection12([(broker.host, broker.stomp_port)], reconnect_attempts_max=1)
+    conn.connect(broker.username, broker.password, wait=True)
+    return conn
+
+
+class Publisher:
+    """One STOMP connection per process, reopened after any failure."""
+
+    def __init__(self, broker: BrokerSettings) -> None:
+        self.broker = broker
+        self._conn: stomp.Connection12 | None = None
+        self._lock = threading.Lock()
+
+    def publish(self, events: list[dict[str, Any]]) -> None:
+        with self._lock:
+            for attempt in (1, 2):
+                try:
+                    if self._conn is None or not self._conn.is_connected():
+                        self._conn = _connect(self.broker)
+                    for ev in events:
+                        self._conn.send(
+                            destination=self.broker.inlet_topic,
+                            body=json.dumps(ev),
+                            content_type="application/json",
+                            headers={"event_type": ev["event_type"], "inlet_event_id": ev["id"], "persistent": "true"},
+                        )
+                    return
+                except Exception:
+                    self.close()
+                    if attempt == 2:
+                        raise
+
+    def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                conn.disconnect()
+            except Exception as exc:  # closing a broken connection: nothing left to do
+                log.debug("closing the STOMP connection: %s", exc)
+
+
+class _Listener(stomp.ConnectionListener):  # type: ignore[misc]
+    def __init__(self, on_event: Callable[[dict[str, Any]], None]) -> None:
+        self.on_event = on_event
+        self.disconnected = threading.Event()
+
+    def on_message(self, frame: Any) -> None:
+        try:
+            doc = json.loads(frame.body)
+        except ValueError:
+            log.warning("ignoring a non-JSON message on the inlet topic")
+            return
+        if isinstance(doc, dict):
+            self.on_event(doc)
+
+    def on_disconnected(self) -> None:
+        self.disconnected.set()
+
+
+class Subscription:
+    """Receive inlet events (a non-durable topic subscription; the poller covers what it misses)."""
+
+    def __init__(self, broker: BrokerSettings, on_event: Callable[[dict[str, Any]], None]) -> None:
+        self.broker = broker
+        self.listener = _Listener(on_event)
+        self.conn: stomp.Connection12 | None = None
+
+    def open(self) -> None:
+        self.listener.disconnected.clear()
+        conn = stomp.Connection12([(self.broker.host, self.broker.stomp_port)], reconnect_attempts_max=1)
+        conn.set_listener("inlet-uploader", self.listener)
+        conn.connect(self.broker.username, self.broker.password, wait=True)
+        receipt = threading.Event()
+
+        class _R(stomp.ConnectionListener):  # type: ignore[misc]
+            def on_receipt(self, frame: Any) -> None:
+                receipt.set()
+
+        conn.set_listener("receipt", _R())
+        conn.subscribe(self.broker.inlet_topic, id="inlet-uploader", ack="auto", headers={"receipt": "sub-1"})
+        receipt.wait(10)
+        self.conn = conn
+
+    @property
+    def alive(self) -> bool:
+        return self.conn is not None and self.conn.is_connected()
+
+    def close(self) -> None:
+        if self.conn is not None:
+            try:
+                self.conn.disconnect()
+            except Exception as exc:
+                log.debug("closing the STOMP subscription: %s", exc)
+            self.conn = None

@@ -1,0 +1,176 @@
+"""Pacing shared by every worker: a token bucket and per-RSE write slots, both in Redis.
+
+The bucket holds file tokens and byte tokens; a batch takes both at once in one Lua script
+(atomic on the Redis server, timed by the server's clock, so workers on several hosts share
+one budget without clock agreement). A batch that finds the bucket short waits, polling; it
+is never dropped: that is the backpressure. Every grant is appended to a capped log, which
+`inlet uploader status` and the tests read to see who took what.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import redis
+
+log = logging.getLogger(__name__)
+
+PREFIX = "inlet:uploader:"
+BUCKET = PREFIX + "bucket"
+GRANTS = PREFIX + "grants"
+WAITING = PREFIX + "waiting"
+ERRORS = PREFIX + "errors"
+REGISTERED = PREFIX + "registered"
+GRANT_LOG_LEN = 10_000
+
+# KEYS[1] bucket hash. ARGV: file rate, byte rate, file burst, byte burst, files wanted, bytes wanted.
+# A rate of 0 means that dimension is unlimited. Returns the seconds to wait (0: granted).
+_TAKE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
+local fr, br = tonumber(ARGV[1]), tonumber(ARGV[2])
+local fb, bb = tonumber(ARGV[3]), tonumber(ARGV[4])
+local nf, nb = tonumber(ARGV[5]), tonumber(ARGV[6])
+local h = redis.call('HMGET', KEYS[1], 'files', 'bytes', 'ts')
+local files = tonumber(h[1]) or fb
+local bytes = tonumber(h[2]) or bb
+local ts = tonumber(h[3]) or now
+local dt = math.max(0, now - ts)
+files = math.min(fb, files + dt * fr)
+bytes = math.min(bb, bytes + dt * br)
+local wait = 0
+if fr > 0 and files < nf then wait = math.max(wait, (nf - files) / fr) end
+if br > 0 and bytes < nb then wait = math.max(wait, (nb - bytes) / br) end
+if wait == 0 then
+  if fr > 0 then files = files - nf end
+  if br > 0 then bytes = bytes - nb end
+end
+redis.call('HSET', KEYS[1], 'files', tostring(files), 'bytes', tostring(bytes), 'ts', tostring(now))
+return tostring(wait)
+"""
+
+
+def worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class TokenBucket:
+    """Global files/s and bytes/s budget; ``take`` blocks until the batch may go."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        files_per_second: float,
+        bytes_per_second: float,
+        burst_files: float,
+        burst_bytes: float,
+        *,
+        key: str = BUCKET,
+        max_poll: float = 1.0,
+    ) -> None:
+        self.r = client
+        self.rates = (files_per_second, bytes_per_second)
+        self.burst = (burst_files, burst_bytes)
+        self.key = key
+        self.max_poll = max_poll
+        self._take = client.register_script(_TAKE)
+
+    @property
+    def unlimited(self) -> bool:
+        return self.rates == (0.0, 0.0)
+
+    def try_take(self, files: int, nbytes: int) -> float:
+        """Take the tokens if there are enough; else the seconds to wait (nothing taken)."""
+        if self.unlimited:
+            return 0.0
+        # A batch larger than the bucket could never be granted whole: ask for the bucket's depth.
+        nf = min(float(files), self.burst[0])
+        nb = min(float(nbytes), self.burst[1])
+        args = [*self.rates, *self.burst, nf, nb]
+        return float(self._take(keys=[self.key], args=args))
+
+    def take(self, files: int, nbytes: int, who: str | None = None) -> float:
+        """Block until granted (never gives up: backpressure); returns the seconds waited."""
+        start = time.monotonic()
+        waiting = False
+        try:
+            while True:
+                wait = self.try_take(files, nbytes)
+                if wait <= 0:
+                    break
+                if not waiting:
+                    self.r.incr(WAITING)
+                    waiting = True
+                time.sleep(min(wait, self.max_poll))
+        finally:
+            if waiting:
+                self.r.decr(WAITING)
+        waited = time.monotonic() - start
+        entry = {"who": who or worker_id(), "files": files, "bytes": nbytes, "at": time.time(), "waited": waited}
+        pipe = self.r.pipeline()
+        pipe.rpush(GRANTS, json.dumps(entry))
+        pipe.ltrim(GRANTS, -GRANT_LOG_LEN, -1)
+        pipe.execute()
+        return waited
+
+    def add(self, files: float = 0.0, nbytes: float = 0.0) -> None:
+        """Put tokens into the bucket by hand (an operator's nudge; the tests' way to open the gate)."""
+        self.r.hincrbyfloat(self.key, "files", files)
+        self.r.hincrbyfloat(self.key, "bytes", nbytes)
+
+
+def grants(client: redis.Redis) -> list[dict[str, Any]]:
+    return [json.loads(x) for x in client.lrange(GRANTS, 0, -1)]
+
+
+class RseSlots:
+    """At most N concurrent writers per RSE across all workers, as leases in a sorted set.
+
+    A lease expires after ``lease`` seconds, so a killed worker does not hold a slot forever.
+    """
+
+    def __init__(self, client: redis.Redis, limits: dict[str, int], lease: float = 600.0, poll: float = 0.05) -> None:
+        self.r = client
+        self.limits = limits
+        self.lease = lease
+        self.poll = poll
+
+    def _try(self, rse: str, token: str, limit: int) -> bool:
+        key = f"{PREFIX}slots:{rse}"
+        now = time.time()
+        pipe = self.r.pipeline()
+        pipe.zremrangebyscore(key, "-inf", now - self.lease)
+        pipe.zadd(key, {token: now})
+        pipe.zrank(key, token)
+        _, _, rank = pipe.execute()
+        if rank is not None and int(rank) < limit:
+            return True
+        self.r.zrem(key, token)
+        return False
+
+    @contextmanager
+    def hold(self, rse: str) -> Iterator[None]:
+        limit = self.limits.get(rse)
+        if not limit:
+            yield
+            return
+        token = uuid.uuid4().hex
+        while not self._try(rse, token, limit):
+            time.sleep(self.poll)
+        try:
+            yield
+        finally:
+            self.r.zrem(f"{PREFIX}slots:{rse}", token)
+
+    def in_use(self, rse: str) -> int:
+        key = f"{PREFIX}slots:{rse}"
+        self.r.zremrangebyscore(key, "-inf", time.time() - self.lease)
+        return int(self.r.zcard(key))

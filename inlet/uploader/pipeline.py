@@ -1,0 +1,367 @@
+"""One batch of DAQ files of one run: checksum and place, register in bulk, catalogue, announce.
+
+Order matters for safety. Bytes are placed first (a crash leaves at most an unregistered
+copy, which the retry finds and accepts if identical). Rucio registration is one
+``add_replicas`` and one ``attach_dids_to_dids`` call for the whole batch, after a single
+bulk lookup that makes a retry skip what an earlier attempt already registered. The
+catalogue rows, the ``file-registered`` events (as outbox rows) and the run's collections
+are written in one catalogue transaction; the events are published right after commit and
+marked sent, and any left unsent stay in the outbox for the next batch or the listener's
+outbox sweep. Only then are DAQ copies recorded as awaiting release.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select, tuple_, update
+from sqlalchemy.orm import Session
+
+from inlet.catalog import ledger
+from inlet.catalog import runs as catalog_runs
+from inlet.catalog.db import Catalog, open_catalog
+from inlet.catalog.models import FileAvailability, OutboxMessage, RunFile, utcnow
+from inlet.catalog.states import RunState
+from inlet.catalog.upsert import insert_ignore
+from inlet.config import Settings
+from inlet.uploader.checksum import digest_file
+from inlet.uploader.events import FILE_REGISTERED, Publisher, envelope, file_registered_id
+from inlet.uploader.plan import BadInput, FilePlan, RunCollections, plan_file, run_collections, stream_policy
+from inlet.uploader.quarantine import quarantine
+from inlet.uploader.release import Pending, PendingStore
+from inlet.uploader.storage import AlreadyStoredDifferently, ChecksumMismatch, FileChanged, FirstRse, Placed
+
+log = logging.getLogger(__name__)
+
+OUTBOX_KIND = "inlet-event"
+
+
+@dataclass
+class BatchResult:
+    registered: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    #: path -> reason; files left in place (they can be retried or fixed).
+    failed: dict[str, str] = field(default_factory=dict)
+    #: path -> reason; files moved to the quarantine directory.
+    quarantined: dict[str, str] = field(default_factory=dict)
+    #: files that changed while read: to retry later.
+    retry: list[dict[str, Any]] = field(default_factory=list)
+    bytes: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "registered": self.registered, "skipped": self.skipped, "failed": self.failed,
+            "quarantined": self.quarantined, "retry": self.retry, "bytes": self.bytes,
+        }  # fmt: skip
+
+
+def state_path(settings: Settings, p: Path) -> Path:
+    return p if p.is_absolute() else settings.lake.state_dir / p
+
+
+def _iso(t: dt.datetime) -> str:
+    return t.isoformat()
+
+
+class Uploader:
+    """Holds the per-process connections (Rucio client, catalogue, broker) between batches."""
+
+    def __init__(self, settings: Settings, catalog: Catalog | None = None, publisher: Publisher | None = None) -> None:
+        self.settings = settings
+        self.u = settings.uploader
+        self._catalog = catalog
+        self.publisher = publisher or Publisher(settings.broker)
+        self._client: Any = None
+        self._first: FirstRse | None = None
+        self._collections_done: set[tuple[str, str]] = set()
+        self.pending = PendingStore(state_path(settings, self.u.state_dir) / "pending")
+        self.quarantine_dir = state_path(settings, self.u.quarantine_dir)
+
+    # -- lazily opened resources ---------------------------------------------------------
+    @property
+    def catalog(self) -> Catalog:
+        if self._catalog is None:
+            self._catalog = open_catalog(self.settings.catalog_url())
+        return self._catalog
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            from rucio.client import Client
+
+            self._client = Client()
+        return self._client
+
+    @property
+    def first(self) -> FirstRse:
+        if self._first is None:
+            self._first = FirstRse(self.u.first_rse)
+        return self._first
+
+    # -- the batch -----------------------------------------------------------------------
+    def upload_batch(
+        self, items: list[dict[str, Any]], run: int, stream: str, experiment: str | None = None
+    ) -> BatchResult:
+        """Upload ``items`` ({"path", optional "sidecar": {adler32, md5, size, closed_at}})."""
+        res = BatchResult()
+        coll = run_collections(self.settings, run, stream, experiment)
+        plans: list[tuple[FilePlan, dict[str, Any]]] = []
+        for item in items:
+            path = Path(item["path"])
+            try:
+                plan = plan_file(path, coll, self.settings.naming)
+            except BadInput as exc:
+                self._quarantine(res, path, str(exc), "bad-name")
+                continue
+            if not os.access(path, os.R_OK) or not path.is_file():
+                self._quarantine(res, path, f"{path} is not a readable regular file", "unreadable")
+                continue
+            plans.append((plan, item.get("sidecar") or {}))
+        if not plans:
+            return res
+        plans = self._skip_known(plans, res)
+        if not plans:
+            return res
+        placed = self._place(plans, res)
+        if not placed:
+            return res
+        self._ensure_collections(coll)
+        registered = self._register(coll, placed, res)
+        if registered:
+            self._record(coll, registered, res)
+        return res
+
+    def _quarantine(self, res: BatchResult, path: Path, reason: str, kind: str) -> None:
+        quarantine(path, self.quarantine_dir, reason, kind)
+        res.quarantined[str(path)] = reason
+
+    def _skip_known(
+        self, plans: list[tuple[FilePlan, dict[str, Any]]], res: BatchResult
+    ) -> list[tuple[FilePlan, dict[str, Any]]]:
+        """Files the catalogue already has: identical content is a no-op, other content is refused."""
+        keys = [(p.scope, p.name) for p, _ in plans]
+        with self.catalog.session() as s:
+            known = {(f.scope, f.name): (f.size, f.adler32) for f in s.scalars(
+                select(RunFile).where(tuple_(RunFile.scope, RunFile.name).in_(keys)))}  # fmt: skip
+        left = []
+        for plan, side in plans:
+            have = known.get((plan.scope, plan.name))
+            if have is None:
+                left.append((plan, side))
+                continue
+            try:
+                d = digest_file(plan.path)
+            except OSError as exc:
+                self._quarantine(res, plan.path, f"{plan.path} is unreadable: {exc}", "unreadable")
+                continue
+            if (d.size, d.adler32) == have:
+                res.skipped.append(plan.did)
+            else:
+                res.failed[str(plan.path)] = (
+                    f"{plan.did} is already registered with size {have[0]} adler32 {have[1]}; this file has size "
+                    f"{d.size} adler32 {d.adler32}: refused, a DID never changes content (rename the new file)"
+                )
+        return left
+
+    def _place(self, plans: list[tuple[FilePlan, dict[str, Any]]], res: BatchResult) -> list[tuple[FilePlan, Placed]]:
+        from inlet.uploader.app_runtime import slots
+
+        pfns = self.first.pfns([(p.scope, p.name) for p, _ in plans])
+        placed: list[tuple[FilePlan, Placed]] = []
+        with slots(self.settings).hold(self.u.first_rse):
+            for plan, side in plans:
+                try:
+                    placed.append((plan, self.first.put(plan.path, plan.scope, plan.name, pfns[plan.did], side)))
+                except FileChanged as exc:
+                    log.warning("%s", exc)
+                    res.retry.append({"path": str(plan.path), "sidecar": side})
+                except (ChecksumMismatch, AlreadyStoredDifferently) as exc:
+                    log.error("%s", exc)
+                    res.failed[str(plan.path)] = str(exc)
+                except PermissionError as exc:
+                    self._quarantine(res, plan.path, f"{plan.path} is unreadable: {exc}", "unreadable")
+        return placed
+
+    def _ensure_collections(self, coll: RunCollections) -> None:
+        """Create the run dataset (with metadata and the stream's rules) and container once."""
+        from rucio.common.exception import DataIdentifierAlreadyExists
+
+        key = (coll.scope, coll.dataset)
+        if key in self._collections_done:
+            return
+        policy = stream_policy(self.settings, coll.stream)
+        rules = []
+        for r in policy.rules:
+            rule: dict[str, Any] = {
+                "copies": r.copies, "rse_expression": r.rse_expression, "lifetime": r.lifetime,
+                "notify": r.notify, "activity": r.activity, "grouping": "DATASET",
+                "account": self.settings.rucio.account,
+            }  # fmt: skip
+            if r.delay_injection:
+                rule["delay_injection"] = r.delay_injection
+            rules.append(rule)
+        # The run-level metadata lives in the catalogue (Rucio shows it through inlet.plugins.runmeta):
+        # create the run row and name its dataset before Rucio is asked about it.
+        self.catalog.transaction(
+            lambda s: catalog_runs.upsert_run(
+                s, coll.experiment, coll.run, scope=coll.scope, dataset=coll.dataset,
+                conditions={"stream": coll.stream},
+            )
+        )  # fmt: skip
+        try:
+            self.client.add_dataset(coll.scope, coll.dataset, meta={"run_number": coll.run}, rules=rules)
+            log.info("created run dataset %s:%s with %d rules", coll.scope, coll.dataset, len(rules))
+        except DataIdentifierAlreadyExists:
+            pass
+        if coll.container:
+            with contextlib.suppress(DataIdentifierAlreadyExists):
+                self.client.add_container(coll.scope, coll.container)
+            self.client.attach_dids_to_dids(
+                [{"scope": coll.scope, "name": coll.container, "dids": [{"scope": coll.scope, "name": coll.dataset}]}],
+                ignore_duplicate=True,
+            )
+        self._collections_done.add(key)
+
+    def _register(
+        self, coll: RunCollections, placed: list[tuple[FilePlan, Placed]], res: BatchResult
+    ) -> list[tuple[FilePlan, Placed]]:
+        from rucio.common.exception import DataIdentifierNotFound
+
+        dids = [{"scope": p.scope, "name": p.name} for p, _ in placed]
+        try:
+            existing = {(m["scope"], m["name"]): m for m in self.client.get_metadata_bulk(dids)}
+        except DataIdentifierNotFound:
+            existing = {}
+        new, ok = [], []
+        for plan, pl in placed:
+            m = existing.get((plan.scope, plan.name))
+            if m is not None and (int(m.get("bytes") or -1), m.get("adler32")) != (pl.digest.size, pl.digest.adler32):
+                res.failed[str(plan.path)] = (
+                    f"{plan.did} already exists in Rucio with {m.get('bytes')} bytes adler32 {m.get('adler32')}, "
+                    f"not {pl.digest.size} bytes adler32 {pl.digest.adler32}: refused, never overwritten"
+                )
+                continue
+            ok.append((plan, pl))
+            if m is None:
+                new.append({
+                    "scope": plan.scope, "name": plan.name, "bytes": pl.digest.size,
+                    "adler32": pl.digest.adler32, "md5": pl.digest.md5,
+                })  # fmt: skip
+        if new:
+            self.client.add_replicas(self.u.first_rse, new)
+        if ok:
+            self.client.attach_dids_to_dids(
+                [{"scope": coll.scope, "name": coll.dataset,
+                  "dids": [{"scope": p.scope, "name": p.name} for p, _ in ok]}],
+                ignore_duplicate=True,
+            )  # fmt: skip
+        return ok
+
+    def _record(self, coll: RunCollections, ok: list[tuple[FilePlan, Placed]], res: BatchResult) -> None:
+        now = utcnow()
+        rse = self.u.first_rse
+        events = [
+            envelope(
+                FILE_REGISTERED,
+                {
+                    "scope": p.scope, "name": p.name, "did": p.did, "experiment": coll.experiment, "run": coll.run,
+                    "stream": coll.stream, "dataset": f"{coll.scope}:{coll.dataset}", "bytes": pl.digest.size,
+                    "adler32": pl.digest.adler32, "md5": pl.digest.md5, "rse": rse, "pfn": pl.pfn,
+                    "closed_at": _iso(dt.datetime.fromtimestamp(pl.state.mtime_ns / 1e9, dt.UTC)),
+                    "registered_at": _iso(now),
+                },
+                file_registered_id(p.scope, p.name),
+            )
+            for p, pl in ok
+        ]  # fmt: skip
+
+        def work(s: Session) -> None:
+            run = catalog_runs.get_run(s, coll.experiment, coll.run)
+            specs = [
+                catalog_runs.FileSpec(
+                    p.scope, p.name, pl.digest.size, pl.digest.adler32, pl.digest.md5,
+                    dt.datetime.fromtimestamp(pl.state.mtime_ns / 1e9, dt.UTC),
+                )
+                for p, pl in ok
+            ]  # fmt: skip
+            catalog_runs.add_files(s, run, specs)
+            keys = [(p.scope, p.name) for p, _ in ok]
+            s.execute(
+                update(RunFile)
+                .where(tuple_(RunFile.scope, RunFile.name).in_(keys), RunFile.registered_at.is_(None))
+                .values(uploaded_at=now, registered_at=now)
+            )
+            ids = s.scalars(select(RunFile.id).where(tuple_(RunFile.scope, RunFile.name).in_(keys))).all()
+            insert_ignore(
+                s, FileAvailability.__table__,  # type: ignore[arg-type]
+                [{"file_id": i, "rse": rse, "available_at": now} for i in ids],
+            )  # fmt: skip
+            for ev in events:
+                ledger.enqueue(s, OUTBOX_KIND, ev, ev["id"])
+
+        self.catalog.transaction(work)
+        res.registered.extend(p.did for p, _ in ok)
+        res.bytes += sum(pl.digest.size for _, pl in ok)
+        if stream_policy(self.settings, coll.stream).release:
+            for p, pl in ok:
+                self.pending.add(
+                    Pending(p.scope, p.name, str(p.path), pl.digest.size, pl.digest.adler32, pl.digest.md5)
+                )
+        self._announce(events)
+
+    def _announce(self, events: list[dict[str, Any]]) -> None:
+        try:
+            self.publisher.publish(events)
+        except Exception as exc:
+            log.warning("publishing %d file-registered events failed (%s); they stay in the outbox", len(events), exc)
+            return
+        ids = [ev["id"] for ev in events]
+        self.catalog.transaction(
+            lambda s: s.execute(
+                update(OutboxMessage)
+                .where(OutboxMessage.idempotency_key.in_(ids), OutboxMessage.sent_at.is_(None))
+                .values(sent_at=utcnow())
+            )
+        )
+
+    # -- run end -------------------------------------------------------------------------
+    def end_run(self, run: int, stream: str, experiment: str | None = None, expected_files: int | None = None) -> str:
+        """Close the run: dataset closed in Rucio, run CLOSED then UPLOADED in the catalogue.
+
+        Returns the run's state; raises :class:`RunNotComplete` if fewer than
+        ``expected_files`` files are registered yet (the caller retries later).
+        """
+        from rucio.common.exception import UnsupportedOperation
+
+        coll = run_collections(self.settings, run, stream, experiment)
+
+        def check(s: Session) -> int:
+            return catalog_runs.get_run(s, coll.experiment, coll.run).n_files
+
+        n = self.catalog.transaction(check)
+        if expected_files is not None and n < expected_files:
+            raise RunNotComplete(f"run {coll.experiment}/{run}: {n} of {expected_files} files registered so far")
+        try:
+            self.client.set_status(coll.scope, coll.dataset, open=False)
+        except UnsupportedOperation:
+            pass  # already closed
+
+        def advance(s: Session) -> str:
+            r = catalog_runs.get_run(s, coll.experiment, coll.run)
+            if r.state == RunState.RECORDING:
+                catalog_runs.transition(s, r, RunState.CLOSED, reason="run ended")
+            if r.state in (RunState.CLOSED, RunState.UPLOAD_FAILED):
+                catalog_runs.transition(s, r, RunState.UPLOADED, reason=f"{r.n_files} files registered")
+            return r.state.value
+
+        return self.catalog.transaction(advance)
+
+
+class RunNotComplete(Exception):
+    """Run end requested before all its files are registered."""
