@@ -1,0 +1,140 @@
+"""The listener's batch logic with the broker link replaced at its seam (no broker, SQLite catalogue)."""
+
+from __future__ import annotations
+
+import json
+import queue
+import time
+from typing import Any
+
+from sqlalchemy import func, select, text
+
+from inlet.catalog import Catalog
+from inlet.catalog.models import OutboxMessage, ProcessedEvent
+from inlet.config import ListenerRoute, ListenerSettings, Settings
+from inlet.listener.broker import Delivery
+from inlet.listener.events import Event
+from inlet.listener.handlers.base import HandlerContext
+from inlet.listener.routing import Route, Router
+from inlet.listener.service import Listener
+from tests.unit.listener.conftest import FakeRucio
+
+
+class FakeLink:
+    def __init__(self) -> None:
+        self.acked: list[str] = []
+        self.dead: list[tuple[str, str, str | None]] = []
+        self.published: list[tuple[str, str, dict[str, str]]] = []
+        self.generation = 1
+        self.inbox: queue.Queue[Delivery] = queue.Queue()
+
+    def ack(self, d: Delivery) -> bool:
+        self.acked.append(d.message_id)
+        return True
+
+    def dead_letter(self, d: Delivery, reason: str, handler: str | None = None) -> str:
+        self.dead.append((d.message_id, reason, handler))
+        return "dlq-id"
+
+    def publish(self, destination: str, body: str, headers: dict[str, str]) -> None:
+        self.published.append((destination, body, headers))
+
+    def close(self) -> None:
+        pass
+
+
+class Counting:
+    """Writes one row per application; fails while `failures` is positive."""
+
+    name = "counting"
+
+    def __init__(self, failures: int = 0) -> None:
+        self.failures = failures
+
+    def handle(self, event: Event, ctx: HandlerContext) -> None:
+        ctx.session.execute(text("INSERT INTO effects (k) VALUES (:k)"), {"k": event.key})
+        if self.failures > 0:
+            self.failures -= 1
+            raise RuntimeError("flaky")
+
+
+def make(catalog: Catalog, handler: Any, **listener: Any) -> tuple[Listener, FakeLink]:
+    with catalog.session() as s:
+        s.execute(text("CREATE TABLE IF NOT EXISTS effects (k VARCHAR(255))"))
+    ls = ListenerSettings(routes=[], retry_backoff=0.0, **listener)
+    router = Router(ls, [Route(ListenerRoute(handler=handler.name, event_types=["t*"]), handler, [])])
+    lst = Listener(Settings(listener=ls), catalog, router, FakeRucio())
+    link = FakeLink()
+    lst.link = link  # type: ignore[assignment]
+    return lst, link
+
+
+def delivery(i: int, event_type: str = "t1", body: bytes | None = None) -> Delivery:
+    doc = {"event_type": event_type, "payload": {"i": i}, "created_at": "2026-11-21T00:00:00"}
+    return Delivery({"message-id": f"m{i}", "ack": f"a{i}"}, body or json.dumps(doc).encode(), 1)
+
+
+def effects(catalog: Catalog) -> int:
+    with catalog.session() as s:
+        return int(s.scalar(text("SELECT COUNT(*) FROM effects")) or 0)
+
+
+def test_a_batch_is_acked_after_commit_and_a_redelivery_is_skipped(catalog: Catalog) -> None:
+    lst, link = make(catalog, Counting())
+    lst.process([delivery(1), delivery(2), delivery(3, event_type="other")])
+    assert link.acked == ["m1", "m2", "m3"]  # m3 matched no route: acked, nothing applied
+    assert effects(catalog) == 2
+    lst.process([delivery(1)])  # the broker delivers m1 again (say we died before the ack)
+    assert link.acked[-1] == "m1" and effects(catalog) == 2
+    with catalog.session() as s:
+        assert s.scalar(select(func.count()).select_from(ProcessedEvent)) == 2
+
+
+def test_a_failing_handler_is_retried_then_dead_lettered_with_the_reason(catalog: Catalog) -> None:
+    lst, link = make(catalog, Counting(failures=10), handler_attempts=3)
+    lst.process([delivery(1), delivery(2, event_type="other")])
+    assert link.acked == ["m2"] and len(lst.retries) == 1
+    for _ in range(2):
+        time.sleep(0.001)
+        lst.process(lst._take())
+    assert link.acked == ["m2"]
+    ((mid, reason, handler),) = link.dead
+    assert (mid, handler) == ("m1", "counting")
+    assert reason.startswith("handler counting failed 3 times; last error: RuntimeError: flaky")
+    assert effects(catalog) == 0  # every failed attempt was rolled back
+    with catalog.session() as s:
+        alarm = s.scalars(select(OutboxMessage)).one()
+    assert "dead-letter queue" in alarm.payload["text"]
+
+
+def test_a_handler_that_recovers_applies_its_effect_once(catalog: Catalog) -> None:
+    lst, link = make(catalog, Counting(failures=1), handler_attempts=3)
+    lst.process([delivery(1)])
+    time.sleep(0.001)
+    lst.process(lst._take())
+    assert link.acked == ["m1"] and link.dead == [] and effects(catalog) == 1
+
+
+def test_bad_messages_are_dead_lettered_and_the_rest_of_the_batch_applies(catalog: Catalog) -> None:
+    lst, link = make(catalog, Counting(), max_body_bytes=1024)
+    lst.process([delivery(1, body=b"{oops"), delivery(2), delivery(3, body=b"x" * 2000)])
+    assert [d[0] for d in link.dead] == ["m1", "m3"]
+    assert link.dead[0][1].startswith("malformed JSON") and link.dead[1][1].startswith("oversized body")
+    assert link.acked == ["m2"] and effects(catalog) == 1
+
+
+def test_outbox_inlet_events_are_published_after_commit(catalog: Catalog) -> None:
+    class Emits:
+        name = "emits"
+
+        def handle(self, event: Event, ctx: HandlerContext) -> None:
+            ctx.enqueue("inlet-event", {"event_type": "daq-release", "payload": {}}, f"k-{event.key}")
+
+    lst, link = make(catalog, Emits())
+    lst.process([delivery(1)])
+    lst._sweep_outbox()
+    ((dest, body, headers),) = link.published
+    assert dest == "/topic/inlet.events"
+    assert json.loads(body)["id"] == headers["inlet_event_id"] and headers["event_type"] == "daq-release"
+    with catalog.session() as s:
+        assert s.scalars(select(OutboxMessage)).one().sent_at is not None
