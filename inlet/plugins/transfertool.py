@@ -11,10 +11,13 @@ slow link never starves the others. Submitter and poller must therefore share th
 which is what ``inlet daemon conveyor`` does; a job id this process does not know (the
 conveyor restarted) is reported lost, and Rucio requeues it.
 
-Checksums are checked on both sides with the algorithm each storage has (the RSE attribute
-``supported_checksums``, else adler32 on POSIX-like storage and md5 on S3): POSIX to POSIX is
-gfal2's own ``both`` mode against Rucio's adler32; a hop touching S3 checks the source against
-the catalogue before the copy and the destination after it (a bad destination is deleted).
+Checksums are checked with the algorithm each storage has (the RSE attribute
+``supported_checksums``, else adler32 on POSIX-like storage and md5 on S3): the destination is
+compared with Rucio's catalogue value (gfal2's own ``target`` mode on POSIX, the object's md5 on
+S3) and, only when that fails, the source too, so the reason says which side is corrupt
+(``SOURCE CHECKSUM MISMATCH`` / ``DESTINATION CHECKSUM MISMATCH``); a bad destination is deleted.
+A matching destination proves the source delivered the registered bytes: reading the source a
+second time would double the cost of every copy for a check that could only agree.
 A failed hop reports gfal2's own reason, so Rucio's retry policy and suspicious-replica
 patterns apply unchanged.
 
@@ -201,45 +204,63 @@ def copy_hop(hop: Hop) -> HopResult:
 
 
 def _copy_verified(ctx: Any, hop: Hop, src: Endpoint) -> str:
+    """Copy, then prove the destination holds the catalogue's bytes; re-read the source only on a mismatch.
+
+    A destination that matches Rucio's checksum proves the source delivered the registered
+    bytes too, so the source is not read a second time for a check that could only agree
+    (that pass costs as much as the copy). On a mismatch the source is checked, so the reason
+    names the side at fault: ``SOURCE CHECKSUM MISMATCH`` (a corrupt replica) or
+    ``DESTINATION CHECKSUM MISMATCH`` (the copy went wrong).
+    """
     dst = hop.dst
     params = ctx.transfer_parameters()
     params.overwrite = True  # a retry must replace what a failed attempt left behind
-    params.create_parent = True
+    # Object stores have no directories: a parent "mkdir" there is a marker PUT that races
+    # between parallel copies (moto answers 500), and is useless anyway.
+    params.create_parent = dst.stat is None
     params.timeout = hop.timeout
     catalogue = {"ADLER32": hop.adler32, "MD5": hop.md5}
-    native = src.algorithm == dst.algorithm == "ADLER32" and src.stat is None and dst.stat is None
-    if native and hop.adler32:
-        # gfal2 checks source and destination against the catalogue value itself.
-        params.set_checksum(gfal2.checksum_mode.both, "ADLER32", hop.adler32)
-    else:
-        want_src = catalogue[src.algorithm]
-        if want_src:
-            got = checksum_of(ctx, src, src.algorithm)
-            if not _matches(src.algorithm, got, want_src):
-                raise CopyFailed(
-                    f"SOURCE CHECKSUM MISMATCH Source and catalogue {src.algorithm} do not match: {got} != {want_src}",
-                    source_side=True,
-                )
+    want = catalogue[dst.algorithm]
+    native = dst.stat is None and dst.algorithm == "ADLER32" and bool(want)
+    if native:
+        # gfal2 checks the destination against the catalogue value itself.
+        params.set_checksum(gfal2.checksum_mode.target, "ADLER32", want)
     try:
         ctx.filecopy(params, src.url, dst.url)
     except gfal2.GError as err:
         reason = _gerror(err)
+        if "CHECKSUM MISMATCH" in reason.upper():
+            _discard(ctx, dst)
+            raise _mismatch(ctx, hop, src, reason) from err
         # gfal2 names the side in its message; a source-side error may succeed from another source.
         raise CopyFailed(reason, source_side="SOURCE" in reason.upper()) from err
-    if native and hop.adler32:
+    if native:
         _check_size(ctx, hop)
-        return f"ADLER32:{hop.adler32}"
-    want_dst = catalogue[dst.algorithm] or checksum_of(ctx, src, dst.algorithm)
-    got_dst = checksum_of(ctx, dst, dst.algorithm)
-    if not _matches(dst.algorithm, got_dst, want_dst):
+        return f"ADLER32:{want}"
+    if not want:
+        want = checksum_of(ctx, src, dst.algorithm)  # no catalogue value in this algorithm: ask the source
+    got = checksum_of(ctx, dst, dst.algorithm)
+    if not _matches(dst.algorithm, got, want):
         _discard(ctx, dst)
-        raise CopyFailed(
-            f"DESTINATION CHECKSUM MISMATCH Destination {dst.algorithm} {got_dst} != expected {want_dst}; "
-            "destination deleted",
-            source_side=False,
-        )
+        raise _mismatch(ctx, hop, src, f"destination {dst.algorithm} {got} != expected {want}")
     _check_size(ctx, hop)
-    return f"{dst.algorithm}:{got_dst}"
+    return f"{dst.algorithm}:{got}"
+
+
+def _mismatch(ctx: Any, hop: Hop, src: Endpoint, detail: str) -> CopyFailed:
+    """Name the corrupt side: the source if its own checksum disagrees with the catalogue."""
+    want = {"ADLER32": hop.adler32, "MD5": hop.md5}[src.algorithm]
+    if want:
+        try:
+            got = checksum_of(ctx, src, src.algorithm)
+        except CopyFailed as err:
+            return CopyFailed(f"DESTINATION CHECKSUM MISMATCH {detail}; source unreadable: {err.reason}", False)
+        if not _matches(src.algorithm, got, want):
+            return CopyFailed(
+                f"SOURCE CHECKSUM MISMATCH Source and catalogue {src.algorithm} do not match: {got} != {want}",
+                source_side=True,
+            )
+    return CopyFailed(f"DESTINATION CHECKSUM MISMATCH {detail}; destination deleted", source_side=False)
 
 
 def _check_size(ctx: Any, hop: Hop) -> None:

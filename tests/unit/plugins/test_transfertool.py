@@ -53,7 +53,7 @@ def test_corrupt_source_fails_with_gfal2s_checksum_mismatch_and_no_destination(t
     src.write_bytes(os.urandom(50_000))  # corrupted after "registration"
     result = tt.copy_hop(hop)
     assert result.state == RequestState.FAILED
-    assert "CHECKSUM MISMATCH" in result.reason
+    assert "SOURCE CHECKSUM MISMATCH" in result.reason
     assert not (tmp_path / "dst.dat").exists()
 
 
