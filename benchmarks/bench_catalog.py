@@ -181,8 +181,8 @@ def main() -> None:
         print(f"filled {args.runs:,} runs x {args.files} files ({args.runs * args.files:,} files) in {load:.1f} s")
         for expr, n, med, p95, raw_med in bench_select(url, args.repeat):
             print(
-                f"select {expr!r}: {n} files, median {med * 1000:.1f} ms, p95 {p95 * 1000:.1f} ms; "
-                f"same SQL on the bare cursor {raw_med * 1000:.1f} ms; ratio {med / raw_med:.2f}"
+                f"select {expr!r}: {n} files, median {med * 1000:.2f} ms, p95 {p95 * 1000:.2f} ms; "
+                f"same SQL on the bare cursor {raw_med * 1000:.3f} ms; ratio {med / raw_med:.1f}"
             )
 
 

@@ -107,10 +107,12 @@ def upsert_run(
         if value is not None and getattr(run, key) != value:
             setattr(run, key, value)
     if conditions:
-        merged = {**(run.conditions or {}), **conditions}
-        if merged != run.conditions:
+        before = run.conditions or {}
+        merged = {**before, **conditions}
+        if merged != before:
             run.conditions = merged
-        insert_ignore(session, ConditionKey.__table__, [{"key": k} for k in conditions])  # type: ignore[arg-type]
+        new_keys = [{"key": k} for k in conditions if k not in before]  # keys of `before` are registered
+        insert_ignore(session, ConditionKey.__table__, new_keys)  # type: ignore[arg-type]
     session.flush()
     return run
 
