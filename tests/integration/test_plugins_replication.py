@@ -205,15 +205,14 @@ def test_rucio_cli_uploads_to_s3_and_downloads_back_bytes_verified(
     import subprocess
 
     small, big = make_file(tmp_path, 300_000, "cli"), make_file(tmp_path, 70_000_000, "cli-big")
-    for f in (small, big):
-        res = subprocess.run(
-            [venv_bin("rucio"), "upload", "--rse", "S3", "--scope", "test", str(f)],
-            env=rucio_env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        assert res.returncode == 0, res.stderr
+    res = subprocess.run(
+        [venv_bin("rucio"), "upload", "--rse", "S3", "--scope", "test", str(small), str(big)],
+        env=rucio_env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert res.returncode == 0, res.stderr
     down = tmp_path / "down"
     res = subprocess.run(
         [venv_bin("rucio"), "download", "--rses", "S3", "--dir", str(down), f"test:{small.name}", f"test:{big.name}"],

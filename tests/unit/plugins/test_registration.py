@@ -1,0 +1,39 @@
+"""Registration is explicit: importing the plugins changes nothing for a site that keeps FTS."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from inlet.cli.main import app
+
+
+def test_importing_the_transfertool_leaves_rucios_registry_and_scheme_map_alone() -> None:
+    code = (
+        "import copy, rucio.common.constants as c, rucio.core.transfer as t\n"
+        "before = (set(t.TRANSFERTOOL_CLASSES_BY_NAME), copy.deepcopy(c.SCHEME_MAP))\n"
+        "import inlet.plugins.transfertool, inlet.plugins.s3\n"
+        "assert before == (set(t.TRANSFERTOOL_CLASSES_BY_NAME), c.SCHEME_MAP), 'import changed Rucio'\n"
+        "inlet.plugins.transfertool.register()\n"
+        "assert 'gfal2' in t.TRANSFERTOOL_CLASSES_BY_NAME\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], env=dict(os.environ), capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+
+
+def test_daemon_conveyor_with_a_missing_rucio_config_names_the_fix(tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere" / "rucio.cfg"
+    res = CliRunner().invoke(app, ["daemon", "conveyor", "--once"], env={"RUCIO_CONFIG": str(missing)})
+    assert res.exit_code == 2
+    assert str(missing) in res.output and "does not exist" in res.output
+    assert "inlet lake up" in res.output
+
+
+def test_daemon_conveyor_rejects_a_zero_sleep() -> None:
+    res = CliRunner().invoke(app, ["daemon", "conveyor", "--poller-sleep", "0"])
+    assert res.exit_code == 2
+    assert "poller-sleep" in res.output
