@@ -124,6 +124,8 @@ def render_rucio_cfg(settings: Settings, paths: LakePaths, db_url: str) -> str:
         "gfal2_link_concurrency": str(tr.link_concurrency),
         "gfal2_transfer_timeout": str(tr.transfer_timeout),
         "gfal2_tape_recall_delay": str(tr.tape_recall_delay),
+        # Rucio's finisher declares the source replica SUSPICIOUS on these transfer errors.
+        "suspicious_pattern": ".*SOURCE CHECKSUM MISMATCH.*",
     }
     return _dump(cfg)
 
