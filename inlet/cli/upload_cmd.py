@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)
 app = typer.Typer(help="The paced uploader's operator view: status of the queue, DAQ-disk release.")
 
 
@@ -64,7 +64,8 @@ def upload(
         task = bar.add_task("upload", total=len(items), run=run)
 
         def advance(res: dict[str, Any]) -> None:
-            bar.advance(task, len(res["registered"]) + len(res["skipped"]) + len(res["failed"]) + len(res["quarantined"]))
+            done = sum(len(res[k]) for k in ("registered", "skipped", "failed", "quarantined"))
+            bar.advance(task, done)
 
         outcome = api.wait(results, end, timeout=timeout, progress=advance)
     for path, why in {**outcome.failed, **outcome.quarantined}.items():
@@ -89,12 +90,14 @@ def status() -> None:
     r = app_runtime.redis_client(s.redis.url)
     now = time.time()
     recent = [g for g in pacing.grants(r) if now - float(g["at"]) <= 60]
+    depth: Any = r.llen(s.uploader.queue)
+    queued = int(depth)
     out = {
         "queue": s.uploader.queue,
-        "queued": int(r.llen(s.uploader.queue)),
-        "waiting_for_tokens": int(r.get(pacing.WAITING) or 0),
-        "registered_total": int(r.get(pacing.REGISTERED) or 0),
-        "errors_total": int(r.get(pacing.ERRORS) or 0),
+        "queued": queued,
+        "waiting_for_tokens": pacing.counter(r, pacing.WAITING),
+        "registered_total": pacing.counter(r, pacing.REGISTERED),
+        "errors_total": pacing.counter(r, pacing.ERRORS),
         "files_per_s_last_minute": sum(int(g["files"]) for g in recent) / 60.0,
         "rse_slots_in_use": {rse: app_runtime.slots(s).in_use(rse) for rse in s.uploader.rse_concurrency},
     }

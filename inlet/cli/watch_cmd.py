@@ -6,7 +6,7 @@ import signal
 import threading
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -19,7 +19,8 @@ def watch(
     stream: Annotated[str, typer.Option("--stream", help="Stream policy from [uploader.streams].")] = "raw",
     experiment: Annotated[str | None, typer.Option("--experiment", help="Default: [naming] experiment.")] = None,
     stable: Annotated[
-        float | None, typer.Option("--stable", help="Seconds of unchanged size/mtime (default [uploader] stable_seconds).")
+        float | None,
+        typer.Option("--stable", help="Seconds of unchanged size/mtime (default [uploader] stable_seconds)."),
     ] = None,
     interval: Annotated[float, typer.Option("--interval", help="Seconds between directory scans.")] = 1.0,
     once: Annotated[bool, typer.Option("--once", help="One scan, queue what is closed, exit.")] = False,
@@ -43,7 +44,7 @@ def watch(
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     qdir = state_path(s, s.uploader.quarantine_dir)
     while not stop.is_set():
-        by_run: dict[int, list[dict[str, object]]] = {}
+        by_run: dict[int, list[dict[str, Any]]] = {}
         for c in det.scan():
             if c.run is None:
                 quarantine(c.path, qdir, f"{c.path}: no run number in the name or the sidecar", "bad-name")
@@ -51,7 +52,7 @@ def watch(
             by_run.setdefault(c.run, []).append({"path": str(c.path), "size": c.path.stat().st_size,
                                                  "sidecar": c.sidecar})  # fmt: skip
         for run, items in sorted(by_run.items()):
-            api.submit(items, run, stream, experiment)  # type: ignore[arg-type]
+            api.submit(items, run, stream, experiment)
             console.print(f"queued {len(items)} closed file(s) of run {run}")
         if once:
             return

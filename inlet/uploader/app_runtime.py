@@ -44,9 +44,7 @@ def redis_client(url: str) -> redis.Redis:
 
 def bucket(s: Settings) -> TokenBucket:
     u = s.uploader
-    return TokenBucket(
-        redis_client(s.redis.url), u.files_per_second, u.bytes_per_second, u.burst_files, u.burst_bytes
-    )
+    return TokenBucket(redis_client(s.redis.url), u.files_per_second, u.bytes_per_second, u.burst_files, u.burst_bytes)
 
 
 def slots(s: Settings) -> RseSlots:

@@ -57,7 +57,7 @@ def _backoff(retries: int) -> float:
     return float(min(300.0, base * 2**retries) * random.uniform(0.5, 1.5))
 
 
-@app.task(bind=True, name="inlet.upload_batch", max_retries=None)
+@app.task(bind=True, name="inlet.upload_batch", max_retries=None)  # type: ignore[untyped-decorator]
 def upload_batch(
     self: Task, items: list[dict[str, Any]], run: int, stream: str, experiment: str | None = None
 ) -> dict[str, Any]:
@@ -90,7 +90,7 @@ def upload_batch(
     if res.retry:
         # Files still being written: they come back later, on their own, not dropped.
         upload_batch.apply_async((res.retry, run, stream, experiment), countdown=_backoff(0) + 1.0)
-    out = res.as_dict()
+    out: dict[str, Any] = res.as_dict()
     out["seconds"] = time.monotonic() - started
     from inlet.uploader import metrics
 
@@ -98,10 +98,8 @@ def upload_batch(
     return out
 
 
-@app.task(bind=True, name="inlet.end_run", max_retries=None)
-def end_run(
-    self: Task, run: int, stream: str, experiment: str | None = None, expected_files: int | None = None
-) -> str:
+@app.task(bind=True, name="inlet.end_run", max_retries=None)  # type: ignore[untyped-decorator]
+def end_run(self: Task, run: int, stream: str, experiment: str | None = None, expected_files: int | None = None) -> str:
     from inlet.uploader.pipeline import RunNotComplete
 
     try:

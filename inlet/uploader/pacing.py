@@ -118,7 +118,7 @@ class TokenBucket:
         pipe = self.r.pipeline()
         pipe.rpush(GRANTS, json.dumps(entry))
         pipe.ltrim(GRANTS, -GRANT_LOG_LEN, -1)
-        pipe.execute()
+        pipe.execute()  # type: ignore[no-untyped-call]
         return waited
 
     def add(self, files: float = 0.0, nbytes: float = 0.0) -> None:
@@ -128,7 +128,14 @@ class TokenBucket:
 
 
 def grants(client: redis.Redis) -> list[dict[str, Any]]:
-    return [json.loads(x) for x in client.lrange(GRANTS, 0, -1)]
+    raw: Any = client.lrange(GRANTS, 0, -1)
+    return [json.loads(x) for x in raw]
+
+
+def counter(client: redis.Redis, key: str) -> int:
+    """An integer kept in Redis (0 when unset); the sync client's answers are typed loosely."""
+    value: Any = client.get(key)
+    return int(value or 0)
 
 
 class RseSlots:
@@ -150,7 +157,7 @@ class RseSlots:
         pipe.zremrangebyscore(key, "-inf", now - self.lease)
         pipe.zadd(key, {token: now})
         pipe.zrank(key, token)
-        _, _, rank = pipe.execute()
+        _, _, rank = pipe.execute()  # type: ignore[no-untyped-call]
         if rank is not None and int(rank) < limit:
             return True
         self.r.zrem(key, token)
@@ -173,4 +180,5 @@ class RseSlots:
     def in_use(self, rse: str) -> int:
         key = f"{PREFIX}slots:{rse}"
         self.r.zremrangebyscore(key, "-inf", time.time() - self.lease)
-        return int(self.r.zcard(key))
+        n: Any = self.r.zcard(key)
+        return int(n)

@@ -347,10 +347,8 @@ class Uploader:
         n = self.catalog.transaction(check)
         if expected_files is not None and n < expected_files:
             raise RunNotComplete(f"run {coll.experiment}/{run}: {n} of {expected_files} files registered so far")
-        try:
+        with contextlib.suppress(UnsupportedOperation):  # already closed
             self.client.set_status(coll.scope, coll.dataset, open=False)
-        except UnsupportedOperation:
-            pass  # already closed
 
         def advance(s: Session) -> str:
             r = catalog_runs.get_run(s, coll.experiment, coll.run)

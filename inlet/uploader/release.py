@@ -81,16 +81,33 @@ RuleStates = Callable[[str, str], dict[str, str]]
 
 
 def rucio_rule_states(scope: str, name: str) -> dict[str, str]:
-    """rule id -> state of every rule covering the file (its own and its datasets')."""
+    """rule id -> state of every rule that must protect the file, its own and its datasets'.
+
+    A rule of a parent dataset counts only once it holds a lock on this very file: right
+    after an attach the dataset's rule may still say OK from before (the judge has not yet
+    evaluated the new file), and a rule waiting for injection has no locks at all. Such a
+    rule shows as '<state>/NO-LOCK', which is not OK.
+    """
     from rucio.client import Client
 
-    return {r["id"]: r["state"] for r in Client().list_associated_rules_for_file(scope, name)}
+    c = Client()
+    locked = {r["id"]: r["state"] for r in c.list_associated_rules_for_file(scope, name)}
+    wanted = {r["id"]: r["state"] for r in c.list_did_rules(scope, name)}
+    level = [(scope, name)]
+    for _ in range(3):  # file -> dataset -> container -> container
+        parents = [(p["scope"], p["name"]) for s, n in level for p in c.list_parent_dids(s, n)]
+        for s, n in parents:
+            wanted.update({r["id"]: r["state"] for r in c.list_did_rules(s, n)})
+        level = parents
+    out = dict(locked)
+    for rule_id, state in wanted.items():
+        if rule_id not in locked:
+            out[rule_id] = f"{state}/NO-LOCK"
+    return out
 
 
 class Releaser:
-    def __init__(
-        self, store: PendingStore, done_dir: Path | None, rule_states: RuleStates = rucio_rule_states
-    ) -> None:
+    def __init__(self, store: PendingStore, done_dir: Path | None, rule_states: RuleStates = rucio_rule_states) -> None:
         self.store = store
         self.done_dir = done_dir
         self.rule_states = rule_states
@@ -140,11 +157,13 @@ class Releaser:
 
     def poll_once(self) -> int:
         freed = 0
-        for p in list(self.store):
+        waiting = list(self.store)
+        for p in waiting:
             try:
                 freed += self.release(p.scope, p.name)
             except Exception:
                 log.exception("release of %s:%s failed; next poll retries", p.scope, p.name)
+        log.info("release poll: %d released, %d waiting", freed, len(waiting) - freed)
         return freed
 
     def run(self, interval: float, stop: Callable[[], bool], subscribe: Callable[[], None] | None = None) -> None:

@@ -1,0 +1,368 @@
+"""The uploader against the real lake: a real Celery worker on the lake's Redis, the real Rucio
+server and conveyor, ActiveMQ, the run catalogue. Results are checked with the plain `rucio` CLI,
+a STOMP subscriber and the catalogue, never through the uploader's own code."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import subprocess
+import sys
+import threading
+import time
+import uuid
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import stomp
+
+from inlet.catalog import open_catalog
+from inlet.catalog.models import OutboxMessage, Run, RunFile
+from inlet.lake.lake import Lake
+
+BIN = Path(sys.executable).parent
+SCOPE = "cygno.raw"
+HELD = {"tier": "raw", "rules": [{"rse_expression": "SITE_B_DISK", "delay_injection": 86400}]}
+
+
+def _adler(data: bytes) -> str:
+    return f"{zlib.adler32(data) & 0xFFFFFFFF:08x}"
+
+
+def wait_for(what: str, cond: Any, timeout: float = 120.0, every: float = 0.5) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = cond()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"gave up waiting for {what}")
+
+
+@pytest.fixture(scope="module")
+def env(lake: Lake, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    state = tmp_path_factory.mktemp("uploader-state")
+    streams = {"raw": {"tier": "raw"}, "held": HELD}
+    return {
+        **os.environ,
+        **lake.rucio_client_env(),
+        **lake.exports(),
+        # A queue of its own: nothing left over from another session reaches this worker.
+        "INLET_UPLOADER__QUEUE": f"inlet.upload.test-{uuid.uuid4().hex[:8]}",
+        "INLET_UPLOADER__STATE_DIR": str(state / "state"),
+        "INLET_UPLOADER__QUARANTINE_DIR": str(state / "quarantine"),
+        "INLET_UPLOADER__STREAMS": json.dumps(streams),
+    }
+
+
+@pytest.fixture(scope="module")
+def worker(env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[subprocess.Popen[bytes]]:
+    log = tmp_path_factory.mktemp("worker") / "worker.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [str(BIN / "celery"), "-A", "inlet.uploader", "worker", "-c", "2", "-n", f"flow-{uuid.uuid4().hex[:6]}@%h",
+             "--loglevel", "INFO", "--without-gossip", "--without-mingle"],
+            env=env, stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        wait_for("the worker to be ready", lambda: b"ready." in log.read_bytes() or proc.poll() is not None, 90)
+        assert proc.poll() is None, log.read_text()[-3000:]
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def inlet(env: dict[str, str], *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(BIN / "inlet"), *args], env=env, capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+def rucio(env: dict[str, str], *args: str) -> str:
+    res = subprocess.run([str(BIN / "rucio"), *args], env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert res.returncode == 0, f"rucio {' '.join(args)}: {res.stderr or res.stdout}"
+    return res.stdout
+
+
+# One child process per question set: Rucio's client reads RUCIO_CONFIG once, at import, and a
+# process start costs seconds on a loaded machine.
+CLIENT = r"""
+import json, sys, time
+from rucio.client import Client
+from rucio.common.exception import DataIdentifierNotFound
+c = Client()
+out = []
+for op, *args in json.loads(sys.stdin.read()):
+    if op == "content":
+        out.append(sorted(d["name"] for d in c.list_content(*args)))
+    elif op == "meta":
+        out.append(c.get_metadata(*args, plugin="ALL"))
+    elif op == "rules":
+        out.append({r["rse_expression"]: r["state"] for r in c.list_did_rules(*args)})
+    elif op == "replicas":
+        out.append([{"rses": sorted(r["rses"]), "adler32": r["adler32"]}
+                    for r in c.list_replicas([{"scope": args[0], "name": args[1]}])])
+    elif op == "exists":
+        try:
+            c.get_did(*args)
+            out.append(True)
+        except DataIdentifierNotFound:
+            out.append(False)
+    elif op == "wait_rules_ok":
+        deadline = time.time() + args[2]
+        while True:
+            states = [r["state"] for r in c.list_did_rules(args[0], args[1])]
+            if states and all(s == "OK" for s in states) or time.time() > deadline:
+                out.append(states)
+                break
+            time.sleep(1)
+print(json.dumps(out, default=str))
+"""
+
+
+def ask(env: dict[str, str], *ops: list[Any]) -> list[Any]:
+    res = subprocess.run([sys.executable, "-c", CLIENT], input=json.dumps(ops), env=env, capture_output=True,
+                         text=True, timeout=300, check=False)  # fmt: skip
+    assert res.returncode == 0, res.stderr[-2000:]
+    result: list[Any] = json.loads(res.stdout)
+    return result
+
+
+class Events(stomp.ConnectionListener):  # type: ignore[misc]
+    def __init__(self) -> None:
+        self.docs: list[dict[str, Any]] = []
+        self.receipt = threading.Event()
+
+    def on_message(self, frame: Any) -> None:
+        self.docs.append(json.loads(frame.body))
+
+    def on_receipt(self, frame: Any) -> None:
+        self.receipt.set()
+
+
+@pytest.fixture(scope="module")
+def events(lake: Lake) -> Iterator[Events]:
+    b = lake.settings.broker
+    conn = stomp.Connection12([(b.host, b.stomp_port)])
+    ev = Events()
+    conn.set_listener("t", ev)
+    conn.connect(b.username, b.password, wait=True)
+    conn.subscribe(b.inlet_topic, id="uploader-test", ack="auto", headers={"receipt": "r1"})
+    assert ev.receipt.wait(10)
+    yield ev
+    conn.disconnect()
+
+
+def make_run(root: Path, run: int, n: int, size: int = 85_000) -> list[Path]:
+    root.mkdir(parents=True, exist_ok=True)
+    files = []
+    for i in range(1, n + 1):
+        p = root / f"run{run:06d}_pmt_{i:04d}.mid.gz"
+        p.write_bytes(os.urandom(size))
+        files.append(p)
+    return files
+
+
+@pytest.fixture(scope="module")
+def run_number() -> int:
+    return random.randint(100_000, 999_999)
+
+
+@pytest.fixture(scope="module")
+def uploaded(
+    env: dict[str, str], worker: subprocess.Popen[bytes], events: Events, run_number: int,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> list[Path]:  # fmt: skip
+    files = make_run(tmp_path_factory.mktemp("daq"), run_number, 4)
+    res = inlet(env, "upload", *map(str, files), "--run", str(run_number), "--stream", "raw", "--end-run")
+    assert res.returncode == 0, res.stderr
+    summary = json.loads(res.stdout.strip().splitlines()[-1])
+    assert summary == {"registered": 4, "skipped": 0, "failed": 0, "quarantined": 0, "run_state": "UPLOADED"}
+    return files
+
+
+def test_run_upload_registers_dids_dataset_rules_catalogue_and_events(
+    lake: Lake, env: dict[str, str], events: Events, uploaded: list[Path], run_number: int
+) -> None:
+    ds = f"run{run_number:06d}.raw"
+    first = run_number // 1000 * 1000
+    container = f"runs{first:06d}-{first + 999:06d}.raw"
+    content, meta, rules, replicas, in_container = ask(
+        env, ["content", SCOPE, ds], ["meta", SCOPE, ds], ["rules", SCOPE, ds],
+        ["replicas", SCOPE, uploaded[0].name], ["content", SCOPE, container],
+    )  # fmt: skip
+    assert content == sorted(f.name for f in uploaded)
+    assert (meta["run_nr"], meta["run_number"], meta["run_state"], meta["is_open"]) == (
+        run_number,
+        run_number,
+        "UPLOADED",
+        False,
+    )
+    assert meta["stream"] == "raw"
+    assert set(rules) == {"S3", "TAPE", "SITE_A_DISK"}
+    assert "SITE_A_DISK" in replicas[0]["rses"]
+    assert replicas[0]["adler32"] == _adler(uploaded[0].read_bytes())
+    assert in_container == [ds]
+    # And as a physicist sees it, with the plain CLI.
+    listed = rucio(env, "rule", "list", "--did", f"{SCOPE}:{ds}")
+    for rse in ("S3", "TAPE", "SITE_A_DISK"):
+        assert f" {rse} " in listed
+
+    cat = open_catalog(lake.settings.catalog_url())
+    with cat.session() as s:
+        run = s.query(Run).filter_by(experiment="cygno", run_number=run_number).one()
+        assert (run.n_files, run.state.value, run.dataset) == (4, "UPLOADED", f"run{run_number:06d}.raw")
+        rows = {f.name: f for f in s.query(RunFile).filter_by(run_id=run.id)}
+        for f in uploaded:
+            assert rows[f.name].adler32 == _adler(f.read_bytes())
+            assert rows[f.name].registered_at is not None
+    cat.dispose()
+
+    names = {f.name for f in uploaded}
+    got = wait_for(
+        "4 file-registered events",
+        lambda: [d for d in events.docs if d["event_type"] == "file-registered" and d["payload"]["name"] in names],
+        30,
+    )
+    assert len(got) == 4
+    by_name = {d["payload"]["name"]: d for d in got}
+    for f in uploaded:
+        p = by_name[f.name]["payload"]
+        assert (p["scope"], p["run"], p["bytes"], p["rse"]) == (SCOPE, run_number, 85_000, "SITE_A_DISK")
+        assert p["adler32"] == _adler(f.read_bytes())
+        assert by_name[f.name]["id"] == f"file-registered:{SCOPE}:{f.name}"
+
+
+def test_duplicate_upload_is_a_noop(lake: Lake, env: dict[str, str], uploaded: list[Path], run_number: int) -> None:
+    cat = open_catalog(lake.settings.catalog_url())
+    with cat.session() as s:
+        outbox_before = s.query(OutboxMessage).count()
+    res = inlet(env, "upload", *map(str, uploaded), "--run", str(run_number))
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout.strip().splitlines()[-1])["skipped"] == 4
+    with cat.session() as s:
+        assert s.query(OutboxMessage).count() == outbox_before
+        run = s.query(Run).filter_by(experiment="cygno", run_number=run_number).one()
+        assert run.n_files == 4
+    cat.dispose()
+    (content,) = ask(env, ["content", SCOPE, f"run{run_number:06d}.raw"])
+    assert len(content) == 4
+
+
+def test_same_name_other_content_is_refused(
+    env: dict[str, str], uploaded: list[Path], run_number: int, tmp_path: Path
+) -> None:
+    other = tmp_path / uploaded[0].name
+    other.write_bytes(os.urandom(1000))
+    res = inlet(env, "upload", str(other), "--run", str(run_number))
+    assert res.returncode == 1
+    assert "a DID never changes content" in " ".join(res.stderr.split())
+    assert other.exists()
+    (replicas,) = ask(env, ["replicas", SCOPE, uploaded[0].name])
+    assert replicas[0]["adler32"] == _adler(uploaded[0].read_bytes())
+
+
+def test_bad_name_is_refused_with_the_schema_message_and_the_file_kept(
+    env: dict[str, str], worker: subprocess.Popen[bytes], run_number: int, tmp_path: Path
+) -> None:
+    bad = tmp_path / f"run{run_number:06d}-oops.dat"
+    bad.write_bytes(b"x" * 100)
+    res = inlet(env, "upload", str(bad), "--run", str(run_number))
+    assert res.returncode == 2
+    assert "names in scope cygno.raw must match one of" in " ".join(res.stderr.split())
+    assert "nothing was uploaded" in res.stderr
+    assert bad.read_bytes() == b"x" * 100
+
+
+def test_bad_name_reaching_a_worker_goes_to_quarantine_with_a_reason(
+    env: dict[str, str], worker: subprocess.Popen[bytes], run_number: int, tmp_path: Path
+) -> None:
+    bad = tmp_path / f"run{run_number:06d}-oops.dat"
+    bad.write_bytes(b"y" * 10)
+    # What `inlet watch` does: queue without the client-side check.
+    script = (
+        "import json,sys; from inlet.uploader.celery_app import upload_batch; "
+        "r = upload_batch.delay([{'path': sys.argv[1]}], int(sys.argv[2]), 'raw'); "
+        "print(json.dumps(r.get(timeout=120)))"
+    )
+    res = subprocess.run([sys.executable, "-c", script, str(bad), str(run_number)], env=env, capture_output=True,
+                         text=True, timeout=180, check=False)  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    out = json.loads(res.stdout)
+    assert str(bad) in out["quarantined"]
+    assert "breaks the naming schema" in out["quarantined"][str(bad)]
+    qdir = Path(env["INLET_UPLOADER__QUARANTINE_DIR"])
+    assert (qdir / bad.name).read_bytes() == b"y" * 10
+    reason = json.loads((qdir / f"{bad.name}.reason.json").read_text())
+    assert reason["kind"] == "bad-name" and reason["source"] == str(bad)
+
+
+def test_sidecar_checksum_mismatch_registers_nothing(
+    env: dict[str, str], worker: subprocess.Popen[bytes], tmp_path: Path
+) -> None:
+    run = random.randint(100_000, 999_999)
+    (f,) = make_run(tmp_path, run, 1, size=1000)
+    script = (
+        "import json,sys; from inlet.uploader.celery_app import upload_batch; "
+        "r = upload_batch.delay([{'path': sys.argv[1], 'sidecar': {'adler32': '00000001'}}], int(sys.argv[2]), 'raw'); "
+        "print(json.dumps(r.get(timeout=120)))"
+    )
+    res = subprocess.run([sys.executable, "-c", script, str(f), str(run)], env=env, capture_output=True,
+                         text=True, timeout=180, check=False)  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    out = json.loads(res.stdout)
+    assert out["registered"] == []
+    assert "adler32 mismatch" in out["failed"][str(f)]
+    assert f.exists()
+    assert ask(env, ["exists", SCOPE, f.name]) == [False]
+
+
+def test_daq_copy_is_freed_only_once_every_rule_is_ok(
+    env: dict[str, str], worker: subprocess.Popen[bytes], lake: Lake, tmp_path: Path
+) -> None:
+    # The releaser, listening for the listener's daq-release events; its next poll is an hour away.
+    log_path = tmp_path / "release.log"
+    rel_log = log_path.open("wb")
+    releaser = subprocess.Popen([str(BIN / "inlet"), "-v", "uploader", "release", "--interval", "3600"], env=env,
+                                stdout=rel_log, stderr=subprocess.STDOUT)  # fmt: skip
+    try:
+        wait_for("the releaser's first poll", lambda: b"release poll:" in log_path.read_bytes(), 60)
+        # A stream whose rule cannot be satisfied yet (waiting for injection), and a normal run.
+        held_run, run = random.randint(100_000, 999_999), random.randint(100_000, 999_999)
+        (held,) = make_run(tmp_path / "held", held_run, 1, size=2000)
+        files = make_run(tmp_path / "daq", run, 2, size=3000)
+        assert inlet(env, "upload", str(held), "--run", str(held_run), "--stream", "held").returncode == 0
+        assert inlet(env, "upload", *map(str, files), "--run", str(run)).returncode == 0
+        assert ask(env, ["wait_rules_ok", SCOPE, f"run{run:06d}.raw", 150]) == [["OK", "OK", "OK"]]
+        # Rules OK but no signal yet: the DAQ copies are still there.
+        assert all(f.exists() for f in files)
+        b = lake.settings.broker
+        conn = stomp.Connection12([(b.host, b.stomp_port)])
+        conn.connect(b.username, b.password, wait=True)
+        for f in [held, files[0]]:
+            doc = {"event_type": "daq-release", "payload": {"scope": SCOPE, "name": f.name, "rules": []},
+                   "created_at": "2026-11-21T00:00:00+00:00", "id": f"daq-release:{SCOPE}:{f.name}"}  # fmt: skip
+            conn.send(destination=b.inlet_topic, body=json.dumps(doc), headers={"event_type": "daq-release"})
+        conn.disconnect()
+        wait_for("the signalled DAQ copy to go", lambda: not files[0].exists(), 60)
+        # Only the signalled file went; the held one (rule not OK) stays despite its signal.
+        assert files[1].exists()
+        assert held.exists()
+    finally:
+        releaser.terminate()
+        releaser.wait(30)
+        rel_log.close()
+    # The polling fallback frees what is safe and nothing else.
+    res = inlet(env, "uploader", "release", "--once")
+    assert res.returncode == 0, res.stderr
+    assert not files[1].exists()
+    assert held.exists()
+    assert ask(env, ["rules", SCOPE, f"run{held_run:06d}.raw"]) == [{"SITE_B_DISK": "INJECT"}]
