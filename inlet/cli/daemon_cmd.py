@@ -50,6 +50,11 @@ def conveyor(
         logging.basicConfig(
             level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s", stream=sys.stderr, force=True
         )
-    from inlet.plugins.conveyor import ConveyorOptions, run
+    from inlet.plugins.conveyor import ConveyorConfigError, ConveyorOptions, run
 
-    run(ConveyorOptions(submitter_sleep, poller_sleep, finisher_sleep, bulk, once=once))
+    try:
+        run(ConveyorOptions(submitter_sleep, poller_sleep, finisher_sleep, bulk, once=once))
+    except ConveyorConfigError as err:
+        problem, _, fix = str(err).partition(": ")
+        typer.echo(f"error: {problem}\nfix: {fix}", err=True)
+        raise typer.Exit(2) from err

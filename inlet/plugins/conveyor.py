@@ -33,6 +33,23 @@ class ConveyorOptions:
     once: bool = False
 
 
+class ConveyorConfigError(RuntimeError):
+    """rucio.cfg does not select the gfal2 transfertool; the message names the fix."""
+
+
+def selected_transfertool() -> str:
+    """The site chooses the transfertool in rucio.cfg, as for Rucio's own conveyor; this runner is gfal2's."""
+    from rucio.common.config import config_get_list
+
+    chosen = [t.strip() for t in config_get_list("conveyor", "transfertool", False, []) if t.strip()]
+    if "gfal2" not in chosen:
+        raise ConveyorConfigError(
+            f"rucio.cfg [conveyor] transfertool is {', '.join(chosen) or 'not set'}: "
+            "set `transfertool = gfal2` there to run inlet's conveyor (sites with FTS keep rucio-conveyor-*)"
+        )
+    return "gfal2"
+
+
 def _poll_loop(poller: Any, opts: ConveyorOptions, tt: str) -> None:
     """The poller, one pass at a time.
 
@@ -62,6 +79,7 @@ def run(opts: ConveyorOptions) -> None:
 
     from inlet.plugins.transfertool import Gfal2Transfertool, engine, register
 
+    selected_transfertool()
     register()
     # gfal2 logs every HTTP header at INFO: keep its warnings, not its chatter.
     logging.getLogger("gfal2").setLevel(logging.WARNING)

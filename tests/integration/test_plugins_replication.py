@@ -257,6 +257,12 @@ def test_corrupted_source_fails_with_checksum_mismatch_and_nothing_marked_safe(
             assert dst is None or dst["state"] != "AVAILABLE", (rse, dst)
             assert client.get_replication_rule(rule_id)["state"] != "OK"
         assert not any(et == "transfer-done" and p.get("name") == f.name for et, p in events.drain())
+        # Rucio's finisher declared the corrupt source SUSPICIOUS (the lake's [conveyor] suspicious_pattern).
+        assert wait_until(
+            lambda: any(r.get("name") == f.name for r in client.list_suspicious_replicas(rse_expression="SITE_A_DISK")),
+            60,
+            interval=1.0,
+        ), "the corrupt source was not declared suspicious"
     finally:
         for rule_id in rule_ids.values():
             client.delete_replication_rule(rule_id, purge_replicas=True)

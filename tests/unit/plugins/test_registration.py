@@ -37,3 +37,21 @@ def test_daemon_conveyor_rejects_a_zero_sleep() -> None:
     res = CliRunner().invoke(app, ["daemon", "conveyor", "--poller-sleep", "0"])
     assert res.exit_code == 2
     assert "poller-sleep" in res.output
+
+
+def test_daemon_conveyor_refuses_a_rucio_cfg_that_selects_another_transfertool(tmp_path: Path) -> None:
+    cfg = tmp_path / "rucio.cfg"
+    cfg.write_text(
+        f"[common]\nloglevel = WARNING\n[database]\ndefault = sqlite:///{tmp_path / 'x.db'}\n"
+        "[conveyor]\ntransfertool = fts3\n"
+    )
+    env = {**os.environ, "RUCIO_CONFIG": str(cfg)}
+    res = subprocess.run(
+        [str(Path(sys.executable).parent / "inlet"), "daemon", "conveyor", "--once"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert res.returncode == 2, res.stderr
+    assert "transfertool is fts3" in res.stderr and "transfertool = gfal2" in res.stderr
