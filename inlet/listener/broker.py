@@ -60,6 +60,8 @@ def connection(broker: BrokerSettings, heartbeat_ms: int = 0) -> stomp.Connectio
     return stomp.Connection12(
         [(broker.host, broker.stomp_port)],
         heartbeats=(heartbeat_ms, heartbeat_ms),
+        # A busy 2-core host can delay the broker's beat: allow three periods before giving up.
+        heart_beat_receive_scale=3.0,
         reconnect_attempts_max=1,
         auto_decode=False,
         timeout=10,

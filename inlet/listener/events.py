@@ -111,9 +111,7 @@ def parse_time(text: Any) -> dt.datetime | None:
 def parse_message(body: bytes, headers: dict[str, str], max_bytes: int) -> Event:
     """Turn a broker message into an :class:`Event`, or raise :class:`BadEvent` with the reason."""
     if len(body) > max_bytes:
-        raise BadEvent(
-            f"oversized body: {len(body)} bytes > [listener] max_body_bytes = {max_bytes}; not parsed"
-        )
+        raise BadEvent(f"oversized body: {len(body)} bytes > [listener] max_body_bytes = {max_bytes}; not parsed")
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:

@@ -14,6 +14,7 @@ by disconnecting without acknowledging them.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import queue
@@ -42,6 +43,10 @@ log = logging.getLogger(__name__)
 #: Errors that break the whole transaction (or mean the database is gone): the batch is
 #: retried as a whole, and they never count against a handler.
 _TRANSACTION_ERRORS = (OperationalError, InternalError, StaleDataError)
+
+
+class _HandlerFailed(Exception):
+    """A handler failed on the fast path: redo the batch with a savepoint per handler."""
 
 
 @dataclass
@@ -156,7 +161,14 @@ class Listener:
         work = [i for i in items if i.handlers]
         if work:
             try:
-                self.catalog.transaction(lambda s: self._apply(s, work))
+                try:
+                    # Fast path: the whole batch without savepoints (two round trips fewer per
+                    # event). If any handler fails, that transaction is thrown away whole...
+                    self.catalog.transaction(lambda s: self._apply(s, work, isolate=False))
+                except _HandlerFailed:
+                    # ...and the batch runs again with a savepoint per (event, handler), so
+                    # that only the failing handler's work is rolled back.
+                    self.catalog.transaction(lambda s: self._apply(s, work, isolate=True))
             except Exception as exc:
                 # The database itself failed (down, or a race retried to exhaustion): nothing
                 # was committed; keep every event and try the whole batch again later.
@@ -167,7 +179,7 @@ class Listener:
         for item in items:
             self._settle(item)
 
-    def _apply(self, session: Session, items: list[_Item]) -> None:
+    def _apply(self, session: Session, items: list[_Item], *, isolate: bool) -> None:
         ctx = HandlerContext(session=session, settings=self.ls, rucio=self.rucio, log=log)
         for item in items:
             item.failed = []
@@ -175,19 +187,21 @@ class Listener:
                 consumer = f"{self.ls.consumer}:{handler.name}"[:64]
                 started = time.perf_counter()
                 try:
-                    with session.begin_nested():
+                    with session.begin_nested() if isolate else contextlib.nullcontext():
                         if not ledger.claim_event(session, consumer, item.event.key, item.event.event_type[:64]):
                             metrics.DUPLICATES.inc()
                             continue
-                        before = len(session.new)
                         handler.handle(item.event, ctx)
-                        if len(session.new) != before or session.dirty:
+                        if isolate:
                             session.flush()
                 except _TRANSACTION_ERRORS:
                     raise
-                except BadEvent as exc:
-                    item.failed.append((handler.name, f"bad event: {exc}"))
                 except Exception as exc:
+                    if not isolate:
+                        raise _HandlerFailed from exc
+                    if isinstance(exc, BadEvent):
+                        item.failed.append((handler.name, f"bad event: {exc}"))
+                        continue
                     log.warning(
                         "handler %s failed on %s (%s): %s: %s",
                         handler.name,
@@ -199,6 +213,14 @@ class Listener:
                     item.failed.append((handler.name, f"{type(exc).__name__}: {exc}"))
                 finally:
                     metrics.HANDLER_SECONDS.labels(handler.name).observe(time.perf_counter() - started)
+        if not isolate:
+            # A failure at flush time belongs to some handler too: find it on the slow path.
+            try:
+                session.flush()
+            except _TRANSACTION_ERRORS:
+                raise
+            except Exception as exc:
+                raise _HandlerFailed from exc
         # Anything a handler queued is sent after commit by the sweep that follows.
         if ctx.enqueued:
             self._outbox_dirty = True

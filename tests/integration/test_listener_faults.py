@@ -30,6 +30,7 @@ from inlet.catalog.db import upgrade
 from inlet.lake.lake import Lake
 from inlet.lake.ports import wait_until
 from inlet.lake.services.base import venv_bin
+from inlet.listener.dlq import DeadLetterQueue, DLQError
 
 PROBE_MODULE = '''
 """A test handler: records its effect, and misbehaves on request."""
@@ -280,8 +281,6 @@ def effects(url: str, prefix: str = "") -> dict[str, int]:
 
 
 def queue_depth(lake: Lake, destination: str) -> int:
-    from inlet.listener.dlq import DeadLetterQueue
-
     settings = lake.settings.listener.model_copy(update={"dlq": destination})
     return len(DeadLetterQueue(lake.settings.broker, settings).letters())
 
@@ -425,8 +424,11 @@ def test_poison_messages_go_to_the_dlq_with_the_reason_and_replay_works(setup: S
     assert "handler probe failed 3 times" in flaky[4]
     malformed = next(r for r in rows if r[4].startswith("malformed JSON"))
 
-    shown = setup.cli("events", "dlq", "show", malformed[0][:8])
-    assert shown.returncode == 0 and shown.stdout.rstrip().endswith("{not json")
+    dlq = DeadLetterQueue(
+        setup.lake.settings.broker, setup.lake.settings.listener.model_copy(update={"dlq": setup.dlq})
+    )
+    shown = dlq.show(malformed[0][:8])
+    assert shown.body == b"{not json" and shown.source == setup.queue
 
     # Fix the cause, then replay: the handler now succeeds, once.
     gate.write_text("ok")
@@ -440,8 +442,8 @@ def test_poison_messages_go_to_the_dlq_with_the_reason_and_replay_works(setup: S
     assert until(lambda: effects(setup.catalog_url, setup.tag) == expected), setup.logs()
     assert queue_depth(setup.lake, setup.dlq) == 3
 
-    unknown = setup.cli("events", "dlq", "replay", "0123456789abcdef")
-    assert unknown.returncode == 2 and "inlet events dlq list" in unknown.stderr
+    with pytest.raises(DLQError, match="names 0 messages"):
+        dlq.replay(["0123456789abcdef"])
     pub.close()
 
 

@@ -15,6 +15,7 @@ import os
 import queue
 import random
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -110,6 +111,9 @@ def test_rule_ok_and_datasetlock_ok_move_the_run_and_release_the_daq_copies(
     sub.subscribe(b.inlet_topic, id="release", ack="auto", headers={"receipt": "sub"})
     assert collect.receipts.get(timeout=30) == "sub"
 
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        metrics_port = probe.getsockname()[1]
     config = tmp_path / "inlet.toml"
     config.write_text(
         textwrap.dedent(
@@ -118,6 +122,7 @@ def test_rule_ok_and_datasetlock_ok_move_the_run_and_release_the_daq_copies(
             consumer = "it-{uuid.uuid4().hex[:8]}"
             s3_rses = ["SITE_A_DISK"]
             tape_rses = ["TAPE"]
+            metrics_port = {metrics_port}
             """
         )
     )
@@ -161,6 +166,15 @@ def test_rule_ok_and_datasetlock_ok_move_the_run_and_release_the_daq_copies(
                 released[str(payload["name"])] = body
         for n, body in released.items():
             assert body["id"] == f"daq-release:test:{n}"
+
+        status = subprocess.run(
+            [venv_bin("inlet"), "listen", "--status"], env=env, capture_output=True, text=True, timeout=60
+        )
+        assert status.returncode == 0, status.stderr
+        assert 'inlet_listener_events_total{event_type="datasetlock_ok",outcome="handled"}' in status.stdout
+        assert 'inlet_listener_handler_seconds_count{handler="catalog"}' in status.stdout
+        assert "inlet_listener_lag_seconds_count" in status.stdout
+        assert "dlq /queue/inlet.listener.dlq:" in status.stdout
     finally:
         sub.disconnect()
         listener.send_signal(signal.SIGTERM)

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from inlet.catalog import runs as catalog_runs
 from inlet.catalog.models import Run
-from inlet.catalog.states import TRANSITIONS, RunState
+from inlet.catalog.states import TRANSITIONS, IllegalTransition, RunState
 from inlet.config import ListenerSettings
 from inlet.listener.events import Event, parse_time
 from inlet.listener.handlers.base import HandlerContext
@@ -45,7 +45,7 @@ class CatalogHandler:
                 return
             at = parse_time(event.payload.get("transferred_at")) or when
             catalog_runs.mark_available(session, scope, name, rse, at)
-            self._advance(session, f.run, at)
+            self._advance(session, f.run, at, [rse])
         elif event.event_type == "datasetlock_ok":
             scope, name, rse = event.require("scope", "name", "rse")
             if rse in self.s3 | self.tape:
@@ -78,24 +78,31 @@ class CatalogHandler:
         for rse in rses:
             for rf in files:
                 catalog_runs.mark_available(session, rf.scope, rf.name, rse, when)
-        self._advance(session, run, when)
+        self._advance(session, run, when, rses)
 
-    def _advance(self, session: Session, run: Run, when: dt.datetime | None) -> None:
-        """Take every step whose RSE class now holds all of the run's files."""
+    def _advance(self, session: Session, run: Run, when: dt.datetime | None, touched: list[str]) -> None:
+        """Take every step whose RSE class now holds all of the run's files.
+
+        Only the RSEs this event touched can have become complete, so only they are counted,
+        except right after a step: then the next class may already be complete (its events
+        came first and could not move the run yet), and all its RSEs are counted.
+        """
+        check = set(touched)
         for target, rses in ((RunState.ON_S3, self.s3), (RunState.ON_TAPE, self.tape)):
-            if run.n_files == 0:
-                return
-            session.refresh(run, with_for_update=True)
-            if target not in TRANSITIONS[run.state]:
+            candidates = sorted(rses & check)
+            # The cheap test on the loaded state first; transition() re-checks under a lock.
+            if run.n_files == 0 or not candidates or target not in TRANSITIONS[run.state]:
                 continue
-            complete = [r for r in sorted(rses) if catalog_runs.files_on(session, run, r) >= run.n_files]
+            complete = [r for r in candidates if catalog_runs.files_on(session, run, r) >= run.n_files]
             if complete:
-                catalog_runs.transition(
-                    session, run, target, reason=f"all {run.n_files} files on {complete[0]}", at=when
-                )
+                try:
+                    catalog_runs.transition(
+                        session, run, target, reason=f"all {run.n_files} files on {complete[0]}", at=when
+                    )
+                except IllegalTransition:
+                    continue  # another writer moved the run meanwhile: nothing left to do here
+                check = set(self.s3 | self.tape)
 
 
 def _run_of_dataset(session: Session, scope: str, name: str) -> Run | None:
     return session.scalars(select(Run).where(Run.scope == scope, Run.dataset == name)).one_or_none()
-
-
