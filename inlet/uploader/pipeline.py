@@ -190,7 +190,7 @@ class Uploader:
 
     def _ensure_collections(self, coll: RunCollections) -> None:
         """Create the run dataset (with metadata and the stream's rules) and container once."""
-        from rucio.common.exception import DataIdentifierAlreadyExists
+        from rucio.common.exception import DataIdentifierAlreadyExists, Duplicate, DuplicateContent
 
         key = (coll.scope, coll.dataset)
         if key in self._collections_done:
@@ -222,10 +222,13 @@ class Uploader:
         if coll.container:
             with contextlib.suppress(DataIdentifierAlreadyExists):
                 self.client.add_container(coll.scope, coll.container)
-            self.client.attach_dids_to_dids(
-                [{"scope": coll.scope, "name": coll.container, "dids": [{"scope": coll.scope, "name": coll.dataset}]}],
-                ignore_duplicate=True,
-            )
+            # Two workers starting the same run race here; the loser's Duplicate means "done".
+            with contextlib.suppress(DuplicateContent, Duplicate):
+                self.client.attach_dids_to_dids(
+                    [{"scope": coll.scope, "name": coll.container,
+                      "dids": [{"scope": coll.scope, "name": coll.dataset}]}],
+                    ignore_duplicate=True,
+                )  # fmt: skip
         self._collections_done.add(key)
 
     def _register(
