@@ -1,0 +1,87 @@
+"""DAQ release decisions (rule states stubbed at the Rucio seam) and the closed-file rule."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from inlet.uploader.checksum import digest_file
+from inlet.uploader.release import Pending, PendingStore, Releaser
+from inlet.uploader.watch import ClosedFileDetector
+
+
+def _pending(tmp_path: Path, data: bytes = b"payload") -> tuple[PendingStore, Path]:
+    daq = tmp_path / "daq" / "run000001.mid.gz"
+    daq.parent.mkdir(parents=True)
+    daq.write_bytes(data)
+    d = digest_file(daq)
+    store = PendingStore(tmp_path / "pending")
+    store.add(Pending("cygno.raw", daq.name, str(daq), d.size, d.adler32, d.md5))
+    return store, daq
+
+
+def test_not_released_while_a_rule_is_not_ok(tmp_path: Path) -> None:
+    store, daq = _pending(tmp_path)
+    rel = Releaser(store, None, lambda s, n: {"r1": "OK", "r2": "REPLICATING"})
+    assert rel.poll_once() == 0
+    assert daq.exists()
+    rel = Releaser(store, None, lambda s, n: {})
+    assert not rel.release("cygno.raw", daq.name)
+    assert daq.exists()
+
+
+def test_released_once_all_rules_are_ok_and_deleted_once(tmp_path: Path) -> None:
+    store, daq = _pending(tmp_path)
+    rel = Releaser(store, None, lambda s, n: {"r1": "OK", "r2": "OK"})
+    rel.on_event({"event_type": "daq-release", "payload": {"scope": "cygno.raw", "name": daq.name}})
+    assert not daq.exists()
+    assert store.get("cygno.raw", daq.name) is None
+    assert not rel.release("cygno.raw", daq.name)  # a repeated signal does nothing
+
+
+def test_moved_to_the_done_area_when_configured(tmp_path: Path) -> None:
+    store, daq = _pending(tmp_path)
+    done = tmp_path / "done"
+    Releaser(store, done, lambda s, n: {"r1": "OK"}).poll_once()
+    assert (done / daq.name).read_bytes() == b"payload"
+
+
+def test_a_local_copy_that_changed_is_never_deleted(tmp_path: Path) -> None:
+    store, daq = _pending(tmp_path)
+    daq.write_bytes(b"rewritten")
+    assert not Releaser(store, None, lambda s, n: {"r1": "OK"}).release("cygno.raw", daq.name)
+    assert daq.read_bytes() == b"rewritten"
+    assert store.get("cygno.raw", daq.name) is not None
+
+
+def test_other_events_are_ignored(tmp_path: Path) -> None:
+    store, daq = _pending(tmp_path)
+    rel = Releaser(store, None, lambda s, n: {"r1": "OK"})
+    rel.on_event({"event_type": "file-registered", "payload": {"scope": "cygno.raw", "name": daq.name}})
+    assert daq.exists()
+
+
+def test_sidecar_closes_a_file_at_once(tmp_path: Path) -> None:
+    f = tmp_path / "run000042.mid.gz"
+    f.write_bytes(b"x")
+    (tmp_path / "run000042.mid.gz.json").write_text(json.dumps({"run": 42, "adler32": "00620079"}))
+    det = ClosedFileDetector(tmp_path, stable_seconds=60)
+    (c,) = det.scan(now=0)
+    assert (c.path, c.run, c.sidecar["adler32"]) == (f, 42, "00620079")
+    assert det.scan(now=1) == []  # offered once
+
+
+def test_without_sidecar_a_file_must_stay_still(tmp_path: Path) -> None:
+    f = tmp_path / "run000007_pmt_0001.mid.gz"
+    f.write_bytes(b"a")
+    det = ClosedFileDetector(tmp_path, stable_seconds=5)
+    assert det.scan(now=100) == []
+    assert det.scan(now=103) == []
+    with f.open("ab") as fh:
+        fh.write(b"b")
+    os.utime(f, ns=(f.stat().st_atime_ns, f.stat().st_mtime_ns + 1))
+    assert det.scan(now=104) == []  # changed: the clock restarts
+    assert det.scan(now=108) == []
+    (c,) = det.scan(now=109)
+    assert (c.path, c.run) == (f, 7)
