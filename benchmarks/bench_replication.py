@@ -72,7 +72,10 @@ class Bench:
     def register(self, sizes: list[int], prefix: str) -> list[dict[str, Any]]:
         """Write files straight onto SITE_A_DISK and register them: returns the file dicts."""
         names = [f"{prefix}-{uuid.uuid4().hex[:12]}.dat" for _ in sizes]
-        pfns = self.client.lfns2pfns("SITE_A_DISK", [f"{SCOPE}:{n}" for n in names], operation="write", scheme="file")
+        pfns: dict[str, str] = {}
+        for chunk in range(0, len(names), 100):  # a GET: the LFN list travels in the URL
+            lfns = [f"{SCOPE}:{n}" for n in names[chunk : chunk + 100]]
+            pfns.update(self.client.lfns2pfns("SITE_A_DISK", lfns, operation="write", scheme="file"))
         files = []
         block = os.urandom(max(sizes))
         for i, (name, size) in enumerate(zip(names, sizes, strict=True)):
