@@ -112,15 +112,43 @@ def runs(catalog: Catalog, rucio_env: dict[str, str]) -> dict[str, Any]:
     return {"exp": exp, "base": base, "names": names}
 
 
-def test_metadata_list_shows_catalogue_keys(runs: dict[str, Any], rucio_env: dict[str, str]) -> None:
+@pytest.fixture(scope="module")
+def answers(runs: dict[str, Any], rucio_env: dict[str, str]) -> dict[str, Any]:
+    """Every client call of this module in one child process (a Rucio import costs seconds)."""
+    exp, base, names = runs["exp"], runs["base"], runs["names"]
+    f0, f1 = names[base][0], names[base][1]
+    stranger = f"{exp}.not-in-catalogue"
+    name = f"{exp}*"
+    steps: dict[str, list[Any]] = {
+        "meta_all": ["meta", SCOPE, f0, "ALL"],
+        "meta_ours": ["meta", SCOPE, f0, "INLET_RUNS"],
+        "meta_dataset": ["meta", SCOPE, f"{exp}.run{base}", "INLET_RUNS"],
+        "files_eq": ["list", SCOPE, [{"name": name, "run_nr": base, "stream": "ksl"}], "file"],
+        "ds_range": ["list", SCOPE, [{"name": name, "run_nr.gte": base, "run_nr.lt": base + 2}], "dataset"],
+        "ds_or": ["list", SCOPE, [{"name": name, "run_type": "cosmics"}, {"name": name, "stream": "kpm"}], "dataset"],
+        "files_ne_lte": ["list", SCOPE, [{"name": name, "run_type.ne": "physics", "beam.lte": 1}], "file"],
+        "all_types": ["list", SCOPE, [{"name": name, "run_nr": base + 2}], "all"],
+        "with_rse": ["list", SCOPE, [{"name": name, "run_nr": base, "rse": "SITE_A_DISK"}], "file"],
+        "mixed": ["list", SCOPE, [{"name": name, "run_number": base, "run_type": "physics"}], "dataset"],
+        "ours_only": ["list", SCOPE, [{"name": name, "run_nr": base, "run_type": "physics"}], "dataset"],
+        "set_same": ["set", SCOPE, f1, "run_type", "physics"],
+        "set_other": ["set", SCOPE, f1, "run_type", "cosmics"],
+        "register_stranger": ["register", SCOPE, f"{stranger}.ds", [stranger]],
+        "set_stranger": ["set", SCOPE, stranger, "run_type", "calib"],
+        "stranger_json": ["meta", SCOPE, stranger, "JSON"],
+        "after_refusal": ["meta", SCOPE, f1, "INLET_RUNS"],
+    }
+    return dict(zip(steps, client(rucio_env, *steps.values()), strict=True))
+
+
+def test_metadata_list_shows_catalogue_keys(runs: dict[str, Any], answers: dict[str, Any]) -> None:
     f = runs["names"][runs["base"]][0]
-    meta, only = client(rucio_env, ["meta", SCOPE, f, "ALL"], ["meta", SCOPE, f, "INLET_RUNS"])
+    meta, only = answers["meta_all"], answers["meta_ours"]
     assert only["run_nr"] == runs["base"] and only["run_type"] == "physics"
     assert only["experiment"] == runs["exp"] and only["run_state"] == "RECORDING"
     assert only["stream"] == "ksl" and only["run_start"] == "2026-11-01T00:00:00"
     assert meta["run_nr"] == runs["base"] and meta["name"] == f  # merged with Rucio's own columns
-    dataset_meta = client(rucio_env, ["meta", SCOPE, f"{runs['exp']}.run{runs['base']}", "INLET_RUNS"])[0]
-    assert dataset_meta["run_nr"] == runs["base"]
+    assert answers["meta_dataset"]["run_nr"] == runs["base"]
 
 
 def test_rucio_cli_shows_and_filters(runs: dict[str, Any], rucio_env: dict[str, str]) -> None:
@@ -140,54 +168,29 @@ def test_rucio_cli_shows_and_filters(runs: dict[str, Any], rucio_env: dict[str, 
     assert f"{SCOPE}:{exp}.run{base} " not in out and "DATASET" in out
 
 
-def test_filters_with_operators_ranges_and_or(runs: dict[str, Any], rucio_env: dict[str, str]) -> None:
+def test_filters_with_operators_ranges_and_or(runs: dict[str, Any], answers: dict[str, Any]) -> None:
     exp, base, names = runs["exp"], runs["base"], runs["names"]
-    name = f"{exp}*"
-    res = client(
-        rucio_env,
-        ["list", SCOPE, [{"name": name, "run_nr": base, "stream": "ksl"}], "file"],
-        ["list", SCOPE, [{"name": name, "run_nr.gte": base, "run_nr.lt": base + 2}], "dataset"],
-        ["list", SCOPE, [{"name": name, "run_type": "cosmics"}, {"name": name, "stream": "kpm"}], "dataset"],
-        ["list", SCOPE, [{"name": name, "run_type.ne": "physics", "beam.lte": 1}], "file"],
-        ["list", SCOPE, [{"name": name, "run_nr": base + 2}], "all"],
-        ["list", SCOPE, [{"name": name, "run_nr": base, "rse": "SITE_A_DISK"}], "file"],
-    )
-    assert res[0] == sorted(names[base])  # the unregistered file is not listed
-    assert res[1] == [f"{exp}.run{base}", f"{exp}.run{base + 1}"]
-    assert res[2] == [f"{exp}.run{base + 1}", f"{exp}.run{base + 2}"]
-    assert res[3] == sorted(names[base + 2])
-    assert res[4] == sorted([*names[base + 2], f"{exp}.run{base + 2}"])
+    assert answers["files_eq"] == sorted(names[base])  # the unregistered file is not listed
+    assert answers["ds_range"] == [f"{exp}.run{base}", f"{exp}.run{base + 1}"]
+    assert answers["ds_or"] == [f"{exp}.run{base + 1}", f"{exp}.run{base + 2}"]
+    assert answers["files_ne_lte"] == sorted(names[base + 2])
+    assert answers["all_types"] == sorted([*names[base + 2], f"{exp}.run{base + 2}"])
     # rse is no metadata key: Rucio gives it to the JSON plugin, so mixing it with run_nr is refused.
-    assert res[5]["error"] == "InvalidMetadata"
+    assert answers["with_rse"]["error"] == "InvalidMetadata"
 
 
 def test_mixing_plugins_is_refused_by_rucio_and_run_nr_is_the_way(
-    runs: dict[str, Any], rucio_env: dict[str, str]
+    runs: dict[str, Any], answers: dict[str, Any]
 ) -> None:
-    exp, base = runs["exp"], runs["base"]
-    mixed, ours = client(
-        rucio_env,
-        ["list", SCOPE, [{"name": f"{exp}*", "run_number": base, "run_type": "physics"}], "dataset"],
-        ["list", SCOPE, [{"name": f"{exp}*", "run_nr": base, "run_type": "physics"}], "dataset"],
-    )
+    mixed, ours = answers["mixed"], answers["ours_only"]
     assert mixed["error"] == "InvalidMetadata" and "same metadata plugin" in mixed["message"]
-    assert ours == [f"{exp}.run{base}"]
+    assert ours == [f"{runs['exp']}.run{runs['base']}"]
 
 
-def test_writes_agree_or_are_refused_and_unknown_dids_keep_json(
-    runs: dict[str, Any], rucio_env: dict[str, str]
-) -> None:
-    f = runs["names"][runs["base"]][1]
-    stranger = f"{runs['exp']}.not-in-catalogue"
-    same, other, registered, json_set, json_meta = client(
-        rucio_env,
-        ["set", SCOPE, f, "run_type", "physics"],
-        ["set", SCOPE, f, "run_type", "cosmics"],
-        ["register", SCOPE, f"{stranger}.ds", [stranger]],
-        ["set", SCOPE, stranger, "run_type", "calib"],
-        ["meta", SCOPE, stranger, "JSON"],
-    )
-    assert same == "ok"
+def test_writes_agree_or_are_refused_and_unknown_dids_keep_json(answers: dict[str, Any]) -> None:
+    assert answers["set_same"] == "ok"
+    other = answers["set_other"]
     assert other["error"] == "InvalidMetadata" and "contradicts the inlet run catalogue" in other["message"]
-    assert registered == "ok" and json_set == "ok" and json_meta == {"run_type": "calib"}
-    assert client(rucio_env, ["meta", SCOPE, f, "INLET_RUNS"])[0]["run_type"] == "physics"
+    assert answers["register_stranger"] == "ok" and answers["set_stranger"] == "ok"
+    assert answers["stranger_json"] == {"run_type": "calib"}
+    assert answers["after_refusal"]["run_type"] == "physics"

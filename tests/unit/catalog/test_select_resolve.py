@@ -113,6 +113,14 @@ def test_cli_select_json_and_error(filled: Catalog) -> None:
     assert "expected a value" in res.output and "column 11" in res.output
 
 
+def test_cli_fetch_refuses_a_bad_selection_before_any_rucio_call(filled: Catalog, tmp_path: Path) -> None:
+    dest = tmp_path / "dest"
+    res = CliRunner().invoke(app, ["fetch", "test: experiment = ", "--to", str(dest)])
+    assert res.exit_code == 2
+    assert "expected a value" in res.output and "column 20" in res.output
+    assert not dest.exists()
+
+
 def test_cli_runs_state_and_since(filled: Catalog) -> None:
     runner = CliRunner()
     res = runner.invoke(app, ["runs", "--json", "--state", "closed"])
