@@ -5,6 +5,12 @@ Rucio can: where replicas may go (no rule to a public RSE before the embargo end
 signed URLs for private storage (collaboration members only). Raw data is protected against
 accidental deletion: only data managers and root may delete or shrink its rules or replicas.
 
+Embargo holes closed besides ``add_rule``: ``move_rule`` to a public RSE, a DID created with an
+embargo and a public rule in the same call, attaching embargoed data under a collection that has
+a public rule, and shortening or lifting ``embargo_until`` (embargo admins only). Data managers
+may also delete, reduce, move and update other accounts' rules outside raw data (Rucio's generic
+policy keeps that for 'admin' accounts), since curating copies is their job.
+
 Every action not changed here is decided by ``rucio.core.permission.generic``; every denial
 carries a message saying why and what would be allowed.
 """
@@ -65,8 +71,8 @@ def _generic(issuer: InternalAccount, action: str, kwargs: dict[str, Any], sessi
         return _result(True)
     return _result(
         False,
-        f"Rucio's generic policy denies '{action}' to account {issuer.external}: it is reserved to root, "
-        "accounts with the 'admin' attribute, or the owner of the scope or rule.",
+        f"Rucio's generic policy denies '{action}' to account {issuer.external}: it keeps such actions for root "
+        "and accounts with the 'admin' attribute (some also for the owner of the scope).",
     )
 
 
@@ -352,6 +358,43 @@ def perm_set_metadata_bulk(issuer: InternalAccount, kwargs: dict[str, Any], sess
     return _generic(issuer, "set_metadata_bulk", kwargs, session)
 
 
+def _creation_check(issuer: InternalAccount, did: dict[str, Any], session: Session) -> PermissionResult:
+    """A DID created with an embargo and, in the same call, a rule to a public RSE."""
+    meta = did.get("meta") or {}
+    if meta.get(EMBARGO_KEY) in (None, "") or _is_root(issuer) or _has(issuer, EMBARGO_ADMIN, session):
+        return _result(True)
+    try:
+        active = parse_embargo(meta[EMBARGO_KEY]) > dt.datetime.now(dt.UTC)
+    except ValueError:
+        active = True
+    if not active:
+        return _result(True)
+    for rule in did.get("rules") or []:
+        public = public_rses(str(rule.get("rse_expression", "")), session)
+        if public:
+            return _result(
+                False,
+                f"DID {did['scope'].external}:{did['name']} is created under embargo ({EMBARGO_KEY}="
+                f"{meta[EMBARGO_KEY]}) with a rule to public RSE(s) {', '.join(sorted(public))} (attribute "
+                f"{PUBLIC_ATTR}=True); create it with rules to private RSEs only, or ask an account with the "
+                f"'{EMBARGO_ADMIN}' attribute.",
+            )
+    return _result(True)
+
+
+def perm_add_did(issuer: InternalAccount, kwargs: dict[str, Any], session: Session) -> PermissionResult:
+    result = _generic(issuer, "add_did", kwargs, session)
+    return _creation_check(issuer, kwargs, session) if result else result
+
+
+def perm_add_dids(issuer: InternalAccount, kwargs: dict[str, Any], session: Session) -> PermissionResult:
+    for did in kwargs["dids"]:
+        result = perm_add_did(issuer, did, session)
+        if not result:
+            return result
+    return _result(True)
+
+
 def _public_rules_above(scope: InternalScope, name: str, session: Session) -> list[tuple[str, list[str]]]:
     """(rule id, public RSEs) of the rules on a collection or any collection above it."""
     from rucio.core.did import list_all_parent_dids
@@ -428,6 +471,8 @@ _CHECKS: dict[str, Check] = {
     "get_signed_url": perm_get_signed_url,
     "set_metadata": perm_set_metadata,
     "set_metadata_bulk": perm_set_metadata_bulk,
+    "add_did": perm_add_did,
+    "add_dids": perm_add_dids,
     "attach_dids": perm_attach_dids,
     "attach_dids_to_dids": perm_attach_dids_to_dids,
 }

@@ -417,6 +417,26 @@ def test_embargoed_data_cannot_be_attached_under_a_public_rule(world: World) -> 
     assert out[6].ok, out[6]
 
 
+def test_embargoed_did_cannot_be_created_with_a_public_rule(world: World) -> None:
+    w = world
+    scope = f"user.{w.collab.account}"
+    tag = uuid.uuid4().hex[:6]
+    meta = {"embargo_until": FUTURE}
+
+    def rule(rse: str) -> list[dict[str, Any]]:
+        return [{"copies": 1, "rse_expression": rse, "account": w.collab.account}]
+
+    out = w.collab.run(
+        ("add_dataset", [scope, f"born-public-{tag}"], {"meta": meta, "rules": rule(w.public_rse)}),
+        ("add_dataset", [scope, f"born-private-{tag}"], {"meta": meta, "rules": rule("SITE_B_DISK")}),
+    )
+    assert out[0].denied(
+        f"DID {scope}:born-public-{tag} is created under embargo (embargo_until={FUTURE})",
+        f"rule to public RSE(s) {w.public_rse}",
+    ), out[0]
+    assert out[1].ok, out[1]
+
+
 # -- signed URLs -------------------------------------------------------------------------------
 def test_signed_urls_only_for_collaboration(world: World) -> None:
     w = world
