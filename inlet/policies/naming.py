@@ -12,6 +12,11 @@ So it imports only pydantic and the standard library (and rucio's config reader,
 Patterns are Python regular expressions matched against the WHOLE name. Run file patterns must
 name the run with a ``(?P<run>...)`` group: the run-partitioned lfn2pfn reads the run from it.
 ``{tier}`` in a dataset or container pattern stands for the tier of the scope (``raw``...).
+
+The storage path of a run file depends on the run its pattern extracts, so patterns may be added
+freely, but a pattern must never be changed so that it reads a different run from a name that is
+already stored (that file's path would move). Rucio builds its schema from these rules once, at
+import: restart the server and daemons after changing them.
 """
 
 from __future__ import annotations
