@@ -36,6 +36,7 @@ from sqlalchemy.orm import Session
 from inlet.catalog import open_catalog
 from inlet.catalog import runs as catalog_runs
 from inlet.catalog.db import Catalog
+from inlet.catalog.runs import FileSpec
 from inlet.catalog.states import RunState
 from inlet.config import ListenerRoute, Settings, load_settings
 from inlet.lake.services.mariadb import DB_PASSWORD, DB_USER
@@ -89,8 +90,7 @@ def make_catalog(settings: Settings, tag: str, rses: int) -> tuple[Catalog, str]
 
     def register(s: Session) -> None:
         run = catalog_runs.upsert_run(s, "bench", 1, scope="bench", dataset=f"{tag}_raw")
-        for i in range(FILES):
-            catalog_runs.add_file(s, run, "bench", f"{tag}_{i:05d}.dat", 1000)
+        catalog_runs.add_files(s, run, [FileSpec("bench", f"{tag}_{i:05d}.dat", 1000) for i in range(FILES)])
         catalog_runs.transition(s, run, RunState.CLOSED)
         catalog_runs.transition(s, run, RunState.UPLOADED)
 
@@ -231,7 +231,7 @@ def latency(settings: Settings, events: int, rate: float, tag: str) -> list[floa
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--events", type=int, default=20000, help="events for the throughput runs")
+    ap.add_argument("--events", type=int, default=5000, help="events for the throughput runs")
     ap.add_argument("--latency-events", type=int, default=3000)
     ap.add_argument("--rate", type=float, default=500.0, help="publishing rate (events/s) of the latency run")
     args = ap.parse_args()

@@ -193,7 +193,8 @@ def _default_routes() -> list[ListenerRoute]:
     return [
         ListenerRoute(handler="catalog", event_types=["transfer-done", "datasetlock_ok", "rule_ok"]),
         ListenerRoute(handler="daq-release", event_types=["transfer-done", "datasetlock_ok", "rule_ok"]),
-        ListenerRoute(handler="alarms", event_types=["transfer-failed", "inlet-handler-failed"]),
+        ListenerRoute(handler="alarms", event_types=["transfer-failed"]),
+        ListenerRoute(handler="reco", event_types=["datasetlock_ok"]),
     ]
 
 
@@ -205,6 +206,26 @@ class AlarmSettings(_Section):
     rate_period: float = Field(60.0, gt=0, description="Seconds of the rate-limit window.")
     dedup_window: float = Field(600.0, gt=0, description="Identical alarms within this many seconds are sent once.")
     timeout: float = Field(10.0, gt=0, description="Seconds to wait for the webhook to answer.")
+
+
+class RecoSettings(_Section):
+    """Reconstruction trigger: a run's raw dataset complete on a processing RSE starts its reconstruction."""
+
+    backend: Literal["celery", "condor"] = Field(
+        "celery", description="Where jobs run: a Celery worker (Redis broker) or HTCondor (condor_submit)."
+    )
+    processing_rses: list[str] = Field(
+        default_factory=lambda: ["S3"], description="RSEs reconstruction reads from (a datasetlock_ok there starts it)."
+    )
+    command: list[str] = Field(
+        default_factory=lambda: ["{python}", "-m", "inlet.listener.reco_example", "{output_dir}", "{inputs}"],
+        description="Reconstruction command; {inputs} expands to the downloaded files, {output_dir} to where "
+        "outputs go, {run} to the run number, {python} to this interpreter.",
+    )
+    scope: str = Field("", description="Scope of the outputs. Empty: <experiment>.reco.")
+    rse: str = Field("S3", description="RSE the outputs are uploaded to (and their dataset's rule points at).")
+    work_dir: Path = Field(Path("/tmp/inlet-reco"), description="Scratch space for inputs and outputs.")
+    timeout: int = Field(3600, ge=1, description="Seconds the reconstruction command may run.")
 
 
 class ListenerSettings(_Section):
@@ -225,7 +246,9 @@ class ListenerSettings(_Section):
     reconnect_initial: float = Field(0.5, gt=0, description="First wait (s) before reconnecting to the broker.")
     reconnect_max: float = Field(30.0, gt=0, description="Longest wait (s) between reconnection attempts.")
     max_body_bytes: int = Field(262144, ge=1024, description="Larger message bodies go to the DLQ unread.")
-    handler_attempts: int = Field(3, ge=1, description="Attempts of a failing handler before its event goes to the DLQ.")
+    handler_attempts: int = Field(
+        3, ge=1, description="Attempts of a failing handler before its event goes to the DLQ."
+    )
     retry_backoff: float = Field(0.5, ge=0, description="Seconds before the first retry of a failed handler (doubles).")
     outbox_interval: float = Field(2.0, gt=0, description="Seconds between sweeps of unsent outbox messages.")
     s3_rses: list[str] = Field(default_factory=lambda: ["S3"], description="RSEs whose copies mean ON_S3.")
@@ -239,6 +262,7 @@ class ListenerSettings(_Section):
         default_factory=_default_routes, description="Routing rules ([[listener.routes]] tables)."
     )
     alarms: AlarmSettings = Field(default_factory=AlarmSettings, description="Alarm webhook ([listener.alarms]).")
+    reco: RecoSettings = Field(default_factory=RecoSettings, description="Reconstruction trigger ([listener.reco]).")
 
 
 class RulePolicy(_Section):

@@ -28,11 +28,13 @@ def builtin_factories() -> dict[str, HandlerFactory]:
     from inlet.listener.handlers.alarms import AlarmHandler
     from inlet.listener.handlers.catalog import CatalogHandler
     from inlet.listener.handlers.release import ReleaseHandler
+    from inlet.listener.reco import RecoHandler
 
     return {
         "catalog": CatalogHandler,
         "daq-release": ReleaseHandler,
         "alarms": AlarmHandler,
+        "reco": RecoHandler,
     }
 
 

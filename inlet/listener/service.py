@@ -36,6 +36,7 @@ from inlet.listener.events import BadEvent, Event, parse_message
 from inlet.listener.handlers.alarms import queue_alarm
 from inlet.listener.handlers.base import Handler, HandlerContext, RucioLookup
 from inlet.listener.outbox import Dispatcher, InletEventSender, WebhookSender
+from inlet.listener.reco import RECO_KIND, RecoSender, backend_for
 from inlet.listener.routing import Router
 
 log = logging.getLogger(__name__)
@@ -75,6 +76,7 @@ class Listener:
                 "inlet-event": InletEventSender(
                     lambda body, headers: self.link.publish(settings.broker.inlet_topic, body, headers)
                 ),
+                RECO_KIND: RecoSender(backend_for(self.ls.reco, settings.redis.url)),
             }
         )
         self._last_sweep = 0.0

@@ -3,9 +3,11 @@
 A run's raw dataset gets a rule with ``notify=Y`` on an RSE that already holds its files, so
 the judge marks it OK at once and hermes emits ``rule_ok`` and ``datasetlock_ok``; those go
 through the broker's composite topic into the listener's real queue. Until the conveyor can
-copy to the S3 RSE, the test names SITE_A_DISK as the "S3" class of RSEs
-(``[listener] s3_rses``): the handler's path (Rucio lookup of the rule's RSEs, per-RSE file
-times, the run's transition) is the same one a copy to S3 takes.
+copy to the S3 and TAPE RSEs, the test names SITE_A_DISK as the "S3" and "TAPE" classes of
+RSEs (``[listener] s3_rses/tape_rses``) and as the processing RSE: the handlers' path (Rucio
+lookup of the rule's RSEs, per-RSE file times, the run's transitions, the reconstruction
+trigger) is the one a copy to S3 or tape takes. A real Celery worker runs the example
+reconstruction and registers its output in Rucio.
 """
 
 from __future__ import annotations
@@ -52,6 +54,17 @@ print(json.dumps(rule))
 """
 
 
+CHECK_RECO = """
+import json, sys
+from rucio.client import Client
+c = Client()
+ds = sys.argv[1]
+files = [f["name"] for f in c.list_files("test", ds)]
+rules = [[r["rse_expression"], r["state"]] for r in c.list_did_rules("test", ds)]
+print(json.dumps({"files": files, "rules": rules}))
+"""
+
+
 @pytest.fixture
 def catalog(lake: Lake) -> Iterator[tuple[str, Catalog]]:
     port = lake.settings.lake.mariadb_port
@@ -80,7 +93,7 @@ class _Collect(stomp.ConnectionListener):  # type: ignore[misc]
         self.receipts.put(frame.headers["receipt-id"])
 
 
-def test_rule_ok_and_datasetlock_ok_move_the_run_and_release_the_daq_copies(
+def test_rucio_events_move_the_run_release_the_daq_copies_and_reconstruct_it(
     lake: Lake, rucio_env: dict[str, str], catalog: tuple[str, Catalog], tmp_path: Path
 ) -> None:
     url, cat = catalog
@@ -121,15 +134,26 @@ def test_rule_ok_and_datasetlock_ok_move_the_run_and_release_the_daq_copies(
             [listener]
             consumer = "it-{uuid.uuid4().hex[:8]}"
             s3_rses = ["SITE_A_DISK"]
-            tape_rses = ["TAPE"]
+            tape_rses = ["SITE_A_DISK"]
             metrics_port = {metrics_port}
+
+            [listener.reco]
+            processing_rses = ["SITE_A_DISK"]
+            scope = "test"
+            rse = "SITE_A_DISK"
+            work_dir = "{tmp_path / "reco"}"
             """
         )
     )
     env = {**rucio_env, "INLET_CONFIG": str(config), "INLET_CATALOG__URL": url}
     log = tmp_path / "listener.log"
-    with log.open("wb") as out:
+    worker_log = tmp_path / "worker.log"
+    with log.open("wb") as out, worker_log.open("wb") as wout:
         listener = subprocess.Popen([venv_bin("inlet"), "-v", "listen"], env=env, stdout=out, stderr=out)
+        worker = subprocess.Popen(
+            [venv_bin("celery"), "-A", "inlet.listener.reco_task", "worker", "--pool", "solo", "-l", "INFO"],
+            env=env, stdout=wout, stderr=wout,
+        )  # fmt: skip
     try:
         res = subprocess.run(
             [sys.executable, "-c", SETUP_RUCIO, json.dumps({
@@ -138,12 +162,14 @@ def test_rule_ok_and_datasetlock_ok_move_the_run_and_release_the_daq_copies(
         )  # fmt: skip
         assert res.returncode == 0, res.stderr[-3000:]
 
-        def on_s3() -> bool:
+        def reconstructed() -> bool:
             with cat.session() as s:
-                return catalog_runs.get_run(s, "test", run_number).state == RunState.ON_S3
+                return catalog_runs.get_run(s, "test", run_number).state == RunState.RECONSTRUCTED
 
         # Bounds a hang only: hermes and the judge run every [lake] daemon_sleep seconds.
-        assert wait_until(on_s3, 120), log.read_text(errors="replace")[-4000:]
+        assert wait_until(reconstructed, 180), (
+            log.read_text(errors="replace")[-3000:] + worker_log.read_text(errors="replace")[-3000:]
+        )
         with cat.session() as s:
             run = s.scalars(select(Run).where(Run.experiment == "test", Run.run_number == run_number)).one()
             rows = s.execute(
@@ -154,8 +180,21 @@ def test_rule_ok_and_datasetlock_ok_move_the_run_and_release_the_daq_copies(
             assert sorted((r[0], r[1]) for r in rows) == [(n, "SITE_A_DISK") for n in names]
             assert all(r[2] is not None for r in rows)
             moves = [(t.from_state, t.to_state) for t in run.transitions]
-            assert moves[-1] == ("UPLOADED", "ON_S3")
-            assert run.transitions[-1].reason == "all 2 files on SITE_A_DISK"
+            assert moves[-3:] == [("UPLOADED", "ON_S3"), ("ON_S3", "ON_TAPE"), ("ON_TAPE", "RECONSTRUCTED")]
+            assert run.transitions[-3].reason == "all 2 files on SITE_A_DISK"
+            assert run.transitions[-1].reason == f"2 output(s) in test:{dataset}_reco"
+
+        # The reconstruction's outputs are in Rucio, in the reco dataset, under a rule.
+        check = subprocess.run(
+            [sys.executable, "-c", CHECK_RECO, f"{dataset}_reco"], env=rucio_env, capture_output=True, text=True,
+            timeout=120,
+        )  # fmt: skip
+        assert check.returncode == 0, check.stderr[-2000:]
+        reco = json.loads(check.stdout)
+        assert sorted(reco["files"]) == sorted(f"{n}.stats.json" for n in names)
+        assert [r[0] for r in reco["rules"]] == ["SITE_A_DISK"]
+        stats = json.loads((tmp_path / "reco" / f"reco_test_{dataset}" / "out" / f"{names[0]}.stats.json").read_text())
+        assert stats["input"] == names[0] and stats["chunks"][0]["bytes"] == 4096
 
         released: dict[str, dict[str, object]] = {}
         while set(released) != set(names):
@@ -177,6 +216,8 @@ def test_rule_ok_and_datasetlock_ok_move_the_run_and_release_the_daq_copies(
         assert "dlq /queue/inlet.listener.dlq:" in status.stdout
     finally:
         sub.disconnect()
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(timeout=60)
         listener.send_signal(signal.SIGTERM)
         assert listener.wait(timeout=60) == 0, log.read_text(errors="replace")[-3000:]
     # Each handler applied each Rucio event once: the ledger holds one row per (handler, event).

@@ -54,7 +54,9 @@ def test_filters_on_type_scope_dataset_rse_and_run() -> None:
 
 
 def test_an_unknown_handler_names_the_known_ones() -> None:
-    with pytest.raises(RoutingError, match=r"handler 'nope' is neither built in \(alarms, catalog, daq-release\)"):
+    with pytest.raises(
+        RoutingError, match=r"handler 'nope' is neither built in \(alarms, catalog, daq-release, reco\)"
+    ):
         Router.from_settings(ListenerSettings(routes=[ListenerRoute(handler="nope")]))
 
 
