@@ -66,7 +66,7 @@ FIXED_KEYS = ("experiment", "run_nr", "run_type", "run_state", "run_start", "run
 #: Also shown by get_metadata (the policy package's embargo key), but not claimed: writes and
 #: filters on it stay with the JSON plugin, as the policy package expects.
 SHOWN_ONLY = "embargo_until"
-_KEY_CACHE_S = 10.0
+_MISS_CACHE_S = 1.0
 _CHUNK = 500
 _OPS = {"": "=", "ne": "!=", "lt": "<", "lte": "<=", "gt": ">", "gte": ">="}
 
@@ -137,7 +137,7 @@ class RunMetaPlugin(DidMetaPlugin):  # type: ignore[misc]
         self._catalog: Catalog | None = None
         self._lock = threading.Lock()
         self._keys: frozenset[str] = frozenset()
-        self._keys_at = 0.0
+        self._misses: dict[str, float] = {}
         self._json: JSONDidMeta | None = None
 
     # -- plumbing ------------------------------------------------------------------------
@@ -156,15 +156,26 @@ class RunMetaPlugin(DidMetaPlugin):  # type: ignore[misc]
             self._json = JSONDidMeta()
         return self._json
 
-    def _condition_keys(self) -> frozenset[str]:
-        if time.monotonic() - self._keys_at > _KEY_CACHE_S:
-            try:
-                with self.catalog.session() as s:
-                    self._keys = frozenset(s.scalars(select(ConditionKey.key)).all())
-            except (SQLAlchemyError, exception.RucioException) as exc:
-                log.warning("run catalogue unreachable, condition keys unknown: %s", exc)
-            self._keys_at = time.monotonic()
-        return self._keys
+    def _is_condition_key(self, key: str) -> bool:
+        """Keys seen once stay known; a miss asks the catalogue again (at most once a second per
+        key), so a key a run got a moment ago is claimed at once, not after a cache expiry."""
+        if key in self._keys:
+            return True
+        now = time.monotonic()
+        if now - self._misses.get(key, -_MISS_CACHE_S) < _MISS_CACHE_S:
+            return False
+        try:
+            with self.catalog.session() as s:
+                found = s.scalar(select(ConditionKey.key).where(ConditionKey.key == key)) is not None
+        except (SQLAlchemyError, exception.RucioException) as exc:
+            log.warning("run catalogue unreachable, condition key %r unknown: %s", key, exc)
+            found = False
+        if found:
+            self._keys = self._keys | {key}
+            self._misses.pop(key, None)
+        else:
+            self._misses[key] = now
+        return found
 
     def _run_of(self, s: Session, scope: InternalScope, name: str) -> Run | None:
         f = s.scalars(select(RunFile).where(RunFile.scope == scope.external, RunFile.name == name)).one_or_none()
@@ -174,7 +185,7 @@ class RunMetaPlugin(DidMetaPlugin):  # type: ignore[misc]
 
     # -- DidMetaPlugin -------------------------------------------------------------------
     def manages_key(self, key: str, *, session: Any = None) -> bool:
-        return key in FIXED_KEYS or key in self._condition_keys()
+        return key in FIXED_KEYS or self._is_condition_key(key)
 
     def get_metadata(self, scope: InternalScope, name: str, *, session: Any = None) -> dict[str, Any]:
         with self.catalog.session() as s:
