@@ -1,5 +1,8 @@
 """`inlet embargo release` against the real lake: a DID whose embargo passed gets its public rule,
-one whose embargo is in the future (or unreadable) does not, and a second run adds nothing."""
+one whose embargo is in the future (or unreadable) does not, and a second run adds nothing.
+
+The DIDs live in a scope of their own per run, so that the release only meets this run's DIDs
+however often the tests ran on the same lake."""
 
 from __future__ import annotations
 
@@ -35,6 +38,7 @@ def _release(lake: Lake, *args: str) -> subprocess.CompletedProcess[str]:
 def test_release_past_not_future(lake: Lake, root: Actor, tmp_path: Path) -> None:
     sfx = uuid.uuid4().hex[:6].upper()
     public = f"POLREL-{sfx}"
+    scope = f"embargo-{sfx.lower()}"
     run = random.randint(100000, 899000)  # unique names per test run
     past, future, typo = (f"run{run + i:06d}.raw" for i in range(3))
     calls: list[tuple[str, list[object], dict[str, object]]] = [
@@ -43,26 +47,27 @@ def test_release_past_not_future(lake: Lake, root: Actor, tmp_path: Path) -> Non
         ("add_rse_attribute", [public, "public", True], {}),
         ("add_distance", ["SITE_A_DISK", public, {"distance": 1}], {}),
         ("set_local_account_limit", ["root", public, 10**12], {}),
+        ("add_scope", ["root", scope], {}),
     ]
     for i, (ds, until) in enumerate(((past, "2021-03-04T05:06:07Z"), (future, "2099-12-31"), (typo, "next year"))):
         f = f"run{run + i:06d}.mid.gz"
         calls += [
-            ("add_replicas", ["SITE_A_DISK", [_file("cygno.raw", f)]], {}),
-            ("add_dataset", ["cygno.raw", ds], {}),
-            ("attach_dids", ["cygno.raw", ds, [{"scope": "cygno.raw", "name": f}]], {}),
-            ("set_metadata", ["cygno.raw", ds, "embargo_until", until], {}),
+            ("add_replicas", ["SITE_A_DISK", [_file(scope, f)]], {}),
+            ("add_dataset", [scope, ds], {}),
+            ("attach_dids", [scope, ds, [{"scope": scope, "name": f}]], {}),
+            ("set_metadata", [scope, ds, "embargo_until", until], {}),
         ]
     expect_ok(root.run(*calls))
-    args = ("--scope", "cygno.raw", "--rse-expression", public)
+    args = ("--scope", scope, "--rse-expression", public)
 
     dry = _release(lake, *args, "--dry-run")
     assert dry.returncode == 0, dry.stderr
-    lines = {ln.split("│")[1].strip(): ln for ln in dry.stdout.splitlines() if "cygno.raw:run" in ln}
-    assert "due" in lines[f"cygno.raw:{past}"]
-    assert f"cygno.raw:{future}" not in lines and f"cygno.raw:{typo}" not in lines
+    lines = {ln.split("│")[1].strip(): ln for ln in dry.stdout.splitlines() if f"{scope}:run" in ln}
+    assert "due" in lines[f"{scope}:{past}"]
+    assert f"{scope}:{future}" not in lines and f"{scope}:{typo}" not in lines
 
     def rules() -> dict[str, list[dict[str, object]]]:
-        out = expect_ok(root.run(*(("list_did_rules", ["cygno.raw", ds], {}) for ds in (past, future, typo))))
+        out = expect_ok(root.run(*(("list_did_rules", [scope, ds], {}) for ds in (past, future, typo))))
         return {
             ds: [r for r in o.result if r["rse_expression"] == public]
             for ds, o in zip((past, future, typo), out, strict=True)
@@ -72,7 +77,7 @@ def test_release_past_not_future(lake: Lake, root: Actor, tmp_path: Path) -> Non
 
     first = _release(lake, *args)
     assert first.returncode == 0, first.stdout + first.stderr
-    line = next(ln for ln in first.stdout.splitlines() if f"cygno.raw:{past}" in ln)
+    line = next(ln for ln in first.stdout.splitlines() if f"{scope}:{past}" in ln)
     assert "2021-03-04T05:06:07Z" in line and "added" in line
     after = rules()
     assert len(after[past]) == 1 and after[future] == [] and after[typo] == []
@@ -80,6 +85,6 @@ def test_release_past_not_future(lake: Lake, root: Actor, tmp_path: Path) -> Non
 
     second = _release(lake, *args)
     assert second.returncode == 0, second.stderr
-    line = next(ln for ln in second.stdout.splitlines() if f"cygno.raw:{past}" in ln)
+    line = next(ln for ln in second.stdout.splitlines() if f"{scope}:{past}" in ln)
     assert "already public" in line and after[past][0]["id"] in line
     assert len(rules()[past]) == 1
