@@ -20,12 +20,12 @@ app = typer.Typer(help="The paced uploader's operator view: status of the queue,
 def upload(
     files: Annotated[list[Path], typer.Argument(help="DAQ files of one run.")],
     run: Annotated[int, typer.Option("--run", help="Run number (must agree with the file names).")],
-    stream: Annotated[str, typer.Option("--stream", help="Stream policy from [uploader.streams].")] = "raw",
+    stream: Annotated[str, typer.Option("--stream", help="Stream policy from \\[uploader.streams].")] = "raw",
     experiment: Annotated[
-        str | None, typer.Option("--experiment", help="Experiment (default: [naming] experiment).")
+        str | None, typer.Option("--experiment", help="Experiment (default: \\[naming] experiment).")
     ] = None,
     batch_size: Annotated[
-        int | None, typer.Option("--batch-size", min=1, help="Files per task (default: [uploader] batch_size).")
+        int | None, typer.Option("--batch-size", min=1, help="Files per task (default: \\[uploader] batch_size).")
     ] = None,
     every: Annotated[
         float | None,
@@ -108,7 +108,7 @@ def status() -> None:
 def release(
     once: Annotated[bool, typer.Option("--once", help="One poll of every waiting file, then exit.")] = False,
     interval: Annotated[
-        float | None, typer.Option("--interval", help="Seconds between polls (default [uploader] release_poll).")
+        float | None, typer.Option("--interval", help="Seconds between polls (default \\[uploader] release_poll).")
     ] = None,
 ) -> None:
     """Free DAQ copies whose rules are all OK: on the listener's daq-release events, and by polling Rucio."""

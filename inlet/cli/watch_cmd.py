@@ -16,11 +16,11 @@ console = Console(stderr=True)
 
 def watch(
     directory: Annotated[Path, typer.Argument(help="The DAQ directory.", exists=True, file_okay=False)],
-    stream: Annotated[str, typer.Option("--stream", help="Stream policy from [uploader.streams].")] = "raw",
-    experiment: Annotated[str | None, typer.Option("--experiment", help="Default: [naming] experiment.")] = None,
+    stream: Annotated[str, typer.Option("--stream", help="Stream policy from \\[uploader.streams].")] = "raw",
+    experiment: Annotated[str | None, typer.Option("--experiment", help="Default: \\[naming] experiment.")] = None,
     stable: Annotated[
         float | None,
-        typer.Option("--stable", help="Seconds of unchanged size/mtime (default [uploader] stable_seconds)."),
+        typer.Option("--stable", help="Seconds of unchanged size/mtime (default \\[uploader] stable_seconds)."),
     ] = None,
     interval: Annotated[float, typer.Option("--interval", help="Seconds between directory scans.")] = 1.0,
     once: Annotated[bool, typer.Option("--once", help="One scan, queue what is closed, exit.")] = False,

@@ -234,6 +234,38 @@ class Uploader:
     def _register(
         self, coll: RunCollections, placed: list[tuple[FilePlan, Placed]], res: BatchResult
     ) -> list[tuple[FilePlan, Placed]]:
+        """One add_replicas and one attach for the batch.
+
+        The common case (none of the files known to Rucio yet) costs exactly those two calls.
+        Only if Rucio says some already exist (a retried batch, a crash after registration)
+        does one bulk lookup sort out which are identical (accepted) and which differ (refused).
+        """
+        from rucio.common.exception import (
+            DataIdentifierAlreadyExists,
+            Duplicate,
+            FileConsistencyMismatch,
+            FileReplicaAlreadyExists,
+        )
+
+        ok = list(placed)
+        try:
+            self.client.add_replicas(self.u.first_rse, [self._replica(p, pl) for p, pl in ok])
+        except (DataIdentifierAlreadyExists, Duplicate, FileConsistencyMismatch, FileReplicaAlreadyExists):
+            ok = self._register_known(placed, res)
+        if ok:
+            self.client.attach_dids_to_dids(
+                [{"scope": coll.scope, "name": coll.dataset,
+                  "dids": [{"scope": p.scope, "name": p.name} for p, _ in ok]}],
+                ignore_duplicate=True,
+            )  # fmt: skip
+        return ok
+
+    @staticmethod
+    def _replica(plan: FilePlan, pl: Placed) -> dict[str, Any]:
+        d = pl.digest
+        return {"scope": plan.scope, "name": plan.name, "bytes": d.size, "adler32": d.adler32, "md5": d.md5}
+
+    def _register_known(self, placed: list[tuple[FilePlan, Placed]], res: BatchResult) -> list[tuple[FilePlan, Placed]]:
         from rucio.common.exception import DataIdentifierNotFound
 
         dids = [{"scope": p.scope, "name": p.name} for p, _ in placed]
@@ -252,18 +284,9 @@ class Uploader:
                 continue
             ok.append((plan, pl))
             if m is None:
-                new.append({
-                    "scope": plan.scope, "name": plan.name, "bytes": pl.digest.size,
-                    "adler32": pl.digest.adler32, "md5": pl.digest.md5,
-                })  # fmt: skip
+                new.append(self._replica(plan, pl))
         if new:
             self.client.add_replicas(self.u.first_rse, new)
-        if ok:
-            self.client.attach_dids_to_dids(
-                [{"scope": coll.scope, "name": coll.dataset,
-                  "dids": [{"scope": p.scope, "name": p.name} for p, _ in ok]}],
-                ignore_duplicate=True,
-            )  # fmt: skip
         return ok
 
     def _record(self, coll: RunCollections, ok: list[tuple[FilePlan, Placed]], res: BatchResult) -> None:

@@ -1,0 +1,72 @@
+"""Bulk registration at the Rucio client seam: two calls per batch, and a retried batch sorted out."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from rucio.common import exception as rucio_exc
+
+from inlet.config import Settings
+from inlet.uploader.checksum import Digest, FileState
+from inlet.uploader.pipeline import BatchResult, Uploader
+from inlet.uploader.plan import plan_file, run_collections
+from inlet.uploader.storage import Placed
+
+
+class FakeClient:
+    def __init__(self, known: dict[str, dict[str, Any]]) -> None:
+        self.known = known
+        self.calls: list[tuple[str, Any]] = []
+
+    def add_replicas(self, rse: str, files: list[dict[str, Any]]) -> None:
+        self.calls.append(("add_replicas", [f["name"] for f in files]))
+        if any(f["name"] in self.known for f in files):
+            raise rucio_exc.FileReplicaAlreadyExists("exists")
+
+    def get_metadata_bulk(self, dids: list[dict[str, str]]) -> list[dict[str, Any]]:
+        self.calls.append(("get_metadata_bulk", len(dids)))
+        return [
+            {"scope": d["scope"], "name": d["name"], **self.known[d["name"]]} for d in dids if d["name"] in self.known
+        ]
+
+    def attach_dids_to_dids(self, attachments: list[dict[str, Any]], ignore_duplicate: bool = False) -> None:
+        self.calls.append(("attach", [d["name"] for d in attachments[0]["dids"]]))
+
+
+def _placed(names: list[str]) -> list[tuple[Any, Placed]]:
+    s = Settings()
+    coll = run_collections(s, 1, "raw")
+    return [
+        (
+            plan_file(Path(f"/daq/{n}"), coll, s.naming),
+            Placed("file:///x", Digest(10, "0000000a", "0" * 32), FileState(10, 1, 1)),
+        )
+        for n in names
+    ]
+
+
+def _uploader(client: FakeClient) -> Uploader:
+    up = Uploader(Settings())
+    up._client = client
+    return up
+
+
+def test_a_new_batch_costs_one_add_replicas_and_one_attach() -> None:
+    client = FakeClient({})
+    names = [f"run000001_pmt_{i:04d}.mid.gz" for i in range(1, 4)]
+    placed = _placed(names)
+    ok = _uploader(client)._register(placed[0][0].collections, placed, BatchResult())
+    assert len(ok) == 3
+    assert client.calls == [("add_replicas", names), ("attach", names)]
+
+
+def test_a_retried_batch_accepts_identical_refuses_different_and_adds_the_rest() -> None:
+    same, other, new = (f"run000001_pmt_{i:04d}.mid.gz" for i in range(1, 4))
+    client = FakeClient({same: {"bytes": 10, "adler32": "0000000a"}, other: {"bytes": 10, "adler32": "ffffffff"}})
+    placed = _placed([same, other, new])
+    res = BatchResult()
+    ok = _uploader(client)._register(placed[0][0].collections, placed, res)
+    assert [p.name for p, _ in ok] == [same, new]
+    assert "never overwritten" in res.failed[f"/daq/{other}"]
+    assert client.calls[1:] == [("get_metadata_bulk", 3), ("add_replicas", [new]), ("attach", [same, new])]
