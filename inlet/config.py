@@ -407,12 +407,23 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
 def reference_markdown() -> str:
     """The configuration reference, generated from the models so it cannot drift from the code."""
     lines = ["| key | env override | default | meaning |", "|---|---|---|---|"]
+
+    def walk(model: type[BaseModel], dotted: str, env: str) -> None:
+        for key, sub in model.model_fields.items():
+            ann = sub.annotation
+            if isinstance(ann, type) and issubclass(ann, BaseModel):
+                # A nested table such as [listener.alarms]: list its keys, not its repr.
+                walk(ann, f"{dotted}.{key}", f"{env}__{key.upper()}")
+                continue
+            default = sub.default if sub.default_factory is None else sub.default_factory()  # type: ignore[call-arg]
+            shown = "" if default is None else str(default)
+            if len(shown) > 80:
+                shown = shown[:77] + "..."
+            shown = shown.replace("|", "\\|")
+            lines.append(f"| `{dotted}.{key}` | `{env}__{key.upper()}` | `{shown}` | {sub.description or ''} |")
+
     for section, field in Settings.model_fields.items():
         model = field.annotation
         assert isinstance(model, type) and issubclass(model, BaseModel)
-        for key, sub in model.model_fields.items():
-            default = sub.default if sub.default_factory is None else sub.default_factory()  # type: ignore[call-arg]
-            shown = "" if default is None else str(default)
-            env = f"INLET_{section.upper()}__{key.upper()}"
-            lines.append(f"| `{section}.{key}` | `{env}` | `{shown}` | {sub.description or ''} |")
+        walk(model, section, f"INLET_{section.upper()}")
     return "\n".join(lines)

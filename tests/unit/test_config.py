@@ -3,6 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from pydantic import BaseModel
 
 from inlet.config import SERVICE_NAMES, Settings, load_settings, reference_markdown
 
@@ -46,7 +47,16 @@ def test_missing_config_file_is_named(monkeypatch: pytest.MonkeyPatch, tmp_path:
 
 def test_reference_lists_every_key_with_its_env_name() -> None:
     ref = reference_markdown()
+
+    def check(model: type[BaseModel], env: str) -> None:
+        for key, field in model.model_fields.items():
+            ann = field.annotation
+            if isinstance(ann, type) and issubclass(ann, BaseModel):
+                check(ann, f"{env}__{key.upper()}")
+            else:
+                assert f"`{env}__{key.upper()}`" in ref
+
     for section, field in Settings.model_fields.items():
-        model = field.annotation
-        for key in model.model_fields:  # type: ignore[union-attr]
-            assert f"`INLET_{section.upper()}__{key.upper()}`" in ref
+        assert isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)
+        check(field.annotation, f"INLET_{section.upper()}")
+    assert "`INLET_LAKE__STATE_DIR`" in ref
