@@ -366,3 +366,35 @@ def test_daq_copy_is_freed_only_once_every_rule_is_ok(
     assert not files[1].exists()
     assert held.exists()
     assert ask(env, ["rules", SCOPE, f"run{held_run:06d}.raw"]) == [{"SITE_B_DISK": "INJECT"}]
+
+
+def test_watch_uploads_closed_files_and_quarantines_bad_names(
+    lake: Lake, env: dict[str, str], worker: subprocess.Popen[bytes], tmp_path: Path
+) -> None:
+    run = random.randint(100_000, 999_999)
+    daq = tmp_path / "daq"
+    (with_sidecar, still) = make_run(daq, run, 2, size=1500)
+    with_sidecar.with_name(with_sidecar.name + ".json").write_text(
+        json.dumps({"run": run, "adler32": _adler(with_sidecar.read_bytes())})
+    )
+    bad = daq / "notes.txt"
+    bad.write_bytes(b"not a run file")
+    log_path = tmp_path / "watch.log"
+    with log_path.open("wb") as out:
+        watcher = subprocess.Popen([str(BIN / "inlet"), "watch", str(daq), "--stable", "1", "--interval", "0.5"],
+                                   env=env, stdout=out, stderr=subprocess.STDOUT)  # fmt: skip
+    try:
+        cat = open_catalog(lake.settings.catalog_url())
+
+        def registered() -> set[str]:
+            with cat.session() as s:
+                return {f.name for f in s.query(RunFile).filter(RunFile.name.like(f"run{run:06d}_%"))}
+
+        assert wait_for("both closed files registered", lambda: registered() == {with_sidecar.name, still.name}, 120)
+        cat.dispose()
+    finally:
+        watcher.terminate()
+        watcher.wait(30)
+    qdir = Path(env["INLET_UPLOADER__QUARANTINE_DIR"])
+    assert (qdir / "notes.txt").read_bytes() == b"not a run file"
+    assert "no run number" in json.loads((qdir / "notes.txt.reason.json").read_text())["reason"]
