@@ -149,20 +149,30 @@ class Fetcher:
                     comment=f"inlet fetch: recall of {scope}:{dataset}",
                 )  # fmt: skip
             except DuplicateRule:
-                ids = self._existing_rules(group)
+                # Some of these files already have such a rule (an interrupted fetch, an earlier
+                # selection): the group call was refused whole, so go file by file, reusing those.
+                ids = [self._rule_for(f) for f in group]
             log.info("recall of %s:%s (%d files): rules %s", scope, dataset, len(group), ids)
             rule_ids.extend(ids)
         report.recall_rules = rule_ids
         return rule_ids
 
-    def _existing_rules(self, group: list[SelectedFile]) -> list[str]:
-        ids = []
-        account = self.client.account
-        for f in group:
+    def _rule_for(self, f: SelectedFile) -> str:
+        from rucio.common.exception import DuplicateRule
+
+        try:
+            return str(
+                self.client.add_replication_rule(
+                    [{"scope": f.scope, "name": f.name}], copies=1, rse_expression=self.recall_to,
+                    grouping="ALL", lifetime=self.lifetime, comment="inlet fetch: recall",
+                )[0]
+            )  # fmt: skip
+        except DuplicateRule:
+            account = self.client.account
             for rule in self.client.list_did_rules(f.scope, f.name):
                 if rule["account"] == account and rule["rse_expression"] == self.recall_to:
-                    ids.append(rule["id"])
-        return ids
+                    return str(rule["id"])
+            raise
 
     def wait(self, rule_ids: list[str], progress: Progress, report: FetchReport) -> None:
         deadline = time.monotonic() + self.recall_timeout
