@@ -30,6 +30,7 @@ def private_settings(state: Path, offset: int, manage: list[str] | None = None) 
         lake=LakeSettings(
             state_dir=state,
             postgres_port=25432 + offset,
+            mariadb_port=23306 + offset,
             manage=manage or LakeSettings().manage,  # type: ignore[arg-type]
         ),
         rucio=RucioSettings(host=f"http://127.0.0.1:{28080 + offset}"),
