@@ -128,6 +128,7 @@ class World:
     collab: Actor
     outsider: Actor
     eadmin: Actor
+    admin: Actor
     public_rse: str
     run: int
     rules: dict[str, str]
@@ -158,8 +159,20 @@ def world(lake: Lake, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worl
     sfx = uuid.uuid4().hex[:6]
     r = lake.settings.rucio
     root = Actor("root", lake, work, r.username, r.password)
-    names = {"dm": f"pdm{sfx}", "collab": f"pcol{sfx}", "outsider": f"pout{sfx}", "eadmin": f"pemb{sfx}"}
-    attrs = {"dm": ["data-manager"], "collab": ["collaboration"], "outsider": [], "eadmin": ["embargo-admin"]}
+    names = {
+        "dm": f"pdm{sfx}",
+        "collab": f"pcol{sfx}",
+        "outsider": f"pout{sfx}",
+        "eadmin": f"pemb{sfx}",
+        "admin": f"padm{sfx}",
+    }
+    attrs = {
+        "dm": ["data-manager"],
+        "collab": ["collaboration"],
+        "outsider": [],
+        "eadmin": ["embargo-admin"],
+        "admin": ["admin"],  # Rucio's generic super-user: still not a data manager
+    }
     public = f"POLPUB-{sfx.upper()}"
     calls: list[tuple[str, list[Any], dict[str, Any]]] = [
         ("add_rse", [public], {}),
@@ -205,10 +218,10 @@ def world(lake: Lake, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worl
     ]
     out = expect_ok(root.run(*calls))
     w.rules = {"raw": out[-3].result[0], "tape": out[-2].result[0], "reco": out[-1].result[0]}
-    for actor in (w.dm, w.collab, w.outsider, w.eadmin):
+    for actor in (w.dm, w.collab, w.outsider, w.eadmin, w.admin):
         actor.start()
     yield w
-    for actor in (w.root, w.dm, w.collab, w.outsider, w.eadmin):
+    for actor in (w.root, w.dm, w.collab, w.outsider, w.eadmin, w.admin):
         actor.close()
 
 
@@ -300,7 +313,8 @@ def test_raw_rules_only_data_managers_delete(world: World) -> None:
     w = world
     rid = w.rules["raw"]
     why = ("protected because its scope cygno.raw holds raw data", "'data-manager' attribute may delete")
-    for actor in (w.collab, w.outsider, w.eadmin):
+    # Even an 'admin' account, which Rucio's generic policy lets delete any rule, is refused.
+    for actor in (w.collab, w.outsider, w.eadmin, w.admin):
         out = actor.call("delete_replication_rule", rid)
         assert out.denied(*why), (actor.account, out)
     out = w.collab.call("update_replication_rule", rid, {"lifetime": 10})
@@ -316,6 +330,7 @@ def test_tape_copies_only_data_managers_reduce(world: World) -> None:
     out = w.outsider.call("delete_replication_rule", rid)
     assert out.denied("it keeps copies on TAPE"), out
     # Permission granted: whatever Rucio says next, it is not a denial.
+    assert w.admin.call("reduce_replication_rule", rid, 1).denied("it keeps copies on TAPE")
     assert w.dm.call("reduce_replication_rule", rid, 1).error != "AccessDenied"
 
 
