@@ -24,11 +24,14 @@ import time
 from dataclasses import dataclass, field
 from types import FrameType
 
+from sqlalchemy import select, tuple_
 from sqlalchemy.exc import InternalError, OperationalError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
 from inlet.catalog import Catalog, ledger
+from inlet.catalog.models import ProcessedEvent, utcnow
+from inlet.catalog.upsert import insert_ignore
 from inlet.config import Settings
 from inlet.listener import metrics
 from inlet.listener.broker import BrokerLink, Delivery
@@ -181,16 +184,53 @@ class Listener:
         for item in items:
             self._settle(item)
 
+    def _consumer(self, handler: Handler) -> str:
+        return f"{self.ls.consumer}:{handler.name}"[:64]
+
+    def _claim_batch(self, session: Session, items: list[_Item]) -> set[tuple[str, str]]:
+        """Claim every (handler, event) of the batch in two statements; returns those to skip.
+
+        One SELECT finds what the ledger already holds (redeliveries), one multi-row INSERT
+        claims the rest. If that INSERT claims fewer rows than it was given, another
+        instance claimed some in between: the batch goes to the slow path, which claims
+        (and waits for the other instance) one row at a time.
+        """
+        wanted = {(self._consumer(h), i.event.key): i.event.event_type[:64] for i in items for h in i.handlers}
+        have: set[tuple[str, str]] = set()
+        keys = list(wanted)
+        for start in range(0, len(keys), 500):
+            chunk = keys[start : start + 500]
+            rows = session.execute(
+                select(ProcessedEvent.consumer, ProcessedEvent.event_key).where(
+                    tuple_(ProcessedEvent.consumer, ProcessedEvent.event_key).in_(chunk)
+                )
+            )
+            have.update((str(c), str(k)) for c, k in rows)
+        now = utcnow()
+        new = [
+            {"consumer": c, "event_key": k, "event_type": t, "processed_at": now}
+            for (c, k), t in wanted.items()
+            if (c, k) not in have
+        ]
+        if insert_ignore(session, ProcessedEvent.__table__, new) != len(new):  # type: ignore[arg-type]
+            raise _HandlerFailed("a concurrent instance claimed events of this batch")
+        return have
+
     def _apply(self, session: Session, items: list[_Item], *, isolate: bool) -> None:
         ctx = HandlerContext(session=session, settings=self.ls, rucio=self.rucio, log=log)
+        claimed_before = set() if isolate else self._claim_batch(session, items)
         for item in items:
             item.failed = []
             for handler in item.handlers:
-                consumer = f"{self.ls.consumer}:{handler.name}"[:64]
+                consumer = self._consumer(handler)
                 started = time.perf_counter()
                 try:
                     with session.begin_nested() if isolate else contextlib.nullcontext():
-                        if not ledger.claim_event(session, consumer, item.event.key, item.event.event_type[:64]):
+                        if isolate:
+                            fresh = ledger.claim_event(session, consumer, item.event.key, item.event.event_type[:64])
+                        else:
+                            fresh = (consumer, item.event.key) not in claimed_before
+                        if not fresh:
                             metrics.DUPLICATES.inc()
                             continue
                         handler.handle(item.event, ctx)

@@ -18,8 +18,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from inlet.catalog import runs as catalog_runs
-from inlet.catalog.models import Run
+from inlet.catalog.models import FileAvailability, Run, utcnow
 from inlet.catalog.states import TRANSITIONS, IllegalTransition, RunState
+from inlet.catalog.upsert import insert_ignore
 from inlet.config import ListenerSettings
 from inlet.listener.events import Event, parse_time
 from inlet.listener.handlers.base import HandlerContext
@@ -43,8 +44,9 @@ class CatalogHandler:
             if f is None:
                 ctx.log.debug("transfer-done for %s:%s: not a catalogued run file", scope, name)
                 return
-            at = parse_time(event.payload.get("transferred_at")) or when
-            catalog_runs.mark_available(session, scope, name, rse, at)
+            at = parse_time(event.payload.get("transferred_at")) or when or utcnow()
+            # The file row is in hand: insert its availability directly (first time wins).
+            insert_ignore(session, FileAvailability.__table__, [{"file_id": f.id, "rse": rse, "available_at": at}])  # type: ignore[arg-type]
             self._advance(session, f.run, at, [rse])
         elif event.event_type == "datasetlock_ok":
             scope, name, rse = event.require("scope", "name", "rse")
