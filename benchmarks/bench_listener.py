@@ -229,6 +229,22 @@ def latency(settings: Settings, events: int, rate: float, tag: str) -> list[floa
     return lst.latencies
 
 
+def round_trip_ms(settings: Settings) -> float:
+    """Median time of a `SELECT 1` on the catalogue's MariaDB: the unit every figure above is made of."""
+    conn = pymysql.connect(
+        host="127.0.0.1", port=settings.lake.mariadb_port, user=DB_USER, password=DB_PASSWORD, autocommit=True
+    )
+    times = []
+    with conn.cursor() as cur:
+        for _ in range(200):
+            t0 = time.perf_counter()
+            cur.execute("SELECT 1")
+            cur.fetchall()
+            times.append(time.perf_counter() - t0)
+    conn.close()
+    return statistics.median(times) * 1000
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--events", type=int, default=5000, help="events for the throughput runs")
@@ -241,6 +257,7 @@ def main() -> None:
     naive_rate = naive(settings, args.events, tag + "n")
     durable_rate, lst, load_rate = durable(settings, args.events, tag + "d", sample=True)
     print(f"events: {args.events} transfer-done, each a catalogue update on MariaDB ({FILES} files per run)")
+    print(f"MariaDB round trip (SELECT 1, median): {round_trip_ms(settings):.2f} ms; host load {psutil.getloadavg()}")
     print(f"preload into the broker: {load_rate:,.0f} events/s")
     print(f"naive (auto-ack, no ledger, a transaction per event): {naive_rate:,.0f} events/s")
     print(f"durable (client-individual ack after commit, ledger): {durable_rate:,.0f} events/s")
