@@ -346,6 +346,12 @@ class UploaderSettings(_Section):
         ".json", description="`inlet watch`: <file><suffix> is the DAQ's closed-file sidecar with metadata."
     )
     retries: int = Field(8, ge=0, description="Retries of a batch after a Rucio/storage error (exponential backoff).")
+    visibility_timeout: int = Field(
+        3600,
+        ge=5,
+        description="Seconds after which Redis hands a task of a killed worker to another worker; longer than "
+        "any batch may take, waits for pacing tokens included.",
+    )
     retry_backoff: float = Field(1.0, gt=0, description="First retry delay (s); doubles, with jitter, up to 300 s.")
 
 

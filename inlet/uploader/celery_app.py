@@ -36,7 +36,7 @@ app.conf.update(
     result_expires=7 * 86400,
     broker_connection_retry_on_startup=True,
     # Longer than any batch may take: Redis re-delivers an unacknowledged task after this.
-    broker_transport_options={"visibility_timeout": 3600},
+    broker_transport_options={"visibility_timeout": _settings.uploader.visibility_timeout},
     worker_hijack_root_logger=False,
 )
 
