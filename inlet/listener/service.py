@@ -47,6 +47,8 @@ log = logging.getLogger(__name__)
 #: Errors that break the whole transaction (or mean the database is gone): the batch is
 #: retried as a whole, and they never count against a handler.
 _TRANSACTION_ERRORS = (OperationalError, InternalError, StaleDataError)
+#: Seconds between looks at the DLQ's size (for the dlq_size metric).
+DLQ_LOOK_INTERVAL = 30.0
 
 
 class _HandlerFailed(Exception):
@@ -83,6 +85,7 @@ class Listener:
             }
         )
         self._last_sweep = 0.0
+        self._last_dlq_look = 0.0
         self._outbox_dirty = False
 
     # -- life cycle ------------------------------------------------------------------------
@@ -111,6 +114,7 @@ class Listener:
                 if batch:
                     self.process(batch)
                 self._sweep_outbox()
+                self._refresh_dlq_size()
                 if max_events is not None and self.handled >= max_events:
                     break
         finally:
@@ -314,6 +318,19 @@ class Listener:
             metrics.EVENTS.labels(what, "dead-lettered").inc()
             self.handled += 1
             log.warning("dead-lettered %s as %s: %s", d.message_id, dlq_id, reason)
+
+    def _refresh_dlq_size(self) -> None:
+        """Browse the DLQ now and then for the dlq_size gauge (a browse reads, it consumes nothing)."""
+        now = time.monotonic()
+        if now - self._last_dlq_look < DLQ_LOOK_INTERVAL:
+            return
+        self._last_dlq_look = now
+        from inlet.listener.dlq import DeadLetterQueue
+
+        try:
+            metrics.DLQ_SIZE.set(len(DeadLetterQueue(self.settings.broker, self.ls, timeout=5).letters()))
+        except Exception as exc:
+            log.info("could not look at the DLQ: %s", exc)
 
     # -- outbox --------------------------------------------------------------------------------
     def _sweep_outbox(self, force: bool = False) -> None:
