@@ -15,7 +15,7 @@ from inlet.catalog.db import CatalogError, current_revision, head_revision, make
 from inlet.config import load_settings
 
 app = typer.Typer(
-    help="The run catalogue (runs, files, per-RSE availability) in [catalog] url: SQLite by default, "
+    help="The run catalogue (runs, files, per-RSE availability) in \\[catalog] url: SQLite by default, "
     "MariaDB in production.",
     no_args_is_help=True,
 )

@@ -16,7 +16,7 @@ from inlet.lake.lake import Lake, ServiceStatus
 
 app = typer.Typer(
     help="A real Rucio data lake on 127.0.0.1: PostgreSQL, Rucio server and daemons, ActiveMQ, "
-    "S3, Redis. State lives in [lake] state_dir (default ./.lake).",
+    "S3, Redis. State lives in \\[lake] state_dir (default ./.lake).",
     no_args_is_help=True,
 )
 console = Console(stderr=True)
