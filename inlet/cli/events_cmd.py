@@ -19,7 +19,7 @@ console = Console(stderr=True)
 
 
 def _fail(message: str) -> typer.Exit:
-    console.print(f"[bold red]error:[/] {escape(message)}")
+    console.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
     return typer.Exit(code=2)
 
 
@@ -36,9 +36,9 @@ def publish(
     try:
         body = json.loads(payload)
     except json.JSONDecodeError as err:
-        raise _fail(f"--payload is not JSON ({err}); pass an object, e.g. --payload '{{\"scope\": \"x\"}}'") from err
+        raise _fail(f'--payload is not JSON ({err}); pass an object, e.g. --payload \'{{"scope": "x"}}\'') from err
     if not isinstance(body, dict):
-        raise _fail("--payload must be a JSON object, e.g. '{\"scope\": \"cygno\"}'")
+        raise _fail('--payload must be a JSON object, e.g. \'{"scope": "cygno"}\'')
     s = load_settings()
     envelope = make_inlet_event(event_type, body, event_id)
     conn = connection(s.broker)
