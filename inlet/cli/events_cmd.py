@@ -13,7 +13,7 @@ from rich.markup import escape
 from inlet.config import load_settings
 
 app = typer.Typer(help="inlet's events: publish one, or work the listener's dead-letter queue.", no_args_is_help=True)
-dlq_app = typer.Typer(help="The listener's dead-letter queue ([listener] dlq).", no_args_is_help=True)
+dlq_app = typer.Typer(help="The listener's dead-letter queue (\\[listener] dlq).", no_args_is_help=True)
 app.add_typer(dlq_app, name="dlq")
 console = Console(stderr=True)
 
@@ -29,7 +29,7 @@ def publish(
     payload: Annotated[str, typer.Option("--payload", help="Payload as a JSON object.")] = "{}",
     event_id: Annotated[str | None, typer.Option("--id", help="Event id (default: a new UUID).")] = None,
 ) -> None:
-    """Publish an inlet event on [broker] inlet_topic (persistent; the listener's queue keeps it)."""
+    """Publish an inlet event on \\[broker] inlet_topic (persistent; the listener's queue keeps it)."""
     from inlet.listener.broker import connection
     from inlet.listener.events import make_inlet_event
 

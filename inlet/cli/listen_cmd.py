@@ -18,7 +18,7 @@ log = logging.getLogger("inlet.listener")
 
 def listen(
     status: Annotated[
-        bool, typer.Option("--status", help="Print the metrics of the listener on [listener] metrics_port and exit.")
+        bool, typer.Option("--status", help="Print the metrics of the listener on \\[listener] metrics_port and exit.")
     ] = False,
     max_events: Annotated[
         int | None, typer.Option("--max-events", help="Stop after handling this many events (benchmarks, tests).")
@@ -56,7 +56,7 @@ def listen(
         except OSError as err:
             console.print(
                 f"[bold red]error:[/] metrics port {settings.listener.metrics_port} is taken ({err}); "
-                "set another [listener] metrics_port / INLET_LISTENER__METRICS_PORT, or 0 for none"
+                "set another \\[listener] metrics_port / INLET_LISTENER__METRICS_PORT, or 0 for none"
             )
             raise typer.Exit(code=2) from err
     listener = Listener(settings, catalog, router, RucioClientLookup())
@@ -77,7 +77,7 @@ def _status(port: int, settings: object) -> int:
     assert isinstance(settings, Settings)
     code = 0
     if not port:
-        console.print("[yellow]no [listener] metrics_port set: listener metrics are off[/]")
+        console.print("[yellow]no \\[listener] metrics_port set: listener metrics are off[/]")
         code = 1
     else:
         try:
