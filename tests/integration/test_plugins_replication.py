@@ -166,6 +166,15 @@ def stored_bytes(pfn: str, s3: Any) -> bytes:
     return bytes(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
 
 
+def suspicious_names(client: Any, rse: str) -> set[str]:
+    # The REST answer is one JSON list, which the client yields as a single item.
+    out: set[str] = set()
+    for item in client.list_suspicious_replicas(rse_expression=rse):
+        for rep in item if isinstance(item, list) else [item]:
+            out.add(str(rep.get("name")))
+    return out
+
+
 def transfer_event_for(kind: str, name: str, dst: str) -> Callable[[str, dict[str, Any]], bool]:
     return lambda et, p: et == kind and p.get("name") == name and p.get("dst-rse") == dst
 
@@ -258,11 +267,9 @@ def test_corrupted_source_fails_with_checksum_mismatch_and_nothing_marked_safe(
             assert client.get_replication_rule(rule_id)["state"] != "OK"
         assert not any(et == "transfer-done" and p.get("name") == f.name for et, p in events.drain())
         # Rucio's finisher declared the corrupt source SUSPICIOUS (the lake's [conveyor] suspicious_pattern).
-        assert wait_until(
-            lambda: any(r.get("name") == f.name for r in client.list_suspicious_replicas(rse_expression="SITE_A_DISK")),
-            60,
-            interval=1.0,
-        ), "the corrupt source was not declared suspicious"
+        assert wait_until(lambda: f.name in suspicious_names(client, "SITE_A_DISK"), 60, interval=1.0), (
+            "the corrupt source was not declared suspicious"
+        )
     finally:
         for rule_id in rule_ids.values():
             client.delete_replication_rule(rule_id, purge_replicas=True)
