@@ -45,6 +45,9 @@ class CatalogHandler:
                 ctx.log.debug("transfer-done for %s:%s: not a catalogued run file", scope, name)
                 return
             at = parse_time(event.payload.get("transferred_at")) or when or utcnow()
+            # The session's identity map holds objects weakly: keep the run for the whole batch,
+            # or every event of the batch would load it again.
+            session.info.setdefault("inlet_keep", set()).add(f.run)
             # The file row is in hand: insert its availability directly (first time wins).
             insert_ignore(session, FileAvailability.__table__, [{"file_id": f.id, "rse": rse, "available_at": at}])  # type: ignore[arg-type]
             self._advance(session, f.run, at, [rse])
