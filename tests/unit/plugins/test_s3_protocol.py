@@ -2,14 +2,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 import pytest
-from rucio.common import exception as rucio_exc
-
-from inlet.plugins import s3
 
 
-def test_split_pfn_gives_endpoint_bucket_and_key() -> None:
+def test_split_pfn_gives_endpoint_bucket_and_key(s3: ModuleType) -> None:
     assert s3.split_pfn("http://127.0.0.1:29000/inlet-lake/test/ab/cd/f.dat") == (
         "http://127.0.0.1:29000",
         "inlet-lake",
@@ -18,13 +17,13 @@ def test_split_pfn_gives_endpoint_bucket_and_key() -> None:
 
 
 @pytest.mark.parametrize("bad", ["http://127.0.0.1:29000/only-bucket", "/no/scheme", "http:///b/k"])
-def test_split_pfn_rejects_what_is_not_a_path_style_url(bad: str) -> None:
-    with pytest.raises(rucio_exc.RSEFileNameNotSupported, match="path-style"):
+def test_split_pfn_rejects_what_is_not_a_path_style_url(s3: ModuleType, bad: str) -> None:
+    with pytest.raises(s3.rucio_exc.RSEFileNameNotSupported, match="path-style"):
         s3.split_pfn(bad)
 
 
 def test_credentials_come_from_rse_accounts_next_to_rucio_config(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    s3: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     (tmp_path / "rucio.cfg").write_text("")
     (tmp_path / "rse-accounts.cfg").write_text(
@@ -42,7 +41,7 @@ def test_credentials_come_from_rse_accounts_next_to_rucio_config(
 
 
 def test_incomplete_rse_accounts_entry_is_an_error_naming_the_keys(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    s3: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     (tmp_path / "rucio.cfg").write_text("")
     (tmp_path / "rse-accounts.cfg").write_text(json.dumps({"S3": {"access_key": "AK"}}))
@@ -51,7 +50,9 @@ def test_incomplete_rse_accounts_entry_is_an_error_naming_the_keys(
         s3.credentials_for("S3")
 
 
-def test_corrupt_rse_accounts_is_an_error_naming_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_corrupt_rse_accounts_is_an_error_naming_the_file(
+    s3: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     (tmp_path / "rucio.cfg").write_text("")
     (tmp_path / "rse-accounts.cfg").write_text("{not json")
     monkeypatch.setenv("RUCIO_CONFIG", str(tmp_path / "rucio.cfg"))
@@ -59,7 +60,7 @@ def test_corrupt_rse_accounts_is_an_error_naming_the_file(tmp_path: Path, monkey
         s3.credentials_for("S3")
 
 
-def _protocol(scheme: str = "http") -> s3.S3Protocol:
+def _protocol(s3: ModuleType, scheme: str = "http") -> Any:
     attrs = {
         "scheme": scheme,
         "hostname": "127.0.0.1",
@@ -74,21 +75,21 @@ def _protocol(scheme: str = "http") -> s3.S3Protocol:
     return s3.S3Protocol(attrs, rse)
 
 
-def test_gfal2_sees_the_same_object_through_its_s3_plugin() -> None:
-    proto = _protocol()
+def test_gfal2_sees_the_same_object_through_its_s3_plugin(s3: ModuleType) -> None:
+    proto = _protocol(s3)
     assert proto.gfal2_url("http://127.0.0.1:29000/bucket/a/b") == "s3://127.0.0.1:29000/bucket/a/b"
-    assert _protocol("https").gfal2_url("https://h:443/bucket/k") == "s3s://h:443/bucket/k"
+    assert _protocol(s3, "https").gfal2_url("https://h:443/bucket/k") == "s3s://h:443/bucket/k"
     opts = dict(((g, k), v) for g, k, v in proto.gfal2_options())
     assert opts[("S3", "ALTERNATE")] is True  # path-style addressing, as the PFN is
 
 
-def test_s3_protocol_writes_final_keys_and_refuses_rename() -> None:
-    proto = _protocol()
+def test_s3_protocol_writes_final_keys_and_refuses_rename(s3: ModuleType) -> None:
+    proto = _protocol(s3)
     assert proto.renaming is False
-    with pytest.raises(rucio_exc.RSEOperationNotSupported):
+    with pytest.raises(s3.rucio_exc.RSEOperationNotSupported):
         proto.rename("http://127.0.0.1:29000/bucket/a", "http://127.0.0.1:29000/bucket/b")
 
 
-def test_put_of_a_missing_local_file_says_which(tmp_path: Path) -> None:
-    with pytest.raises(rucio_exc.SourceNotFound, match="does not exist"):
-        _protocol().put("nope.dat", "http://127.0.0.1:29000/bucket/k", str(tmp_path))
+def test_put_of_a_missing_local_file_says_which(s3: ModuleType, tmp_path: Path) -> None:
+    with pytest.raises(s3.rucio_exc.SourceNotFound, match="does not exist"):
+        _protocol(s3).put("nope.dat", "http://127.0.0.1:29000/bucket/k", str(tmp_path))
