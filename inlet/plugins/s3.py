@@ -16,9 +16,12 @@ The S3 RSE is declared with scheme ``http`` (``https`` for a TLS endpoint) and
   trip per file to get a URL is a cost the fast path does not need;
 * gfal2 (the transfertool) gets the same object as ``s3://host:port/bucket/key`` through
   :meth:`S3Protocol.gfal2_url`, with the same credentials (:meth:`S3Protocol.gfal2_options`).
+  Rucio's path finder does not pair ``file`` with ``http`` on its own: the conveyor process
+  extends Rucio's scheme map when it registers the transfertool
+  (:func:`inlet.plugins.transfertool.register`), nowhere else.
 
 Uploads stream the file once through :class:`~inlet.plugins.checksums.ChecksumReader`:
-adler32 and md5 are computed on the fly, multipart above ``multipart_threshold``; the ETag the
+adler32 and md5 are computed on the fly, multipart from ``MULTIPART_THRESHOLD`` (64 MiB) on; the ETag the
 endpoint returns is compared with the one the bytes should have, and adler32/md5 are stored as
 object metadata so that :meth:`S3Protocol.stat` (used by Rucio's upload client to verify) and
 later audits get Rucio's own checksums back.
