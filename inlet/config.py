@@ -206,6 +206,12 @@ class AlarmSettings(_Section):
     rate_period: float = Field(60.0, gt=0, description="Seconds of the rate-limit window.")
     dedup_window: float = Field(600.0, gt=0, description="Identical alarms within this many seconds are sent once.")
     timeout: float = Field(10.0, gt=0, description="Seconds to wait for the webhook to answer.")
+    rule_check_interval: float = Field(
+        300.0, ge=0, description="Seconds between looks for STUCK (or long unfinished) rules in Rucio; 0: off."
+    )
+    rule_not_ok_after: float = Field(
+        86400.0, ge=0, description="A rule still replicating this many seconds after creation raises an alarm; 0: off."
+    )
 
 
 class RecoSettings(_Section):

@@ -6,6 +6,7 @@ listener whose routes never need Rucio should start without it.
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
 from typing import Any
 
@@ -36,3 +37,21 @@ class RucioClientLookup:
 
     def dataset_files(self, scope: str, name: str) -> list[tuple[str, str]]:
         return [(str(f["scope"]), str(f["name"])) for f in self.client.list_files(scope, name)]
+
+    def problem_rules(self, not_ok_after: float) -> list[dict[str, str]]:
+        # Rucio's rule filter takes the one-letter state codes and RFC 1123 dates.
+        found = list(self.client.list_replication_rules({"state": "S"}))
+        if not_ok_after > 0:
+            before = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=not_ok_after)
+            stamp = before.strftime("%a, %d %b %Y %H:%M:%S UTC")
+            found += list(self.client.list_replication_rules({"state": "R", "created_before": stamp}))
+        return [
+            {
+                "id": str(r["id"]),
+                "did": f"{r['scope']}:{r['name']}",
+                "rse_expression": str(r["rse_expression"]),
+                "state": str(r["state"]).split(".")[-1].upper(),
+                "error": str(r.get("error") or ""),
+            }
+            for r in found
+        ]

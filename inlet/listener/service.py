@@ -86,6 +86,7 @@ class Listener:
         )
         self._last_sweep = 0.0
         self._last_dlq_look = 0.0
+        self._last_rule_check = 0.0
         self._outbox_dirty = False
 
     # -- life cycle ------------------------------------------------------------------------
@@ -115,6 +116,7 @@ class Listener:
                     self.process(batch)
                 self._sweep_outbox()
                 self._refresh_dlq_size()
+                self._check_rules()
                 if max_events is not None and self.handled >= max_events:
                     break
         finally:
@@ -318,6 +320,34 @@ class Listener:
             metrics.EVENTS.labels(what, "dead-lettered").inc()
             self.handled += 1
             log.warning("dead-lettered %s as %s: %s", d.message_id, dlq_id, reason)
+
+    def _check_rules(self) -> None:
+        """Alarm on rules that are STUCK or not OK long after creation (hermes has no event for that)."""
+        interval = self.ls.alarms.rule_check_interval
+        now = time.monotonic()
+        if not interval or now - self._last_rule_check < interval:
+            return
+        self._last_rule_check = now
+        try:
+            rules = self.rucio.problem_rules(self.ls.alarms.rule_not_ok_after)
+        except Exception as exc:
+            log.warning("could not list problem rules in Rucio: %s: %s", type(exc).__name__, exc)
+            return
+        if not rules:
+            return
+
+        def work(session: Session) -> None:
+            for r in rules:
+                text = f":warning: rule {r['id']} ({r['did']} → {r['rse_expression']}) is {r['state']}" + (
+                    f": {r['error']}" if r.get("error") else ""
+                )
+                queue_alarm(session, self.ls.alarms, f"rule|{r['id']}|{r['state']}", text[:1800])
+
+        try:
+            self.catalog.transaction(work)
+            self._outbox_dirty = True
+        except Exception as exc:
+            log.warning("could not queue rule alarms: %s", exc)
 
     def _refresh_dlq_size(self) -> None:
         """Browse the DLQ now and then for the dlq_size gauge (a browse reads, it consumes nothing)."""

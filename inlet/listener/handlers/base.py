@@ -45,6 +45,10 @@ class RucioLookup(Protocol):
         """(scope, name) of the files in a dataset or container."""
         ...
 
+    def problem_rules(self, not_ok_after: float) -> list[dict[str, str]]:
+        """Rules that are STUCK, or still replicating ``not_ok_after`` s after creation (0: skip those)."""
+        ...
+
 
 @dataclass
 class HandlerContext:

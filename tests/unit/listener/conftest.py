@@ -22,6 +22,7 @@ class FakeRucio:
         self.rules: dict[str, list[str]] = {}
         self.file_rules: dict[tuple[str, str], dict[str, str]] = {}
         self.contents: dict[tuple[str, str], list[tuple[str, str]]] = {}
+        self.problems: list[dict[str, str]] = []
 
     def rule_rses(self, rule_id: str) -> list[str]:
         return self.rules[rule_id]
@@ -31,6 +32,9 @@ class FakeRucio:
 
     def dataset_files(self, scope: str, name: str) -> list[tuple[str, str]]:
         return self.contents.get((scope, name), [(scope, name)])
+
+    def problem_rules(self, not_ok_after: float) -> list[dict[str, str]]:
+        return self.problems
 
 
 @pytest.fixture

@@ -138,3 +138,22 @@ def test_outbox_inlet_events_are_published_after_commit(catalog: Catalog) -> Non
     assert json.loads(body)["id"] == headers["inlet_event_id"] and headers["event_type"] == "daq-release"
     with catalog.session() as s:
         assert s.scalars(select(OutboxMessage)).one().sent_at is not None
+
+
+def test_stuck_rules_raise_one_alarm_each(catalog: Catalog) -> None:
+    lst, _ = make(catalog, Counting())
+    rucio = FakeRucio()
+    rucio.problems = [
+        {"id": "r1", "did": "cygno:run1_raw", "rse_expression": "TAPE", "state": "STUCK", "error": "no source"},
+        {"id": "r2", "did": "cygno:run2_raw", "rse_expression": "S3", "state": "REPLICATING", "error": ""},
+    ]
+    lst.rucio = rucio
+    lst._check_rules()
+    lst._last_rule_check = 0.0
+    lst._check_rules()  # looked again: the same alarms are not queued twice
+    with catalog.session() as s:
+        texts = sorted(m.payload["text"] for m in s.scalars(select(OutboxMessage)))
+    assert texts == [
+        ":warning: rule r1 (cygno:run1_raw → TAPE) is STUCK: no source",
+        ":warning: rule r2 (cygno:run2_raw → S3) is REPLICATING",
+    ]
