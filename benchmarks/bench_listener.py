@@ -116,6 +116,8 @@ def listener_settings(base: Settings, queue_name: str, rses: int) -> Settings:
             "consumer": "bench",
             "s3_rses": [f"B{k}" for k in range(rses)],
             "routes": [ListenerRoute(handler="catalog", event_types=["transfer-done"])],
+            # No periodic Rucio look for stuck rules: it is not part of what is measured.
+            "alarms": base.listener.alarms.model_copy(update={"rule_check_interval": 0}),
         }
     )
     return base.model_copy(update={"listener": ls})
