@@ -19,7 +19,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -108,14 +108,34 @@ def current_revision(engine: Engine) -> str | None:
         return ctx.get_current_revision()
 
 
+def _lock_migrations(conn: Connection) -> None:
+    """Serialise migrations across processes: services that start together (uploader workers,
+    listeners) all call upgrade() on an empty database, and without a lock two of them would
+    both create the first tables. The lock lives in the database server, so it spans hosts.
+    SQLite needs none: its write transaction already excludes other writers."""
+    dialect = conn.dialect.name
+    if dialect in ("mysql", "mariadb"):
+        got = conn.execute(text("SELECT GET_LOCK('inlet_catalog_migrate', 120)")).scalar()
+        if got != 1:
+            raise CatalogError("timed out after 120 s waiting for another process's catalogue migration")
+    elif dialect == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(7201)"))
+
+
 def upgrade(url_or_engine: str | Engine, revision: str = "head") -> None:
     """Bring the schema to ``revision`` (idempotent; safe to call at every service start)."""
     engine = make_engine(url_or_engine, poolclass=NullPool) if isinstance(url_or_engine, str) else url_or_engine
     cfg = alembic_config(engine.url.render_as_string(hide_password=False))
     try:
         with engine.begin() as conn:
-            cfg.attributes["connection"] = conn
-            command.upgrade(cfg, revision)
+            _lock_migrations(conn)
+            try:
+                cfg.attributes["connection"] = conn
+                command.upgrade(cfg, revision)
+            finally:
+                # GET_LOCK belongs to the connection, which a pooled engine keeps open.
+                if conn.dialect.name in ("mysql", "mariadb"):
+                    conn.execute(text("SELECT RELEASE_LOCK('inlet_catalog_migrate')"))
     except OperationalError as exc:
         raise CatalogError(
             f"cannot migrate the run catalogue at {engine.url.render_as_string(hide_password=True)}: {exc.orig}\n"

@@ -196,3 +196,21 @@ def test_parallel_drainers_send_each_message_once(catalog: Catalog) -> None:
 
     assert _in_parallel(4, worker) == []
     assert sorted(sent) == sorted(f"key-{k}" for k in range(40))
+
+
+def test_services_starting_together_migrate_an_empty_database_once(mariadb_url: str) -> None:
+    """Uploader workers and listeners all call open_catalog() at start; on an empty database
+    they must not race to create the same tables."""
+    opened: list[Catalog] = []
+
+    def start(_i: int) -> None:
+        opened.append(open_catalog(mariadb_url))
+
+    errors = _in_parallel(4, start)
+    try:
+        assert not errors, errors
+        assert len(opened) == 4
+        assert current_revision(opened[0].engine) == head_revision()
+    finally:
+        for cat in opened:
+            cat.dispose()
