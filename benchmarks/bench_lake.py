@@ -61,12 +61,14 @@ def main() -> None:
         pg_only.down(purge=True)
 
         cold, warm_noop, warm_restart, rss, pss = [], [], [], [], []
+        per_service: dict[str, float] = {}
         for i in range(args.runs):
             lake = Lake(private_settings(root / f"lake{i}", args.offset))
             cold.append(timed(lake.up))
             time.sleep(5)  # let the daemons finish their first cycle before measuring memory
             rss.append(lake.total_rss())
             pss.append(sum(svc.proc.pss() for svc in lake.managed()))
+            per_service = {svc.name: svc.proc.rss() / 2**20 for svc in lake.managed()}
             warm_noop.append(timed(lake.up))
             lake.down()
             warm_restart.append(timed(lake.up))
@@ -84,8 +86,14 @@ def main() -> None:
     print(f"lake up, already running (no-op) median {med(warm_noop):6.2f} s")
     print(
         f"RSS of the whole lake            median {med(rss) / 2**20:6.0f} MB"
-        f" = {med(rss) / TARGET_RSS_B:.2f} x target 1.5 GB"
+        f" = {med(rss) / TARGET_RSS_B:.2f} x target 1.5 GB (sum of per-process RSS)"
     )
+    print(
+        f"PSS of the whole lake            median {med(pss) / 2**20:6.0f} MB"
+        f" = {med(pss) / TARGET_RSS_B:.2f} x target (shared pages counted once)"
+    )
+    for name, mb in sorted(per_service.items(), key=lambda kv: -kv[1]):
+        print(f"  {name:<24} RSS {mb:6.0f} MB")
 
 
 if __name__ == "__main__":
