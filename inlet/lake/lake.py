@@ -6,10 +6,7 @@ import fcntl
 import hashlib
 import json
 import logging
-import os
 import shutil
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -26,7 +23,7 @@ from inlet.lake.services.daemons import rucio_daemons
 from inlet.lake.services.mariadb import MariaDB
 from inlet.lake.services.postgres import Postgres
 from inlet.lake.services.redis import Redis
-from inlet.lake.services.rucio_server import RucioServer, rucio_env
+from inlet.lake.services.rucio_server import RucioServer, rucio_env, run_rucio_module
 from inlet.lake.services.s3 import S3Endpoint
 from inlet.lake.topology import lake_topology
 
@@ -203,22 +200,15 @@ class Lake:
         for rse in topo.rses:
             if rse.protocols[0].scheme == "file":
                 (self.paths.data / "rses" / rse.name).mkdir(parents=True, exist_ok=True)
-        res = subprocess.run(
-            [sys.executable, "-m", "inlet.lake.topology", "-"],
-            input=topo.to_json(),
-            env={**os.environ, **self.rucio_client_env()},
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=120,
+        out = run_rucio_module(
+            "inlet.lake.topology",
+            self.rucio_client_env(),
+            "creating the lake topology (RSEs, distances, limits, scopes)",
+            "check `inlet lake status` and the rucio log; `inlet lake up` re-runs it safely",
+            stdin=topo.to_json(),
+            args=("-",),
         )
-        if res.returncode != 0:
-            raise LakeError(
-                "creating the lake topology (RSEs, distances, limits, scopes) failed:\n"
-                + (res.stderr or res.stdout).strip()[-2000:],
-                "check `inlet lake status` and the rucio log; `inlet lake up` re-runs it safely",
-            )
-        for line in res.stdout.splitlines():
+        for line in out.splitlines():
             log.info("%s", line)
         marker.write_text(topo.to_json())
 

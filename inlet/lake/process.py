@@ -13,7 +13,7 @@ import logging
 import os
 import pwd
 import subprocess
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -134,28 +134,24 @@ class ManagedProcess:
         self.pid_path.unlink(missing_ok=True)
         return True
 
-    def rss(self) -> int:
-        """Resident memory of the process and all its children, in bytes."""
+    def _tree_sum(self, measure: Callable[[psutil.Process], int]) -> int:
         proc = self.process()
         if proc is None:
             return 0
         total = 0
         for p in [proc, *proc.children(recursive=True)]:
             with contextlib.suppress(psutil.Error):
-                total += p.memory_info().rss
+                total += measure(p)
         return total
+
+    def rss(self) -> int:
+        """Resident memory of the process and all its children, in bytes."""
+        return self._tree_sum(lambda p: int(p.memory_info().rss))
 
     def pss(self) -> int:
         """Proportional set size of the process tree: shared pages (libraries, a forked gunicorn
         master's heap) are counted once across processes instead of once per process."""
-        proc = self.process()
-        if proc is None:
-            return 0
-        total = 0
-        for p in [proc, *proc.children(recursive=True)]:
-            with contextlib.suppress(psutil.Error):
-                total += p.memory_full_info().pss
-        return total
+        return self._tree_sum(lambda p: int(p.memory_full_info().pss))
 
     def log_tail(self, lines: int = 15) -> str:
         try:

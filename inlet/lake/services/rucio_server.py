@@ -16,6 +16,28 @@ from inlet.lake.services.base import LakePaths, Service, venv_bin
 from inlet.lake.services.postgres import Postgres
 
 
+def run_rucio_module(
+    module: str, env: dict[str, str], what: str, fix: str, stdin: str | None = None, args: tuple[str, ...] = ()
+) -> str:
+    """Run ``python -m module`` in a child process with Rucio's environment; return its stdout.
+
+    A child process because Rucio reads RUCIO_CONFIG once, at import, and the calling process
+    may serve several lakes (tests) or none. A failure becomes a :class:`LakeError` with the
+    child's own last words."""
+    res = subprocess.run(
+        [sys.executable, "-m", module, *args],
+        input=stdin,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    if res.returncode != 0:
+        raise LakeError(f"{what} failed:\n" + (res.stderr or res.stdout).strip()[-2000:], fix)
+    return res.stdout
+
+
 def rucio_env(paths: LakePaths) -> dict[str, str]:
     """Environment of every Rucio process the lake starts (server, daemons, bootstrap)."""
     return {"RUCIO_CONFIG": str(paths.rucio_cfg), "TMPDIR": str(paths.tmp), "PYTHONUNBUFFERED": "1"}
@@ -55,23 +77,13 @@ class RucioServer(Service):
         self.write_configs()
         if self._marker.exists():
             return
-        # In a child process: Rucio reads RUCIO_CONFIG once, at import, and this process may
-        # serve several lakes (tests) or none.
-        res = subprocess.run(
-            [sys.executable, "-m", "inlet.lake.rucio_bootstrap"],
-            env={**os.environ, **rucio_env(self.paths)},
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=300,
+        run_rucio_module(
+            "inlet.lake.rucio_bootstrap",
+            rucio_env(self.paths),
+            "rucio: bootstrapping the catalogue (schema, root account, identity)",
+            "check that PostgreSQL is up (`inlet lake status`); re-run `inlet lake up` to retry, "
+            "it resumes where it stopped",
         )
-        if res.returncode != 0:
-            raise LakeError(
-                "rucio: bootstrapping the catalogue (schema, root account, identity) failed:\n"
-                + (res.stderr or res.stdout).strip()[-2000:],
-                "check that PostgreSQL is up (`inlet lake status`); re-run `inlet lake up` to retry, "
-                "it resumes where it stopped",
-            )
         self._marker.write_text("ok\n")
 
     def argv(self) -> list[str]:
