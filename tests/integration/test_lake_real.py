@@ -9,11 +9,11 @@ import subprocess
 import uuid
 from pathlib import Path
 
-import boto3
 import stomp
 
 from inlet.lake.lake import Lake
 from inlet.lake.services.base import venv_bin
+from inlet.lake.services.s3 import S3Endpoint
 from inlet.lake.smoke import adler32_file
 
 RSES = {"SITE_A_DISK", "S3", "TAPE", "SITE_B_DISK"}
@@ -105,13 +105,7 @@ def test_rule_with_notify_produces_a_hermes_event_on_activemq(
 
 def test_boto3_object_reads_back_the_same(lake: Lake) -> None:
     s3 = lake.settings.s3
-    client = boto3.client(
-        "s3",
-        endpoint_url=s3.endpoint,
-        region_name=s3.region,
-        aws_access_key_id=s3.access_key,
-        aws_secret_access_key=s3.secret_key,
-    )
+    client = S3Endpoint(lake.settings, lake.paths).client()
     key = f"probe/{uuid.uuid4().hex}"
     data = os.urandom(200_000)
     client.put_object(Bucket=s3.bucket, Key=key, Body=data)

@@ -8,6 +8,7 @@ made by scripts/setup.sh) and runs as its own process. moto keeps objects in mem
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 import boto3
@@ -56,7 +57,8 @@ class S3Endpoint(Service):
         except requests.RequestException:
             return False
 
-    def client(self) -> object:
+    def client(self) -> Any:
+        """A boto3 S3 client for this endpoint (the lake's bucket set-up and its tests use it)."""
         s3 = self.settings.s3
         return boto3.client(
             "s3",
@@ -70,6 +72,6 @@ class S3Endpoint(Service):
     def after_start(self) -> None:
         client = self.client()
         bucket = self.settings.s3.bucket
-        names = {b["Name"] for b in client.list_buckets().get("Buckets", [])}  # type: ignore[attr-defined]
+        names = {b["Name"] for b in client.list_buckets().get("Buckets", [])}
         if bucket not in names:
-            client.create_bucket(Bucket=bucket)  # type: ignore[attr-defined]
+            client.create_bucket(Bucket=bucket)
