@@ -361,6 +361,29 @@ class UploaderSettings(_Section):
     retry_backoff: float = Field(1.0, gt=0, description="First retry delay (s); doubles, with jitter, up to 300 s.")
 
 
+class RehearseSettings(_Section):
+    """``inlet rehearse``: the EGO/Virgo data-lake dress rehearsal replayed on this lake."""
+
+    experiment: str = Field("virgo", description="Experiment (scope <experiment>.raw) the rehearsal writes to.")
+    stream: str = Field("hrec", description="Stream in the chunk names (run<run>_<stream>_<gps>.gwf).")
+    download_rse: str = Field(
+        "SITE_B_DISK", description="Site B: where both downloaders fetch the replicated chunks from."
+    )
+    extra_rses: list[str] = Field(
+        default_factory=list, description="More replication targets per run dataset, e.g. [\"S3\", \"TAPE\"]."
+    )
+    poll_interval: float = Field(
+        5.0, gt=0, description="Seconds between dataset listings of the polling downloader (the EGO baseline)."
+    )
+    download_workers: int = Field(4, ge=1, description="Parallel downloads per downloader.")
+    drain_timeout: float = Field(
+        180.0, gt=0, description="Seconds to wait after the last chunk before counting what is missing as lost."
+    )
+    report_dir: Path = Field(
+        Path("rehearsal"), description="Reports go to <report_dir>/<timestamp>/ (relative: the current directory)."
+    )
+
+
 def _toml_path() -> Path | None:
     explicit = os.environ.get("INLET_CONFIG")
     if explicit:
@@ -389,6 +412,7 @@ class Settings(BaseSettings):
     embargo: EmbargoSettings = Field(default_factory=EmbargoSettings)
     listener: ListenerSettings = Field(default_factory=ListenerSettings)
     uploader: UploaderSettings = Field(default_factory=UploaderSettings)
+    rehearse: RehearseSettings = Field(default_factory=RehearseSettings)
 
     @classmethod
     def settings_customise_sources(

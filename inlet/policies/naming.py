@@ -167,6 +167,18 @@ def _default_experiments() -> dict[str, ExperimentNaming]:
             },
             datasets=[rf"{run}\.{{tier}}", rf"{run}_{stream}\.{{tier}}"],
         ),
+        # EGO/Virgo writes 1-second frame files named by their GPS start second; the run
+        # (a data-taking period) is in front, so every chunk still names its run dataset.
+        "virgo": ExperimentNaming(
+            tiers={
+                "raw": TierNaming(
+                    files=[rf"{run}_{stream}_(?P<gps>\d{{10}})\.gwf"],
+                    examples=["run000042_hrec_1387324818.gwf", "run000042.raw"],
+                    protected=True,
+                ),
+            },
+            datasets=[rf"{run}\.{{tier}}"],
+        ),
     }
 
 
