@@ -6,6 +6,7 @@ Compose and BuildKit would, for the parts that decide whether a deployment can w
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from dataclasses import dataclass, field
@@ -73,8 +74,11 @@ def interpolate(value: Any, env: dict[str, str]) -> Any:
     return value
 
 
+@functools.cache
 def compose() -> dict[str, Any]:
-    """The compose file as `docker compose config` would see it with docker/.env.example as .env."""
+    """The compose file as `docker compose config` would see it with docker/.env.example as .env.
+
+    Read once per session: callers must not modify it."""
     data = interpolate(raw_compose(), env_example())
     assert isinstance(data, dict)
     return data
@@ -184,6 +188,7 @@ def exec_form(rest: str) -> list[str] | None:
     return [str(v) for v in value] if isinstance(value, list) else None
 
 
+@functools.cache
 def built_services() -> dict[str, tuple[Dockerfile, str | None]]:
     """Services built from this repository: their Dockerfile and build target."""
     out: dict[str, tuple[Dockerfile, str | None]] = {}

@@ -1,0 +1,193 @@
+"""The deployment's configuration says what `inlet lake` says: rucio.cfg, broker XML, inlet settings."""
+
+from __future__ import annotations
+
+import configparser
+import os
+import subprocess
+import sys
+import xml.etree.ElementTree as ET  # our own files, not untrusted input
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import BaseModel
+
+from inlet.config import Settings
+from inlet.lake.rucio_cfg import render_rucio_cfg
+from inlet.lake.services.activemq import BROKER_XML, ActiveMQ
+from inlet.lake.services.base import LakePaths
+from tests.unit.docker.deployment import DOCKER, environment, services
+
+MERGE_TOOL = Path(sys.prefix) / "rucio" / "tools" / "merge_rucio_configs.py"
+
+#: Options whose value is the deployment's own (hosts, paths, secrets); everything else must be
+#: the value `inlet lake` renders.
+SITE_SPECIFIC = {
+    ("client", "rucio_host"),
+    ("client", "auth_host"),
+    ("client", "password"),
+    ("client", "auth_token_file_path"),
+    ("common", "logdir"),
+    ("database", "default"),
+    ("alembic", "cfg"),
+    ("bootstrap", "userpass_pwd"),
+    ("bootstrap", "userpass_email"),
+    ("policy", "support"),
+    ("policy", "inlet_naming_file"),
+    ("messaging-hermes", "brokers"),
+    ("messaging-hermes", "port"),
+    ("messaging-hermes", "nonssl_port"),
+    ("messaging-hermes", "password"),
+    ("metadata", "inlet_catalog_url"),
+}
+RUCIO_SERVICES = ["rucio-server", "judge-evaluator", "judge-repairer", "hermes", "reaper", "undertaker"]
+RUCIO_SERVICES += ["abacus-account", "abacus-rse", "conveyor"]
+
+
+def merged_rucio_cfg(env: dict[str, str], tmp_path: Path) -> configparser.ConfigParser:
+    """rucio.cfg as the containers get it: Rucio's own merge tool run on their RUCIO_CFG_* variables."""
+    out = tmp_path / "rucio.cfg"
+    rucio_env = {k: v for k, v in env.items() if k.startswith("RUCIO_CFG_")}
+    subprocess.run(
+        [sys.executable, str(MERGE_TOOL), "--use-env", "-d", str(out)],
+        env={"PATH": os.environ.get("PATH", ""), **rucio_env},
+        check=True,
+        capture_output=True,
+    )
+    cfg = configparser.ConfigParser(interpolation=None)
+    cfg.read(out)
+    return cfg
+
+
+def lake_rucio_cfg(tmp_path: Path) -> configparser.ConfigParser:
+    cfg = configparser.ConfigParser(interpolation=None)
+    cfg.read_string(render_rucio_cfg(Settings(), LakePaths(tmp_path / "lake"), "postgresql+psycopg://u:p@h/rucio"))
+    return cfg
+
+
+def test_the_merge_tool_the_images_use_is_installed() -> None:
+    assert MERGE_TOOL.is_file(), "the rucio package no longer ships tools/merge_rucio_configs.py"
+
+
+def test_rucio_cfg_of_the_deployment_is_the_lakes_with_site_values(tmp_path: Path) -> None:
+    # rucio-init carries everything (the catalogue bootstrap needs [alembic] too).
+    ours = merged_rucio_cfg(environment(services()["rucio-init"]), tmp_path)
+    lake = lake_rucio_cfg(tmp_path)
+    missing, differ = [], []
+    for section in lake.sections():
+        for option, value in lake.items(section):
+            if not ours.has_option(section, option):
+                missing.append(f"[{section}] {option}")
+            elif (section, option) not in SITE_SPECIFIC and ours.get(section, option) != value:
+                differ.append(f"[{section}] {option} = {ours.get(section, option)!r}, the lake says {value!r}")
+    extra = [f"[{s}] {o}" for s in ours.sections() for o, _ in ours.items(s) if not lake.has_option(s, o)]
+    assert (missing, differ, extra) == ([], [], [])
+
+
+def test_site_values_point_at_the_deployments_services(tmp_path: Path) -> None:
+    cfg = merged_rucio_cfg(environment(services()["rucio-init"]), tmp_path)
+    assert cfg.get("client", "rucio_host") == "http://rucio-server:8080"
+    assert cfg.get("database", "default").endswith("@postgres:5432/rucio")
+    assert cfg.get("messaging-hermes", "brokers") == "activemq"
+    assert cfg.get("metadata", "inlet_catalog_url").endswith("@mariadb:3306/inlet")
+    assert cfg.get("policy", "inlet_naming_file") == "/etc/inlet/inlet.toml"
+
+
+@pytest.mark.parametrize("name", RUCIO_SERVICES)
+def test_every_rucio_process_gets_the_same_configuration(name: str) -> None:
+    init = {k: v for k, v in environment(services()["rucio-init"]).items() if k != "RUCIO_CFG_ALEMBIC_CFG"}
+    env = environment(services()[name])
+    assert {k: env.get(k) for k in init} == init
+
+
+@pytest.mark.parametrize("name", ["uploader", "watcher", "listener", "reco", "bootstrap"])
+def test_inlet_services_are_rucio_clients_with_the_policy_package(name: str, tmp_path: Path) -> None:
+    env = environment(services()[name])
+    cfg = merged_rucio_cfg(env, tmp_path)
+    assert cfg.get("policy", "package") == "inlet.policies"  # clients compute run-partitioned paths
+    assert cfg.get("client", "rucio_host") == env["INLET_RUCIO__HOST"]
+    assert not cfg.has_section("database"), "inlet's services must not hold Rucio's database password"
+
+
+def _settings_path(key: str) -> list[str]:
+    return key.removeprefix("INLET_").lower().split("__")
+
+
+def _resolve(model: type[BaseModel], path: list[str]) -> Any:
+    field = model.model_fields.get(path[0])
+    assert field is not None, f"{model.__name__} has no {path[0]}"
+    if len(path) == 1:
+        return field
+    sub = field.annotation
+    assert isinstance(sub, type) and issubclass(sub, BaseModel), f"{path[0]} is not a section"
+    return _resolve(sub, path[1:])
+
+
+def test_every_inlet_variable_is_a_real_setting() -> None:
+    for svc in services().values():
+        for key in environment(svc):
+            if key.startswith("INLET_") and key != "INLET_CONFIG":
+                _resolve(Settings, _settings_path(key))  # raises with the unknown name
+
+
+def test_inlet_services_load_their_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("uploader", "watcher", "listener", "reco", "bootstrap", "conveyor"):
+        for key, value in environment(services()[name]).items():
+            if key.startswith("INLET_"):
+                monkeypatch.setenv(key, str(DOCKER / "config" / "inlet.toml") if key == "INLET_CONFIG" else value)
+        s = Settings()
+        assert s.broker.host == "activemq" or name == "conveyor"
+        assert s.s3.endpoint == "http://minio:9000"
+
+
+def test_the_policy_package_reads_the_same_naming_as_inlet(monkeypatch: pytest.MonkeyPatch) -> None:
+    # One file, two readers: inlet's settings and the policy package inside Rucio.
+    from inlet.policies.naming import read_naming_file
+
+    path = DOCKER / "config" / "inlet.toml"
+    monkeypatch.setenv("INLET_CONFIG", str(path))
+    assert read_naming_file(path) == Settings().naming
+
+
+def _broker(xml: str) -> ET.Element:
+    ns = {"a": "http://activemq.apache.org/schema/core"}
+    broker = ET.fromstring(xml).find("a:broker", ns)  # noqa: S314 (our own files)
+    assert broker is not None
+    return broker
+
+
+def _lake_broker_xml(tmp_path: Path) -> str:
+    amq = ActiveMQ(Settings(), LakePaths(tmp_path))
+    return BROKER_XML.format(
+        data='"d"', kahadb='"k"', user='"u"', password='"p"', openwire=1, stomp=2, composites=amq.composite_topics()
+    )
+
+
+def _shape(broker: ET.Element, path: str) -> list[tuple[str, dict[str, str]]]:
+    ns = "{http://activemq.apache.org/schema/core}"
+    found = broker.find(path.replace("a:", ns))
+    assert found is not None, path
+    return [(el.tag.replace(ns, ""), dict(el.attrib)) for el in found.iter()]
+
+
+def test_the_broker_forwards_and_dead_letters_as_the_lakes(tmp_path: Path) -> None:
+    ours = _broker((DOCKER / "activemq" / "activemq.xml").read_text())
+    lake = _broker(_lake_broker_xml(tmp_path))
+    for path in ("a:destinationInterceptors", "a:destinationPolicy"):
+        assert _shape(ours, path) == _shape(lake, path), path
+    assert ours.get("persistent") == lake.get("persistent") == "true"
+    auth = _shape(ours, "a:plugins")
+    assert ("simpleAuthenticationPlugin", {"anonymousAccessAllowed": "false"}) in auth
+    user = next(attrs for tag, attrs in auth if tag == "authenticationUser")
+    assert user["password"] == "${BROKER_PASSWORD}", "the password comes from the environment"
+    connectors = {attrs["name"]: attrs["uri"] for tag, attrs in _shape(ours, "a:transportConnectors")[1:]}
+    assert connectors["stomp"].startswith("stomp://0.0.0.0:61613")
+
+
+def test_broker_port_and_topics_agree_with_inlet_and_hermes() -> None:
+    env = environment(services()["rucio-init"])
+    s = Settings()
+    assert env["RUCIO_CFG_MESSAGING_HERMES_DESTINATION"] == s.broker.rucio_topic
+    assert environment(services()["listener"])["INLET_BROKER__STOMP_PORT"] == "61613"
+    assert services()["activemq"]["ports"] == ["127.0.0.1:61613:61613"]
