@@ -191,3 +191,31 @@ def test_broker_port_and_topics_agree_with_inlet_and_hermes() -> None:
     assert env["RUCIO_CFG_MESSAGING_HERMES_DESTINATION"] == s.broker.rucio_topic
     assert environment(services()["listener"])["INLET_BROKER__STOMP_PORT"] == "61613"
     assert services()["activemq"]["ports"] == ["127.0.0.1:61613:61613"]
+
+
+def test_the_bootstrap_feeds_the_topology_module_the_lakes_topology(tmp_path: Path) -> None:
+    # Run the bootstrap's own producer (the python -c of bootstrap.sh) as the container would.
+    import re
+
+    from inlet.lake.topology import Topology, lake_topology
+
+    script = (DOCKER / "inlet" / "bootstrap.sh").read_text()
+    producer = re.search(r"python -c '(.*?)' \\\n\s*\| python -m inlet\.lake\.topology -", script, re.DOTALL)
+    assert producer, "bootstrap.sh no longer pipes a topology into python -m inlet.lake.topology -"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INLET_")}
+    env.update({k: v for k, v in environment(services()["bootstrap"]).items() if k.startswith(("INLET_", "RSE_"))})
+    env["INLET_CONFIG"] = str(DOCKER / "config" / "inlet.toml")
+    out = subprocess.run(
+        [sys.executable, "-c", producer.group(1)], env=env, capture_output=True, text=True, check=True
+    ).stdout
+    topo = Topology.from_json(out)
+    lake = lake_topology(str(tmp_path), "http://127.0.0.1:29000", "inlet-lake", Settings())
+    assert [r.name for r in topo.rses] == [r.name for r in lake.rses]
+    assert topo.distances == lake.distances and topo.scopes == lake.scopes
+    s3 = next(r for r in topo.rses if r.name == "S3").protocols[0]
+    assert (s3.scheme, s3.hostname, s3.port, s3.prefix) == ("http", "minio", 9000, "/inlet-lake/")
+    for rse in topo.rses:
+        if rse.protocols[0].scheme == "file":
+            assert rse.protocols[0].prefix == f"/srv/rse/{rse.name}/"
+    mounts = {v.split(":")[1] for v in services()["conveyor"]["volumes"]}
+    assert env["RSE_ROOT"] in mounts, "the conveyor must see the POSIX RSEs where the topology puts them"
