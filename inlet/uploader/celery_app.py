@@ -3,8 +3,15 @@
 Tasks are acknowledged only after they finish (``acks_late``) and re-queued if their worker
 dies (``reject_on_worker_lost``): a killed worker loses no file, and the pipeline is
 idempotent, so the batch it was doing is simply done again. Rucio, storage or catalogue
-errors retry the batch with exponential backoff and jitter; a batch never gives up on
-pacing (it waits for tokens instead).
+errors retry the batch with exponential backoff and jitter (a retry takes pacing tokens
+again: it loads Rucio and storage again); a batch never gives up on pacing (it waits for
+tokens instead).
+
+Redis (broker and result backend) may restart under a running worker: the consumer
+reconnects by itself, pacing waits for Redis (:func:`inlet.uploader.pacing.through_outage`),
+results are stored with retries, and a worker re-queues a batch (retry, file still being
+written) with a publish that waits for Redis as long as it takes, since giving up there
+would drop the batch. The AOF of the lake's Redis keeps what was queued.
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ from typing import Any
 from celery import Celery, Task
 
 from inlet.uploader import app_runtime
-from inlet.uploader.pacing import ERRORS, REGISTERED
+from inlet.uploader.pacing import ERRORS, REGISTERED, bump
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +45,16 @@ app.conf.update(
     # Longer than any batch may take: Redis re-delivers an unacknowledged task after this.
     broker_transport_options={"visibility_timeout": _settings.uploader.visibility_timeout},
     worker_hijack_root_logger=False,
+    # A result that cannot be stored during a Redis restart is stored once Redis is back.
+    result_backend_always_retry=True,
+    result_backend_max_sleep_between_retries_ms=2000,
 )
+
+#: Publishing from inside a worker (a batch's retry or re-queue) waits for the broker however long
+#: it is away: the task being run is acknowledged afterwards, so a failed publish would lose the batch.
+#: (Clients keep Celery's short default: `inlet upload` should fail, not hang, without a broker.)
+WORKER_PUBLISH = {"retry": True, "retry_policy": {"max_retries": None, "interval_start": 0.2,
+                                                  "interval_step": 0.5, "interval_max": 2.0}}  # fmt: skip
 
 _uploader: Any = None
 
@@ -76,20 +92,18 @@ def upload_batch(
     except BadInput:
         raise
     except Exception as exc:
-        r.incr(ERRORS)
+        bump(r, ERRORS)
         if self.request.retries >= s.uploader.retries:
             log.error("batch of run %s failed for good after %d retries: %s", run, self.request.retries, exc)
             raise
         delay = _backoff(self.request.retries)
         log.warning("batch of run %s failed (%s: %s); retry in %.1f s", run, type(exc).__name__, exc, delay)
-        raise self.retry(exc=exc, countdown=delay) from exc
-    if res.registered:
-        r.incrby(REGISTERED, len(res.registered))
-    if res.failed or res.quarantined:
-        r.incrby(ERRORS, len(res.failed) + len(res.quarantined))
+        raise self.retry(exc=exc, countdown=delay, **WORKER_PUBLISH) from exc
+    bump(r, REGISTERED, len(res.registered))
+    bump(r, ERRORS, len(res.failed) + len(res.quarantined))
     if res.retry:
         # Files still being written: they come back later, on their own, not dropped.
-        upload_batch.apply_async((res.retry, run, stream, experiment), countdown=_backoff(0) + 1.0)
+        upload_batch.apply_async((res.retry, run, stream, experiment), countdown=_backoff(0) + 1.0, **WORKER_PUBLISH)
     out: dict[str, Any] = res.as_dict()
     out["seconds"] = time.monotonic() - started
     from inlet.uploader import metrics
@@ -106,8 +120,8 @@ def end_run(self: Task, run: int, stream: str, experiment: str | None = None, ex
         state: str = uploader().end_run(run, stream, experiment, expected_files)
         return state
     except RunNotComplete as exc:
-        raise self.retry(exc=exc, countdown=2.0) from exc
+        raise self.retry(exc=exc, countdown=2.0, **WORKER_PUBLISH) from exc
     except Exception as exc:
         if self.request.retries >= app_runtime.settings().uploader.retries:
             raise
-        raise self.retry(exc=exc, countdown=_backoff(self.request.retries)) from exc
+        raise self.retry(exc=exc, countdown=_backoff(self.request.retries), **WORKER_PUBLISH) from exc

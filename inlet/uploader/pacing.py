@@ -5,6 +5,10 @@ The bucket holds file tokens and byte tokens; a batch takes both at once in one 
 one budget without clock agreement). A batch that finds the bucket short waits, polling; it
 is never dropped: that is the backpressure. Every grant is appended to a capped log, which
 `inlet uploader status` and the tests read to see who took what.
+
+Redis is also the Celery broker, so while it is down (a restart) no batch can move anyway:
+pacing calls wait for it to come back (:func:`through_outage`) instead of failing the batch,
+and the statistics counters are best effort.
 """
 
 from __future__ import annotations
@@ -15,9 +19,9 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import redis
 
@@ -30,6 +34,44 @@ WAITING = PREFIX + "waiting"
 ERRORS = PREFIX + "errors"
 REGISTERED = PREFIX + "registered"
 GRANT_LOG_LEN = 10_000
+
+#: What a Redis restart looks like to redis-py: refused or reset connections, timeouts.
+OUTAGE = (redis.ConnectionError, redis.TimeoutError)
+T = TypeVar("T")
+
+
+def through_outage(call: Callable[[], T], what: str, max_pause: float = 2.0) -> T:
+    """``call()``, waiting through a Redis outage however long it lasts (redis-py reconnects by itself).
+
+    A batch blocked here holds its task unacknowledged, so even a worker that dies meanwhile
+    loses nothing: the visibility timeout hands the task on.
+    """
+    pause = 0.1
+    down_since: float | None = None
+    while True:
+        try:
+            value = call()
+        except OUTAGE as exc:
+            if down_since is None:
+                down_since = time.monotonic()
+                log.warning("Redis unreachable while %s (%s); waiting for it to come back", what, exc)
+            time.sleep(pause)
+            pause = min(max_pause, pause * 2)
+            continue
+        if down_since is not None:
+            log.warning("Redis is back after %.1f s; %s goes on", time.monotonic() - down_since, what)
+        return value
+
+
+def bump(client: redis.Redis, key: str, n: int = 1) -> None:
+    """Add to a statistics counter; lost during a Redis outage (a gap in statistics, not in data)."""
+    if n <= 0:
+        return
+    try:
+        client.incrby(key, n)
+    except OUTAGE as exc:
+        log.warning("Redis unreachable: counter %s not incremented by %d (%s)", key, n, exc)
+
 
 # KEYS[1] bucket hash. ARGV: file rate, byte rate, file burst, byte burst, files wanted, bytes wanted.
 # A rate of 0 means that dimension is unlimited. Returns the seconds to wait (0: granted).
@@ -95,7 +137,7 @@ class TokenBucket:
         nf = min(float(files), self.burst[0])
         nb = min(float(nbytes), self.burst[1])
         args = [*self.rates, *self.burst, nf, nb]
-        return float(self._take(keys=[self.key], args=args))
+        return float(through_outage(lambda: self._take(keys=[self.key], args=args), "waiting for pacing tokens"))
 
     def take(self, files: int, nbytes: int, who: str | None = None) -> float:
         """Block until granted (never gives up: backpressure); returns the seconds waited."""
@@ -107,18 +149,22 @@ class TokenBucket:
                 if wait <= 0:
                     break
                 if not waiting:
-                    self.r.incr(WAITING)
+                    through_outage(lambda: self.r.incr(WAITING), "counting a batch waiting for tokens")
                     waiting = True
                 time.sleep(min(wait, self.max_poll))
         finally:
             if waiting:
-                self.r.decr(WAITING)
+                through_outage(lambda: self.r.decr(WAITING), "counting a batch waiting for tokens")
         waited = time.monotonic() - start
         entry = {"who": who or worker_id(), "files": files, "bytes": nbytes, "at": time.time(), "waited": waited}
-        pipe = self.r.pipeline()
-        pipe.rpush(GRANTS, json.dumps(entry))
-        pipe.ltrim(GRANTS, -GRANT_LOG_LEN, -1)
-        pipe.execute()  # type: ignore[no-untyped-call]
+
+        def log_grant() -> None:
+            pipe = self.r.pipeline()
+            pipe.rpush(GRANTS, json.dumps(entry))
+            pipe.ltrim(GRANTS, -GRANT_LOG_LEN, -1)
+            pipe.execute()  # type: ignore[no-untyped-call]
+
+        through_outage(log_grant, "logging a pacing grant")
         return waited
 
     def add(self, files: float = 0.0, nbytes: float = 0.0) -> None:
@@ -170,12 +216,16 @@ class RseSlots:
             yield
             return
         token = uuid.uuid4().hex
-        while not self._try(rse, token, limit):
+        while not through_outage(lambda: self._try(rse, token, limit), f"taking a write slot on {rse}"):
             time.sleep(self.poll)
         try:
             yield
         finally:
-            self.r.zrem(f"{PREFIX}slots:{rse}", token)
+            try:
+                self.r.zrem(f"{PREFIX}slots:{rse}", token)
+            except OUTAGE as exc:
+                # The lease runs out by itself; waiting here would hold up a finished batch.
+                log.warning("Redis unreachable: write slot on %s left to expire (%s)", rse, exc)
 
     def in_use(self, rse: str) -> int:
         key = f"{PREFIX}slots:{rse}"
