@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import subprocess
 from importlib.metadata import version
 from pathlib import Path
 
@@ -173,3 +174,31 @@ def test_compose_services_built_from_one_image_share_its_name() -> None:
     for name, (df, target) in built_services().items():
         by_image.setdefault(services()[name]["image"], set()).add((str(df.path), target))
     assert all(len(builds) == 1 for builds in by_image.values()), by_image
+
+
+SHELL_SCRIPTS = sorted(DOCKER.glob("*/*.sh"))
+
+
+@pytest.mark.parametrize("path", SHELL_SCRIPTS, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_scripts_are_executable_posix_shell(path: Path) -> None:
+    # COPY keeps the mode from the repository: an entrypoint without +x does not start.
+    assert path.stat().st_mode & 0o111, f"{path} is not executable"
+    assert path.read_text().startswith("#!/bin/sh\n"), f"{path}: the images' /bin/sh runs it"
+    res = subprocess.run(["sh", "-n", str(path)], capture_output=True, text=True, check=False)
+    assert res.returncode == 0, res.stderr
+
+
+def test_every_script_is_copied_where_compose_and_the_images_call_it() -> None:
+    copied: dict[str, str] = {}
+    for path in DOCKERFILES:
+        for st in read_dockerfile(path).stages:
+            for rest in st.all("COPY"):
+                *srcs, dst = [p for p in rest.split() if not p.startswith("--")]
+                for src in srcs:
+                    copied[src] = dst
+    missing = [p.name for p in SHELL_SCRIPTS if f"docker/{p.parent.name}/{p.name}" not in copied]
+    assert missing == [], "scripts no image carries"
+    names = {Path(dst).name for dst in copied.values()}
+    assert {"inlet-entrypoint", "inlet-bootstrap", "inlet-rucio-start"} <= names
+    compose_programs = {str(svc["command"][0]) for svc in services().values() if isinstance(svc.get("command"), list)}
+    assert "inlet-bootstrap" in compose_programs and "inlet-bootstrap" in names
