@@ -4,19 +4,18 @@ from __future__ import annotations
 
 import re
 import subprocess
+from collections.abc import Callable
 from importlib.metadata import version
 from pathlib import Path
 
 import pytest
 from packaging.requirements import Requirement
 
+from tests.unit.docker import dockerfile_lint as lint
 from tests.unit.docker.deployment import DOCKER, ROOT, Dockerfile, built_services, read_dockerfile, services
 
 DOCKERFILES = sorted(DOCKER.glob("*/Dockerfile"))
 INLET_SERVICES = {"uploader", "watcher", "listener", "reco", "conveyor", "bootstrap", "rucio-init"}
-# `pip install [options] . [more]` (the project from its pyproject.toml), in any RUN.
-_PIP_INSTALL_PROJECT = re.compile(r"pip\"?\s+install\s+(--?\S+\s+)*\.(\s|$)")
-_SECRET_WORDS = re.compile(r"PASSWORD|PASSWD|SECRET|TOKEN|_KEY\b|ACCESS_KEY|PRIVATE", re.IGNORECASE)
 
 
 def _id(p: Path) -> str:
@@ -29,31 +28,9 @@ def test_every_dockerfile_is_used_by_compose() -> None:
 
 
 @pytest.mark.parametrize("path", DOCKERFILES, ids=_id)
-def test_base_images_are_pinned_to_a_version(path: Path) -> None:
-    df = read_dockerfile(path)
-    stage_names = {st.name for st in df.stages}
-    for st in df.stages:
-        if st.base in stage_names:
-            continue
-        image = st.base
-        assert "$" not in image, f"{path}: FROM {image}: resolve ARGs in FROM so the pin is visible"
-        name, _, tag = image.partition("@")[0].rpartition(":")
-        assert name and tag, f"{path}: FROM {image} has no tag"
-        assert tag != "latest" and re.search(r"\d", tag), f"{path}: FROM {image}: pin a versioned tag"
-
-
-@pytest.mark.parametrize("path", DOCKERFILES, ids=_id)
-def test_no_secret_is_baked_into_an_image(path: Path) -> None:
-    df = read_dockerfile(path)
-    for st in df.stages:
-        for ins in ("ENV", "ARG", "LABEL"):
-            for rest in st.all(ins):
-                for key, value in re.findall(r"([A-Za-z_][A-Za-z0-9_.-]*)=(\"[^\"]*\"|\S*)", rest):
-                    assert not (_SECRET_WORDS.search(key) and value.strip('"')), f"{path}: {ins} {key}=... is a secret"
-                if ins == "ARG" and "=" not in rest:
-                    assert not _SECRET_WORDS.search(rest), f"{path}: ARG {rest}: build args end up in the image history"
-        for rest in st.all("RUN"):
-            assert not re.search(r"(password|secret)\s*[=:]\s*\S", rest, re.IGNORECASE), f"{path}: RUN holds a secret"
+@pytest.mark.parametrize("rule", lint.RULES, ids=lambda r: r.__name__)
+def test_dockerfile_passes_the_lint(path: Path, rule: Callable[[Dockerfile], list[str]]) -> None:
+    assert rule(read_dockerfile(path)) == []
 
 
 @pytest.mark.parametrize("name", sorted(INLET_SERVICES))
@@ -63,65 +40,29 @@ def test_inlet_services_run_as_an_unprivileged_user(name: str) -> None:
     assert user is not None and user.split(":")[0] not in ("root", "0"), f"{name}: USER is {user!r}"
 
 
-@pytest.mark.parametrize("path", DOCKERFILES, ids=_id)
-def test_final_stage_runs_unprivileged(path: Path) -> None:
-    # The Rucio images too: the official ones run as root; ours switch to the inlet user.
-    df = read_dockerfile(path)
-    for st in df.stages:
-        users = st.all("USER")
-        if users:
-            assert users[-1].split(":")[0] not in ("root", "0"), f"{path}: stage {st.name} ends as root"
+BAD_DOCKERFILE = """\
+FROM python:latest AS base
+ARG DB_PASSWORD
+ENV S3_SECRET_KEY=hunter2
+RUN apt-get install -y curl
+RUN dnf install -y git
+RUN pip install requests
+RUN curl -sSL https://example.org/install.sh | sh
+ADD https://example.org/tool.tar.gz /opt/
+COPY inlet ./inlet
+COPY pyproject.toml ./
+RUN pip install --no-cache-dir .
+USER root
+FROM base AS worker
+"""
 
 
-@pytest.mark.parametrize("path", DOCKERFILES, ids=_id)
-def test_package_installs_skip_recommends_and_clean_up(path: Path) -> None:
-    df = read_dockerfile(path)
-    for st in df.stages:
-        for rest in st.all("RUN"):
-            if "apt-get install" in rest:
-                assert "--no-install-recommends" in rest, f"{path}: apt-get install without --no-install-recommends"
-                assert "apt-get update" in rest, f"{path}: apt-get install in a layer without apt-get update"
-                assert "rm -rf /var/lib/apt/lists" in rest, f"{path}: apt lists left in the layer"
-            if re.search(r"\b(dnf|yum) +(-y +)?install\b", rest):
-                assert "install_weak_deps=False" in rest, f"{path}: dnf install pulls weak dependencies"
-                assert "clean all" in rest, f"{path}: dnf cache left in the layer"
-            if "pip install" in rest:
-                assert "PIP_NO_CACHE_DIR=1" in " ".join(st.all("ENV")) or "--no-cache-dir" in rest, path
-
-
-@pytest.mark.parametrize("path", DOCKERFILES, ids=_id)
-def test_dependencies_are_installed_before_the_source_is_copied(path: Path) -> None:
-    # pyproject.toml first, dependencies installed, then inlet/: a code change keeps the dependency layer.
-    df = read_dockerfile(path)
-    for st in df.stages:
-        order = [(ins, rest) for ins, rest in st.instructions if ins in ("COPY", "RUN")]
-        copies = [i for i, (ins, rest) in enumerate(order) if ins == "COPY"]
-        src = [i for i in copies if re.search(r"(^|\s)inlet(/|\s|$)", order[i][1])]
-        if not src:
-            continue
-        pyproject = [i for i in copies if "pyproject.toml" in order[i][1]]
-        assert pyproject and pyproject[0] < src[0], f"{path}: COPY pyproject.toml must come before COPY inlet"
-        installs = [i for i, (ins, rest) in enumerate(order) if ins == "RUN" and _PIP_INSTALL_PROJECT.search(rest)]
-        assert installs and pyproject[0] < installs[0] < src[0], f"{path}: install dependencies before COPY inlet"
-        assert any(i > src[0] and "--no-deps" in order[i][1] for i in installs), f"{path}: inlet itself --no-deps"
-
-
-@pytest.mark.parametrize("path", DOCKERFILES, ids=_id)
-def test_every_image_has_a_health_check_and_an_entry(path: Path) -> None:
-    df = read_dockerfile(path)
-    assert df.effective(None, "HEALTHCHECK") is not None, f"{path}: no HEALTHCHECK"
-    for st in df.stages:
-        assert df.effective(st.name, "CMD") or df.effective(st.name, "ENTRYPOINT"), f"{path}: {st.name} runs nothing"
-
-
-@pytest.mark.parametrize("path", DOCKERFILES, ids=_id)
-def test_no_add_from_urls_and_no_curl_pipe_shell(path: Path) -> None:
-    df = read_dockerfile(path)
-    for st in df.stages:
-        for rest in st.all("ADD"):
-            assert "://" not in rest, f"{path}: ADD from a URL is unpinned and unchecked"
-        for rest in st.all("RUN"):
-            assert not re.search(r"(curl|wget)[^|]*\|\s*(ba)?sh", rest), f"{path}: piping a download into a shell"
+@pytest.mark.parametrize("rule", lint.RULES, ids=lambda r: r.__name__)
+def test_the_lint_finds_what_it_is_for(rule: Callable[[Dockerfile], list[str]], tmp_path: Path) -> None:
+    # Each rule flags the broken Dockerfile above: a rule that can never fail would pass anything.
+    bad = tmp_path / "Dockerfile"
+    bad.write_text(BAD_DOCKERFILE)
+    assert rule(read_dockerfile(bad)) != []
 
 
 def _rucio_pin() -> Requirement:
