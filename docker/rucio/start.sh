@@ -3,8 +3,8 @@
 #
 # It keeps the official images' conventions: a rucio.cfg mounted at /opt/rucio/etc/rucio.cfg
 # wins; otherwise one is merged by Rucio's own tool from the image's defaults
-# (/tmp/rucio.config.default.cfg) and the RUCIO_CFG_* variables; RUCIO_DAEMON names the daemon
-# and RUCIO_DAEMON_ARGS its arguments. What differs, and why:
+# (/tmp/rucio.config.default.cfg), the files of RUCIO_OVERRIDE_CONFIGS and the RUCIO_CFG_*
+# variables; RUCIO_DAEMON names the daemon and RUCIO_DAEMON_ARGS its arguments. What differs, and why:
 # - Rucio runs from /opt/inlet, a Python 3.11 venv with the same Rucio release plus inlet's policy
 #   package and plugins: the official images' interpreter (AlmaLinux 9's python3, 3.9) is older
 #   than inlet supports, so the policy package could not load there;
@@ -12,17 +12,20 @@
 #   with a mod_wsgi built for that 3.9 interpreter. TLS: a reverse proxy in front, or
 #   RUCIO_TLS_CERT / RUCIO_TLS_KEY (see docker/README.md).
 set -eu
-VENV=/opt/inlet
+# Overridable only so that the unit tests can run this script outside the image.
+VENV=${START_VENV:-/opt/inlet}
+SITE_CFG=${START_SITE_CFG:-/opt/rucio/etc/rucio.cfg}
+STATE=${START_STATE_DIR:-/var/lib/inlet}
 
-if [ -f /opt/rucio/etc/rucio.cfg ]; then
-    RUCIO_CONFIG=/opt/rucio/etc/rucio.cfg
+if [ -f "$SITE_CFG" ]; then
+    RUCIO_CONFIG=$SITE_CFG
 else
-    RUCIO_CONFIG=/var/lib/inlet/rucio/rucio.cfg
+    RUCIO_CONFIG=$STATE/rucio/rucio.cfg
     (
         umask 077  # the file holds passwords
         mkdir -p "$(dirname "$RUCIO_CONFIG")"
         "$VENV/bin/python" "$VENV/rucio/tools/merge_rucio_configs.py" --use-env \
-            -s /tmp/rucio.config.default.cfg -d "$RUCIO_CONFIG"
+            -s /tmp/rucio.config.default.cfg ${RUCIO_OVERRIDE_CONFIGS:-} -d "$RUCIO_CONFIG"
     )
 fi
 export RUCIO_CONFIG
