@@ -193,7 +193,8 @@ def _default_routes() -> list[ListenerRoute]:
     return [
         ListenerRoute(handler="catalog", event_types=["transfer-done", "datasetlock_ok", "rule_ok"]),
         ListenerRoute(handler="daq-release", event_types=["transfer-done", "datasetlock_ok", "rule_ok"]),
-        ListenerRoute(handler="alarms", event_types=["transfer-failed"]),
+        # file-quarantined: the uploader's alarm (a DAQ file it could not take), from [broker] inlet_topic.
+        ListenerRoute(handler="alarms", event_types=["transfer-failed", "file-quarantined"]),
         ListenerRoute(handler="reco", event_types=["datasetlock_ok"]),
     ]
 
@@ -359,6 +360,12 @@ class UploaderSettings(_Section):
         "any batch may take, waits for pacing tokens included.",
     )
     retry_backoff: float = Field(1.0, gt=0, description="First retry delay (s); doubles, with jitter, up to 300 s.")
+    metrics_port: int = Field(
+        0,
+        ge=0,
+        description="Prometheus metrics of a worker (files, bytes, errors, batch time, close/submit -> registered "
+        "latency; all its pool processes summed) on 127.0.0.1:<port>; 0: off. One port per worker on a host.",
+    )
 
 
 class RehearseSettings(_Section):
