@@ -31,8 +31,9 @@ def watch(
     quarantine directory by the worker, with a reason file beside it.
     """
     from inlet.uploader import api, app_runtime
+    from inlet.uploader.events import Publisher, file_quarantined
     from inlet.uploader.pipeline import state_path
-    from inlet.uploader.quarantine import quarantine
+    from inlet.uploader.quarantine import quarantine_info
     from inlet.uploader.watch import ClosedFileDetector
 
     s = app_runtime.settings()
@@ -43,11 +44,16 @@ def watch(
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     qdir = state_path(s, s.uploader.quarantine_dir)
+    publisher = Publisher(s.broker)
     while not stop.is_set():
         by_run: dict[int, list[dict[str, Any]]] = {}
         for c in det.scan():
             if c.run is None:
-                quarantine(c.path, qdir, f"{c.path}: no run number in the name or the sidecar", "bad-name")
+                info = quarantine_info(c.path, qdir, f"{c.path}: no run number in the name or the sidecar", "bad-name")
+                try:
+                    publisher.publish([file_quarantined(info, stream=stream)])
+                except Exception as exc:  # the reason file and the ALARM log line stay
+                    console.print(f"file-quarantined event not published ({exc})")
                 continue
             by_run.setdefault(c.run, []).append({"path": str(c.path), "size": c.path.stat().st_size,
                                                  "sidecar": c.sidecar})  # fmt: skip

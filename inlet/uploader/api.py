@@ -91,7 +91,9 @@ def submit(
             if delay > 0:
                 time.sleep(delay)
             next_at += every
-        results.append(upload_batch.delay(items[i : i + size], run, stream, experiment))
+        # submitted_at: the start of the submitted -> registered latency the workers measure.
+        batch = [{**item, "submitted_at": time.time()} for item in items[i : i + size]]
+        results.append(upload_batch.delay(batch, run, stream, experiment))
     end = None
     if end_run:
         end = end_run_task.delay(run, stream, experiment, expected_files)

@@ -1,9 +1,13 @@
-"""inlet's own events on ``[broker] inlet_topic``: publishing ``file-registered``, receiving ``daq-release``.
+"""inlet's own events on ``[broker] inlet_topic``: publishing ``file-registered`` and
+``file-quarantined``, receiving ``daq-release``.
 
 Rucio emits nothing when a file is registered (rucio#8694), so the uploader says it itself,
 right after registration. The envelope is the one hermes uses plus an ``id``
 (``{"event_type", "payload", "created_at", "id"}``), with the same id for every send of one
 file's event, so that a consumer that sees it twice acts once.
+
+``file-quarantined`` is the uploader's alarm: the listener's default routes hand it to its
+alarm handler (webhook). The uploader never imports the listener; they meet on the topic.
 """
 
 from __future__ import annotations
@@ -11,7 +15,9 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import socket
 import threading
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -22,6 +28,7 @@ from inlet.config import BrokerSettings
 log = logging.getLogger(__name__)
 
 FILE_REGISTERED = "file-registered"
+FILE_QUARANTINED = "file-quarantined"
 #: Published by the listener once every rule of a file is OK (inlet.listener's release handler).
 DAQ_RELEASE = "daq-release"
 
@@ -37,6 +44,17 @@ def envelope(event_type: str, payload: dict[str, Any], event_id: str) -> dict[st
 
 def file_registered_id(scope: str, name: str) -> str:
     return f"{FILE_REGISTERED}:{scope}:{name}"
+
+
+def file_quarantined(info: dict[str, Any], **context: Any) -> dict[str, Any]:
+    """The event for one quarantine (``info``: the reason file's content), with its run/stream if known.
+
+    Every quarantine is its own event (the same name may be quarantined again later), so the
+    id is drawn once here and kept for every send of this event.
+    """
+    payload = {**info, "name": str(info.get("source", "")).rsplit("/", 1)[-1], "host": socket.gethostname()}
+    payload.update({k: v for k, v in context.items() if v is not None})
+    return envelope(FILE_QUARANTINED, payload, f"{FILE_QUARANTINED}:{uuid.uuid4().hex}")
 
 
 def _connect(broker: BrokerSettings) -> stomp.Connection12:

@@ -16,6 +16,7 @@ import contextlib
 import datetime as dt
 import logging
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,9 +32,9 @@ from inlet.catalog.states import RunState
 from inlet.catalog.upsert import insert_ignore
 from inlet.config import Settings
 from inlet.uploader.checksum import digest_file
-from inlet.uploader.events import FILE_REGISTERED, Publisher, envelope, file_registered_id
+from inlet.uploader.events import FILE_REGISTERED, Publisher, envelope, file_quarantined, file_registered_id
 from inlet.uploader.plan import BadInput, FilePlan, RunCollections, plan_file, run_collections, stream_policy
-from inlet.uploader.quarantine import quarantine
+from inlet.uploader.quarantine import quarantine_info
 from inlet.uploader.release import Pending, PendingStore
 from inlet.uploader.storage import AlreadyStoredDifferently, ChecksumMismatch, FileChanged, FirstRse, Placed
 
@@ -53,11 +54,13 @@ class BatchResult:
     #: files that changed while read: to retry later.
     retry: list[dict[str, Any]] = field(default_factory=list)
     bytes: int = 0
+    #: "closed" (the file's mtime) or "submitted" (queued by api.submit) -> seconds to registration.
+    latency: dict[str, list[float]] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "registered": self.registered, "skipped": self.skipped, "failed": self.failed,
-            "quarantined": self.quarantined, "retry": self.retry, "bytes": self.bytes,
+            "quarantined": self.quarantined, "retry": self.retry, "bytes": self.bytes, "latency": self.latency,
         }  # fmt: skip
 
 
@@ -112,15 +115,16 @@ class Uploader:
         res = BatchResult()
         coll = run_collections(self.settings, run, stream, experiment)
         plans: list[tuple[FilePlan, dict[str, Any]]] = []
+        submitted = {str(Path(i["path"])): i["submitted_at"] for i in items if i.get("submitted_at")}
         for item in items:
             path = Path(item["path"])
             try:
                 plan = plan_file(path, coll, self.settings.naming)
             except BadInput as exc:
-                self._quarantine(res, path, str(exc), "bad-name")
+                self._quarantine(res, path, str(exc), "bad-name", coll)
                 continue
             if not os.access(path, os.R_OK) or not path.is_file():
-                self._quarantine(res, path, f"{path} is not a readable regular file", "unreadable")
+                self._quarantine(res, path, f"{path} is not a readable regular file", "unreadable", coll)
                 continue
             plans.append((plan, item.get("sidecar") or {}))
         if not plans:
@@ -135,11 +139,29 @@ class Uploader:
         registered = self._register(coll, placed, res)
         if registered:
             self._record(coll, registered, res)
+            at = time.time()
+            res.latency["closed"] = [at - pl.state.mtime_ns / 1e9 for _, pl in registered]
+            res.latency["submitted"] = [
+                at - float(submitted[str(p.path)]) for p, _ in registered if str(p.path) in submitted
+            ]
         return res
 
-    def _quarantine(self, res: BatchResult, path: Path, reason: str, kind: str) -> None:
-        quarantine(path, self.quarantine_dir, reason, kind)
+    def _quarantine(self, res: BatchResult, path: Path, reason: str, kind: str, coll: RunCollections) -> None:
+        info = quarantine_info(path, self.quarantine_dir, reason, kind)
         res.quarantined[str(path)] = reason
+        ev = file_quarantined(info, experiment=coll.experiment, run=coll.run, stream=coll.stream)
+        try:
+            # Through the outbox, like file-registered: if the broker is away now, the listener's
+            # outbox sweep sends it later.
+            self.catalog.transaction(lambda s: ledger.enqueue(s, OUTBOX_KIND, ev, ev["id"]))
+        except Exception as exc:
+            log.warning("file-quarantined event not queued in the catalogue outbox (%s); publishing it directly", exc)
+            try:
+                self.publisher.publish([ev])
+            except Exception as exc2:
+                log.error("file-quarantined event for %s lost (%s); the ALARM line and reason file remain", path, exc2)
+            return
+        self._announce([ev])
 
     def _skip_known(
         self, plans: list[tuple[FilePlan, dict[str, Any]]], res: BatchResult
@@ -158,7 +180,7 @@ class Uploader:
             try:
                 d = digest_file(plan.path)
             except OSError as exc:
-                self._quarantine(res, plan.path, f"{plan.path} is unreadable: {exc}", "unreadable")
+                self._quarantine(res, plan.path, f"{plan.path} is unreadable: {exc}", "unreadable", plan.collections)
                 continue
             if (d.size, d.adler32) == have:
                 res.skipped.append(plan.did)
@@ -185,7 +207,8 @@ class Uploader:
                     log.error("%s", exc)
                     res.failed[str(plan.path)] = str(exc)
                 except PermissionError as exc:
-                    self._quarantine(res, plan.path, f"{plan.path} is unreadable: {exc}", "unreadable")
+                    why = f"{plan.path} is unreadable: {exc}"
+                    self._quarantine(res, plan.path, why, "unreadable", plan.collections)
         return placed
 
     def _ensure_collections(self, coll: RunCollections) -> None:
@@ -345,7 +368,7 @@ class Uploader:
         try:
             self.publisher.publish(events)
         except Exception as exc:
-            log.warning("publishing %d file-registered events failed (%s); they stay in the outbox", len(events), exc)
+            log.warning("publishing %d inlet events failed (%s); they stay in the outbox", len(events), exc)
             return
         ids = [ev["id"] for ev in events]
         self.catalog.transaction(

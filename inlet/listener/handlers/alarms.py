@@ -48,6 +48,17 @@ class AlarmHandler:
                 f" (from {p.get('src-rse') or '?'}): {p.get('reason') or 'no reason given'}"
             )
             queue_alarm(ctx.session, self.settings, f"transfer-failed|{scope}|{name}|{rse}", text)
+        elif event.event_type == "file-quarantined":
+            # Published by the uploader (inlet.uploader.events); one event per quarantine.
+            p = event.payload
+            where = p.get("moved_to") or "left in place"
+            run = f" of run {p['run']}" if p.get("run") is not None else ""
+            text = (
+                f":rotating_light: DAQ file {p.get('source') or p.get('name') or '?'}{run} quarantined on "
+                f"{p.get('host') or '?'} ({p.get('kind') or '?'}): {p.get('reason') or 'no reason given'}; "
+                f"now at {where}"
+            )
+            queue_alarm(ctx.session, self.settings, f"file-quarantined|{event.key}", text[:1800])
         else:
             text = f":warning: {event.event_type}: {event.payload}"
             queue_alarm(ctx.session, self.settings, f"{event.event_type}|{event.key}", text[:1800])

@@ -26,6 +26,7 @@ def test_default_routes_send_transfers_to_catalog_release_and_failures_to_alarms
     router = Router.from_settings(ListenerSettings())
     assert names(router, event("transfer-done", scope="s", name="n", **{"dst-rse": "S3"})) == ["catalog", "daq-release"]
     assert names(router, event("transfer-failed", scope="s", name="n")) == ["alarms"]
+    assert names(router, event("file-quarantined", source="/daq/x", kind="bad-name", reason="r")) == ["alarms"]
     assert names(router, event("deletion-done", scope="s", name="n")) == []
 
 
