@@ -257,30 +257,41 @@ class Uploader:
     def _register(
         self, coll: RunCollections, placed: list[tuple[FilePlan, Placed]], res: BatchResult
     ) -> list[tuple[FilePlan, Placed]]:
-        """One add_replicas and one attach for the batch.
+        """One attach-with-replicas call for the batch.
 
-        The common case (none of the files known to Rucio yet) costs exactly those two calls.
-        Only if Rucio says some already exist (a retried batch, a crash after registration)
-        does one bulk lookup sort out which are identical (accepted) and which differ (refused).
+        The common case (none of the files known to Rucio yet) costs exactly that call: Rucio's
+        attach given an RSE registers the replicas and attaches them to the run dataset in one
+        server transaction, so a failure (a Rucio restart mid-batch) leaves all of the batch
+        registered or none of it, and a one-file batch pays one round trip, not two. Only if
+        Rucio says some already exist (a retried batch, a crash after registration) does one
+        bulk lookup sort out which are identical (accepted) and which differ (refused), and
+        the attach is made on its own.
         """
         from rucio.common.exception import (
             DataIdentifierAlreadyExists,
             Duplicate,
+            FileAlreadyExists,
             FileConsistencyMismatch,
             FileReplicaAlreadyExists,
         )
 
         ok = list(placed)
+        attached = True
         try:
-            self.client.add_replicas(self.u.first_rse, [self._replica(p, pl) for p, pl in ok])
-        except (DataIdentifierAlreadyExists, Duplicate, FileConsistencyMismatch, FileReplicaAlreadyExists):
+            self.client.attach_dids(
+                coll.scope, coll.dataset, [self._replica(p, pl) for p, pl in ok], rse=self.u.first_rse
+            )
+        except (DataIdentifierAlreadyExists, Duplicate, FileAlreadyExists, FileConsistencyMismatch,
+                FileReplicaAlreadyExists):  # fmt: skip
             ok = self._register_known(placed, res)
+            attached = False
         if ok:
-            self.client.attach_dids_to_dids(
-                [{"scope": coll.scope, "name": coll.dataset,
-                  "dids": [{"scope": p.scope, "name": p.name} for p, _ in ok]}],
-                ignore_duplicate=True,
-            )  # fmt: skip
+            if not attached:
+                self.client.attach_dids_to_dids(
+                    [{"scope": coll.scope, "name": coll.dataset,
+                      "dids": [{"scope": p.scope, "name": p.name} for p, _ in ok]}],
+                    ignore_duplicate=True,
+                )  # fmt: skip
         return ok
 
     @staticmethod
