@@ -6,13 +6,15 @@
   on 85 kB files of the same size. ``rucio upload`` exits 0 even when it fails, so each baseline
   file is counted only if Rucio then lists its replica.
 - latency at 1 Hz pacing: file closed (its mtime) -> registered and AVAILABLE on the first RSE
-  (the catalogue's registered_at), one file per second: mean, median, p99.
+  (the catalogue's registered_at), one file per second: mean, median, p99. Once with the files
+  queued by the API right after closing, once found by ``inlet watch`` (the DAQ writes the file,
+  then its sidecar), which adds the watcher's detection delay.
 
 The baselines are slow (seconds per file here), so they run on fewer files (``--cli-files``,
 ``--client-files``) and are compared as rates.
 
     .venv/bin/python benchmarks/bench_upload.py [--files 2000] [--batch 100] [--cli-files 20]
-        [--client-files 50] [--latency-files 20] [--workers 1]
+        [--client-files 50] [--latency-files 20] [--workers 1] [--only latency] [--watch-interval S]
 """
 
 from __future__ import annotations
@@ -137,6 +139,51 @@ def bench_latency(root: Path, n: int, run: int, catalog_url: str) -> list[float]
     return lat
 
 
+def bench_watch_latency(
+    root: Path, n: int, run: int, catalog_url: str, env: dict[str, str], interval: float | None
+) -> list[float]:
+    from inlet.catalog import open_catalog
+    from inlet.catalog.models import RunFile
+
+    daq = root / "watched"
+    daq.mkdir()
+    log = root / "watch.log"
+    argv = [str(BIN / "inlet"), "watch", str(daq)] + (["--interval", str(interval)] if interval else [])
+    watcher = subprocess.Popen(argv, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    names = [f"run{run:06d}_pmt_{i:04d}.mid.gz" for i in range(n)]
+    cat = open_catalog(catalog_url)
+
+    def rows() -> list[RunFile]:
+        with cat.session() as s:
+            return s.query(RunFile).filter(RunFile.scope == "cygno.raw", RunFile.name.in_(names)).all()
+
+    try:
+        time.sleep(3.0)  # the watcher's start-up (imports), outside the timing
+        for name in names:
+            (f,) = make_files(daq, [name])  # closed now; the DAQ then writes the sidecar
+            (daq / f"{name}.json").write_text(json.dumps({"run": run}))
+            time.sleep(max(0.0, 1.0 - (time.time() - f.stat().st_mtime)))
+        deadline = time.monotonic() + 600
+        while len(done := rows()) < n and time.monotonic() < deadline:
+            time.sleep(0.5)
+    finally:
+        watcher.terminate()
+        watcher.wait(60)
+    lat = [(r.registered_at - r.closed_at).total_seconds() for r in done if r.registered_at and r.closed_at]
+    cat.dispose()
+    return lat
+
+
+def summary(lat: list[float]) -> dict[str, Any]:
+    lat = sorted(lat)
+    return {
+        "n": len(lat),
+        "mean": round(statistics.mean(lat), 3),
+        "median": round(statistics.median(lat), 3),
+        "p99": round(lat[min(len(lat) - 1, int(0.99 * len(lat)))], 3),
+    }
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--files", type=int, default=2000)
@@ -145,6 +192,8 @@ def main() -> int:
     ap.add_argument("--client-files", type=int, default=50)
     ap.add_argument("--latency-files", type=int, default=20)
     ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--watch-interval", type=float, help="inlet watch --interval (default: its own).")
+    ap.add_argument("--only", choices=["latency"], help="Measure only this part (the throughput runs take minutes).")
     args = ap.parse_args()
 
     settings = load_settings()
@@ -164,16 +213,29 @@ def main() -> int:
         try:
             run = random.randint(100_000, 999_999)
             warm_up(run, root)
-            inlet_rate = bench_inlet(root, args.files, args.batch, run)
-            cli_rate = bench_cli(root, args.cli_files, env)
-            client_rate = bench_client(root, args.client_files)
-            lat = sorted(bench_latency(root, args.latency_files, random.randint(100_000, 999_999),
-                                       settings.catalog_url()))  # fmt: skip
+            inlet_rate = cli_rate = client_rate = 0.0
+            if args.only is None:
+                inlet_rate = bench_inlet(root, args.files, args.batch, run)
+                cli_rate = bench_cli(root, args.cli_files, env)
+                client_rate = bench_client(root, args.client_files)
+            lat = bench_latency(root, args.latency_files, random.randint(100_000, 999_999), settings.catalog_url())
+            watch_lat = bench_watch_latency(
+                root,
+                args.latency_files,
+                random.randint(100_000, 999_999),
+                settings.catalog_url(),
+                env,
+                args.watch_interval,
+            )
         finally:
             for p in procs:
                 p.terminate()
             for p in procs:
                 p.wait(60)
+    latency = {"api": summary(lat), "watch": summary(watch_lat)}
+    if args.only == "latency":
+        print(json.dumps({"workers": args.workers, "latency_1hz_s": latency}, indent=2))
+        return 0
     figures = {
         "files": args.files,
         "file_bytes": SIZE,
@@ -184,12 +246,7 @@ def main() -> int:
         "upload_client_files_per_s": round(client_rate, 3),
         "ratio_vs_cli": round(inlet_rate / cli_rate, 1) if cli_rate else None,
         "ratio_vs_upload_client": round(inlet_rate / client_rate, 1) if client_rate else None,
-        "latency_1hz_s": {
-            "n": len(lat),
-            "mean": round(statistics.mean(lat), 3),
-            "median": round(statistics.median(lat), 3),
-            "p99": round(lat[min(len(lat) - 1, int(0.99 * len(lat)))], 3),
-        },
+        "latency_1hz_s": latency,
     }
     print(json.dumps(figures, indent=2))
     return 0

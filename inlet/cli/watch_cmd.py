@@ -22,7 +22,13 @@ def watch(
         float | None,
         typer.Option("--stable", help="Seconds of unchanged size/mtime (default \\[uploader] stable_seconds)."),
     ] = None,
-    interval: Annotated[float, typer.Option("--interval", help="Seconds between directory scans.")] = 1.0,
+    interval: Annotated[
+        float,
+        typer.Option(
+            "--interval",
+            help="Seconds between directory scans (one stat of the directory when nothing changed, so keep it short).",
+        ),
+    ] = 0.2,
     once: Annotated[bool, typer.Option("--once", help="One scan, queue what is closed, exit.")] = False,
 ) -> None:
     """Queue every closed file of DIRECTORY for upload, one batch per run per scan.

@@ -1,4 +1,4 @@
-"""Bulk registration at the Rucio client seam: two calls per batch, and a retried batch sorted out."""
+"""Bulk registration at the Rucio client seam: one call per batch, and a retried batch sorted out."""
 
 from __future__ import annotations
 
@@ -18,6 +18,13 @@ class FakeClient:
     def __init__(self, known: dict[str, dict[str, Any]]) -> None:
         self.known = known
         self.calls: list[tuple[str, Any]] = []
+
+    def attach_dids(self, scope: str, name: str, dids: list[dict[str, Any]], rse: str | None = None) -> None:
+        # Rucio registers the replicas and attaches them in one transaction: all or nothing.
+        self.calls.append(("attach_with_replicas", [d["name"] for d in dids]))
+        assert rse == "SITE_A_DISK"
+        if any(d["name"] in self.known for d in dids):
+            raise rucio_exc.FileReplicaAlreadyExists("exists")
 
     def add_replicas(self, rse: str, files: list[dict[str, Any]]) -> None:
         self.calls.append(("add_replicas", [f["name"] for f in files]))
@@ -52,13 +59,13 @@ def _uploader(client: FakeClient) -> Uploader:
     return up
 
 
-def test_a_new_batch_costs_one_add_replicas_and_one_attach() -> None:
+def test_a_new_batch_costs_one_attach_with_replicas() -> None:
     client = FakeClient({})
     names = [f"run000001_pmt_{i:04d}.mid.gz" for i in range(1, 4)]
     placed = _placed(names)
     ok = _uploader(client)._register(placed[0][0].collections, placed, BatchResult())
     assert len(ok) == 3
-    assert client.calls == [("add_replicas", names), ("attach", names)]
+    assert client.calls == [("attach_with_replicas", names)]
 
 
 def test_a_retried_batch_accepts_identical_refuses_different_and_adds_the_rest() -> None:
@@ -69,4 +76,9 @@ def test_a_retried_batch_accepts_identical_refuses_different_and_adds_the_rest()
     ok = _uploader(client)._register(placed[0][0].collections, placed, res)
     assert [p.name for p, _ in ok] == [same, new]
     assert "never overwritten" in res.failed[f"/daq/{other}"]
-    assert client.calls[1:] == [("get_metadata_bulk", 3), ("add_replicas", [new]), ("attach", [same, new])]
+    assert client.calls == [
+        ("attach_with_replicas", [same, other, new]),
+        ("get_metadata_bulk", 3),
+        ("add_replicas", [new]),
+        ("attach", [same, new]),
+    ]

@@ -85,3 +85,48 @@ def test_without_sidecar_a_file_must_stay_still(tmp_path: Path) -> None:
     assert det.scan(now=108) == []
     (c,) = det.scan(now=109)
     assert (c.path, c.run) == (f, 7)
+
+
+def _age_directory(d: Path) -> None:
+    """The same old mtime every time: what a directory whose entries did not change shows."""
+    os.utime(d, (1_700_000_000, 1_700_000_000))
+
+
+def test_an_unchanged_directory_is_not_listed_again_until_a_full_scan_is_due(tmp_path: Path) -> None:
+    f = tmp_path / "run000042_pmt_0001.mid.gz"
+    f.write_bytes(b"x")
+    (tmp_path / f"{f.name}.json").write_text("{}")
+    _age_directory(tmp_path)
+    det = ClosedFileDetector(tmp_path, stable_seconds=60)
+    assert [c.path for c in det.scan()] == [f]
+    # Rewritten in place: no directory entry changes, so the quick check sees nothing new...
+    f.write_bytes(b"xy")
+    _age_directory(tmp_path)
+    assert det.scan() == []
+    # ...until the periodic full scan, which offers the changed file again.
+    det.full_scan_every = 0
+    assert [c.path for c in det.scan()] == [f]
+
+
+def test_a_new_sidecar_is_seen_on_the_next_quick_scan(tmp_path: Path) -> None:
+    done = tmp_path / "run000042_pmt_0001.mid.gz"
+    done.write_bytes(b"x")
+    (tmp_path / f"{done.name}.json").write_text("{}")
+    _age_directory(tmp_path)
+    det = ClosedFileDetector(tmp_path, stable_seconds=60)
+    assert [c.path for c in det.scan()] == [done]
+    assert det.scan() == []
+    new = tmp_path / "run000042_pmt_0002.mid.gz"
+    new.write_bytes(b"y")
+    (tmp_path / f"{new.name}.json").write_text("{}")  # the DAQ closes it: the directory's mtime moves
+    assert [c.path for c in det.scan()] == [new]
+
+
+def test_a_file_waiting_for_stability_keeps_full_scans_going(tmp_path: Path) -> None:
+    f = tmp_path / "run000007_pmt_0001.mid.gz"
+    f.write_bytes(b"a")
+    _age_directory(tmp_path)
+    det = ClosedFileDetector(tmp_path, stable_seconds=5)
+    assert det.scan(now=100) == []
+    (c,) = det.scan(now=106)  # the directory did not change, the file's wait did
+    assert c.path == f
