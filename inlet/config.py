@@ -18,7 +18,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -114,7 +114,18 @@ class LakeSettings(_Section):
     )
     rucio_workers: int = Field(2, ge=1, description="gunicorn workers of the Rucio server.")
     daemon_sleep: int = Field(
-        1, ge=1, description="Sleep time (s) of the Rucio daemons; short, so the local flow is fast."
+        1, ge=1, description="Sleep time (s) of the other Rucio daemons (repairer, reaper, undertaker, abacus)."
+    )
+    flow_sleep: float = Field(
+        0.25,
+        gt=0,
+        description="Sleep time (s) of the judge-evaluator and hermes, which every file waits for on its way "
+        "(run by `inlet daemon` with sub-second sleeps).",
+    )
+    evaluator_max_pause: float = Field(
+        2.0,
+        gt=0,
+        description="Longest pause (s) of a dataset the judge-evaluator found locked (Rucio's own: 60-600 s).",
     )
     activemq_home: Path = Field(Path("/usr/share/activemq"), description="ActiveMQ install (Debian package).")
     java: str = Field("java", description="Java executable for ActiveMQ.")
@@ -163,9 +174,9 @@ class TransfersSettings(_Section):
     tape_recall_delay: int = Field(
         0, ge=0, description="Seconds a recall from a POSIX-backed TAPE RSE waits, to mimic a tape mount."
     )
-    submitter_sleep: int = Field(1, ge=1, description="Seconds between conveyor submitter passes.")
-    poller_sleep: int = Field(1, ge=1, description="Seconds between conveyor poller passes.")
-    finisher_sleep: int = Field(1, ge=1, description="Seconds between conveyor finisher passes.")
+    submitter_sleep: float = Field(0.25, gt=0, description="Seconds between conveyor submitter passes.")
+    poller_sleep: float = Field(0.25, gt=0, description="Seconds between conveyor poller passes.")
+    finisher_sleep: float = Field(0.25, gt=0, description="Seconds between conveyor finisher passes.")
 
 
 class ListenerRoute(_Section):
@@ -285,6 +296,24 @@ class RulePolicy(_Section):
     delay_injection: int | None = Field(
         None, ge=1, description="Seconds before Rucio injects the rule (its locks wait until then)."
     )
+    per_file: bool = Field(
+        False,
+        description="Put the rule on each file as it is registered, not on the run dataset: the transfer is "
+        "requested at once (no judge-evaluator pass), and the conveyor's finisher never fights the evaluator "
+        "over the rule of a growing dataset (Rucio then defers the replica for 20 min). For streams that must "
+        "move in seconds.",
+    )
+
+    @model_validator(mode="after")
+    def _file_rules_notify(self) -> RulePolicy:
+        if self.per_file and self.notify in ("C", "P"):
+            # Rucio 41 reads the 'open' flag of the rule's DID when it completes; a file has none,
+            # and the finisher then fails to mark the replica AVAILABLE, for ever (KeyError 'open').
+            raise ValueError(
+                f"rule to {self.rse_expression}: per_file rules take notify 'Y' or 'N', not {self.notify!r} "
+                "(C and P are for datasets; on a file Rucio's finisher fails and the replica stays COPYING)"
+            )
+        return self
 
 
 def _raw_rules() -> list[RulePolicy]:
@@ -317,9 +346,7 @@ class UploaderSettings(_Section):
     batch_size: int = Field(
         100, ge=1, description="Files per task: registered with one add_replicas and one attach call."
     )
-    files_per_second: float = Field(
-        0.0, ge=0, description="Global rate limit (all workers) in files/s; 0: unlimited."
-    )
+    files_per_second: float = Field(0.0, ge=0, description="Global rate limit (all workers) in files/s; 0: unlimited.")
     bytes_per_second: float = Field(0.0, ge=0, description="Global rate limit (all workers) in bytes/s; 0: unlimited.")
     burst_files: float = Field(10.0, gt=0, description="Token-bucket depth in files (how far a burst may run ahead).")
     burst_bytes: float = Field(
@@ -342,9 +369,7 @@ class UploaderSettings(_Section):
         Path(".inlet-uploader"),
         description="Uploader state: DAQ copies awaiting release (relative: under [lake] state_dir).",
     )
-    done_dir: Path | None = Field(
-        None, description="Released DAQ copies are moved here; none: they are deleted."
-    )
+    done_dir: Path | None = Field(None, description="Released DAQ copies are moved here; none: they are deleted.")
     release_poll: float = Field(30.0, gt=0, description="Seconds between polls of Rucio for files awaiting release.")
     stable_seconds: float = Field(
         5.0, ge=0, description="`inlet watch`: a file without sidecar is closed when size and mtime are this old."
@@ -377,7 +402,7 @@ class RehearseSettings(_Section):
         "SITE_B_DISK", description="Site B: where both downloaders fetch the replicated chunks from."
     )
     extra_rses: list[str] = Field(
-        default_factory=list, description="More replication targets per run dataset, e.g. [\"S3\", \"TAPE\"]."
+        default_factory=list, description='More replication targets per run dataset, e.g. ["S3", "TAPE"].'
     )
     poll_interval: float = Field(
         5.0, gt=0, description="Seconds between dataset listings of the polling downloader (the EGO baseline)."

@@ -1,4 +1,5 @@
-"""``inlet daemon conveyor``: Rucio's conveyor with inlet's gfal2 transfertool registered."""
+"""``inlet daemon``: Rucio daemons run by inlet: the conveyor with the gfal2 transfertool, and the
+judge-evaluator and hermes with sub-second sleeps (the two every file waits for)."""
 
 from __future__ import annotations
 
@@ -9,22 +10,13 @@ import typer
 
 from inlet.config import load_settings
 
-app = typer.Typer(help="Rucio daemons that need inlet's plugins registered first.", no_args_is_help=True)
+app = typer.Typer(
+    help="Rucio daemons that need inlet's plugins registered first, or sub-second sleeps.", no_args_is_help=True
+)
 
 
-@app.command()
-def conveyor(
-    submitter_sleep: Annotated[int, typer.Option(min=1, help="Seconds between submitter passes.")] = 1,
-    poller_sleep: Annotated[int, typer.Option(min=1, help="Seconds between poller passes.")] = 1,
-    finisher_sleep: Annotated[int, typer.Option(min=1, help="Seconds between finisher passes.")] = 1,
-    bulk: Annotated[int, typer.Option(min=1, help="Requests per submitter/finisher pass.")] = 200,
-    once: Annotated[bool, typer.Option("--once", help="One pass of each loop, in order, then exit.")] = False,
-) -> None:
-    """Run Rucio's submitter, poller and finisher with the gfal2 transfertool (real copies, no FTS).
-
-    Uses RUCIO_CONFIG if set; else [rucio] config; else the local lake's rucio.cfg. The Rucio
-    configuration should say `[conveyor] transfertool = gfal2` (the lake's does).
-    """
+def _rucio_config() -> None:
+    """RUCIO_CONFIG if set; else [rucio] config; else the local lake's rucio.cfg. Exits 2 if missing."""
     if "RUCIO_CONFIG" not in os.environ:
         settings = load_settings()
         if settings.rucio.config is not None:
@@ -50,6 +42,22 @@ def conveyor(
         logging.basicConfig(
             level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s", stream=sys.stderr, force=True
         )
+
+
+@app.command()
+def conveyor(
+    submitter_sleep: Annotated[float, typer.Option(min=0.01, help="Seconds between submitter passes.")] = 1.0,
+    poller_sleep: Annotated[float, typer.Option(min=0.01, help="Seconds between poller passes.")] = 1.0,
+    finisher_sleep: Annotated[float, typer.Option(min=0.01, help="Seconds between finisher passes.")] = 1.0,
+    bulk: Annotated[int, typer.Option(min=1, help="Requests per submitter/finisher pass.")] = 200,
+    once: Annotated[bool, typer.Option("--once", help="One pass of each loop, in order, then exit.")] = False,
+) -> None:
+    """Run Rucio's submitter, poller and finisher with the gfal2 transfertool (real copies, no FTS).
+
+    Uses RUCIO_CONFIG if set; else [rucio] config; else the local lake's rucio.cfg. The Rucio
+    configuration should say `[conveyor] transfertool = gfal2` (the lake's does).
+    """
+    _rucio_config()
     from inlet.plugins.conveyor import ConveyorConfigError, ConveyorOptions, run
 
     try:
@@ -58,3 +66,32 @@ def conveyor(
         problem, _, fix = str(err).partition(": ")
         typer.echo(f"error: {problem}\nfix: {fix}", err=True)
         raise typer.Exit(2) from err
+
+
+@app.command("judge-evaluator")
+def judge_evaluator(
+    sleep: Annotated[float, typer.Option(min=0.01, help="Seconds between passes (Rucio: whole s).")] = 1.0,
+    max_pause: Annotated[
+        float, typer.Option(min=0.1, help="Longest pause of a dataset found locked (Rucio's own: 60-600 s).")
+    ] = 2.0,
+    did_limit: Annotated[int, typer.Option(min=1, help="DIDs per pass.")] = 100,
+    once: Annotated[bool, typer.Option("--once", help="One pass, then exit.")] = False,
+) -> None:
+    """Rucio's judge-evaluator (attached files → locks and transfer requests), with short sleeps and pauses."""
+    _rucio_config()
+    from inlet.plugins.flow_daemons import run_judge_evaluator
+
+    run_judge_evaluator(sleep, max_pause, did_limit, once)
+
+
+@app.command("hermes")
+def hermes(
+    sleep: Annotated[float, typer.Option(min=0.01, help="Seconds between passes (rucio-hermes: whole s).")] = 1.0,
+    bulk: Annotated[int, typer.Option(min=1, help="Messages per pass.")] = 1000,
+    once: Annotated[bool, typer.Option("--once", help="One pass, then exit.")] = False,
+) -> None:
+    """Rucio's hermes (queued messages → ActiveMQ, as configured in rucio.cfg), with short sleeps."""
+    _rucio_config()
+    from inlet.plugins.flow_daemons import run_hermes
+
+    run_hermes(sleep, bulk, once)

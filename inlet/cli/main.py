@@ -20,6 +20,7 @@ from inlet.cli import (
     events_cmd,
     lake_cmd,
     listen_cmd,
+    rehearse_cmd,
     runs_cmd,
     select_cmd,
     smoke_cmd,
@@ -66,6 +67,7 @@ def main(
 app.add_typer(lake_cmd.app, name="lake")
 app.add_typer(config_cmd.app, name="config")
 app.command("smoke")(smoke_cmd.smoke)
+app.command("rehearse")(rehearse_cmd.rehearse)
 app.add_typer(catalog_cmd.app, name="catalog")
 app.command("select", help=select_cmd.HELP)(select_cmd.select)
 app.command("runs")(runs_cmd.runs)

@@ -98,9 +98,7 @@ class Topology:
         )
 
 
-def lake_topology(
-    data_root: str, s3_endpoint: str, s3_bucket: str, settings: Settings | None = None
-) -> Topology:
+def lake_topology(data_root: str, s3_endpoint: str, s3_bucket: str, settings: Settings | None = None) -> Topology:
     """The four RSEs of the local lake (and of the dress rehearsal)."""
     if settings is None:
         from inlet.config import load_settings

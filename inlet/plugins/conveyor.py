@@ -17,16 +17,15 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import FrameType
-from typing import Any
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class ConveyorOptions:
-    submitter_sleep: int = 1
-    poller_sleep: int = 1
-    finisher_sleep: int = 1
+    submitter_sleep: float = 1.0
+    poller_sleep: float = 1.0
+    finisher_sleep: float = 1.0
     bulk: int = 200
     #: The poller only looks at transfers submitted this long ago (Rucio's default is 60 s).
     poll_older_than: int = 0
@@ -50,33 +49,18 @@ def selected_transfertool() -> str:
     return "gfal2"
 
 
-def _poll_loop(poller: Any, opts: ConveyorOptions, tt: str) -> None:
-    """The poller, one pass at a time.
-
-    Rucio's looping poller marks each request it looks at and skips it for 10 minutes
-    (``processed_at_delay``): right for FTS, whose completions arrive by messages, far too slow
-    for copies that finish in a second. A one-pass call does not mark requests.
-    """
-    stopped = poller.GRACEFUL_STOP
-    while not stopped.is_set():
-        poller.poller(
-            once=True,
-            partition_wait_time=0,
-            sleep_time=opts.poller_sleep,
-            older_than=opts.poll_older_than,
-            transfertool=tt,
-            filter_transfertool=None,
-            db_bulk=max(opts.bulk, 1000),
-        )
-        if opts.once:
-            return
-        stopped.wait(opts.poller_sleep)
-
-
 def run(opts: ConveyorOptions) -> None:
-    """Run until SIGTERM/SIGINT (or one pass of each loop with ``once``)."""
+    """Run until SIGTERM/SIGINT (or one pass of each loop with ``once``).
+
+    Each loop calls Rucio's single-pass entry (``once=True``) itself, every ``*_sleep`` seconds:
+    Rucio's own loop waits at least one second between passes, and its looping poller marks each
+    request it looks at and skips it for 10 minutes (``processed_at_delay``), right for FTS, whose
+    completions arrive by messages, far too slow for copies that finish in a second. A one-pass
+    call marks nothing.
+    """
     from rucio.daemons.conveyor import finisher, poller, submitter
 
+    from inlet.plugins.flow_daemons import repeat
     from inlet.plugins.transfertool import Gfal2Transfertool, engine, register
 
     selected_transfertool()
@@ -84,36 +68,45 @@ def run(opts: ConveyorOptions) -> None:
     # gfal2 logs every HTTP header at INFO: keep its warnings, not its chatter.
     logging.getLogger("gfal2").setLevel(logging.WARNING)
     tt = Gfal2Transfertool.external_name
-    loops: dict[str, Callable[[], None]] = {
-        "submitter": lambda: submitter.submitter(
-            once=opts.once,
-            partition_wait_time=0,
-            sleep_time=opts.submitter_sleep,
-            bulk=opts.bulk,
-            transfertools=[tt],
-            filter_transfertool=None,
+    passes: dict[str, tuple[Callable[[], None], float]] = {
+        "submitter": (
+            lambda: submitter.submitter(
+                once=True, partition_wait_time=0, sleep_time=1, bulk=opts.bulk, transfertools=[tt],
+                filter_transfertool=None,
+            ),
+            opts.submitter_sleep,
         ),
-        "poller": lambda: _poll_loop(poller, opts, tt),
-        "finisher": lambda: finisher.finisher(
-            once=opts.once, partition_wait_time=0, sleep_time=opts.finisher_sleep, bulk=opts.bulk
+        "poller": (
+            lambda: poller.poller(
+                once=True, partition_wait_time=0, sleep_time=1, older_than=opts.poll_older_than, transfertool=tt,
+                filter_transfertool=None, db_bulk=max(opts.bulk, 1000),
+            ),
+            opts.poller_sleep,
         ),
-    }
+        "finisher": (
+            lambda: finisher.finisher(once=True, partition_wait_time=0, sleep_time=1, bulk=opts.bulk),
+            opts.finisher_sleep,
+        ),
+    }  # fmt: skip
+    if opts.once:
+        # In order, so that one pass submits, waits for the copies, polls and finishes.
+        passes["submitter"][0]()
+        engine().wait_idle()
+        passes["poller"][0]()
+        passes["finisher"][0]()
+        return
+    stopped = threading.Event()
 
     def stop(signum: int | None = None, frame: FrameType | None = None) -> None:
         log.info("conveyor: stopping (signal %s)", signum)
+        stopped.set()
         for mod in (submitter, poller, finisher):
             mod.stop()
 
-    if not opts.once:
-        signal.signal(signal.SIGTERM, stop)
-        signal.signal(signal.SIGINT, stop)
-    if opts.once:
-        # In order, so that one pass submits, waits for the copies, polls and finishes.
-        loops["submitter"]()
-        engine().wait_idle()
-        loops["poller"]()
-        loops["finisher"]()
-        return
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    loops = {name: (lambda n=name, f=fn, t=sleep: repeat(f"conveyor-{n}", f, t, stopped))
+             for name, (fn, sleep) in passes.items()}  # fmt: skip
     threads = [threading.Thread(target=fn, name=f"conveyor-{name}", daemon=True) for name, fn in loops.items()]
     for t in threads:
         t.start()

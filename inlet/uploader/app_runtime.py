@@ -16,6 +16,10 @@ from inlet.uploader.pacing import RseSlots, TokenBucket
 
 
 def prepare_rucio_env(settings: Settings) -> None:
+    # The uploader is a Rucio client, always: with a rucio.cfg that has a [database] section (the
+    # lake's, a server's) Rucio would otherwise run its storage layer in server mode, straight
+    # against the database, with a connection pool that must not cross the worker pool's fork.
+    os.environ.setdefault("RUCIO_CLIENT_MODE", "1")
     if os.environ.get("RUCIO_CONFIG"):
         return
     if settings.rucio.config is not None:

@@ -81,16 +81,12 @@ def _metrics_server(**_: Any) -> None:
 @signals.worker_init.connect  # type: ignore[untyped-decorator]
 def _preload(**_: Any) -> None:
     # Imported once in the parent, before the pool forks, so that a child's first batch does not
-    # spend seconds importing Rucio's client and storage protocols: without this, the first file
-    # of a run waited ~4 s on a quiet machine, and every file queued behind it waited too.
+    # spend a second or two importing Rucio's client. Only the client: Rucio's storage protocols
+    # import rucio.core, whose database engine must never be shared across fork (the children
+    # then fail with random SQL errors against the lake's rucio.cfg, which has a [database]).
     import rucio.client
-    import rucio.rse.protocols.posix
-    import rucio.rse.rsemanager
 
-    from inlet.uploader import pipeline
-
-    mods = (rucio.client, rucio.rse.protocols.posix, rucio.rse.rsemanager, pipeline)
-    log.debug("preloaded %s", ", ".join(m.__name__ for m in mods))
+    log.debug("preloaded %s", rucio.client.__name__)
 
 
 _uploader: Any = None

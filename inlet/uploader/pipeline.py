@@ -221,6 +221,8 @@ class Uploader:
         policy = stream_policy(self.settings, coll.stream)
         rules = []
         for r in policy.rules:
+            if r.per_file:
+                continue  # placed on every file by _file_rules
             rule: dict[str, Any] = {
                 "copies": r.copies, "rse_expression": r.rse_expression, "lifetime": r.lifetime,
                 "notify": r.notify, "activity": r.activity, "grouping": "DATASET",
@@ -292,7 +294,29 @@ class Uploader:
                       "dids": [{"scope": p.scope, "name": p.name} for p, _ in ok]}],
                     ignore_duplicate=True,
                 )  # fmt: skip
+            self._file_rules(coll, [{"scope": p.scope, "name": p.name} for p, _ in ok])
         return ok
+
+    def _file_rules(self, coll: RunCollections, dids: list[dict[str, str]]) -> None:
+        """The stream's per-file rules: one call per rule for the whole batch."""
+        from rucio.common.exception import DuplicateRule
+
+        for r in stream_policy(self.settings, coll.stream).rules:
+            if not r.per_file:
+                continue
+            args: dict[str, Any] = {
+                "copies": r.copies, "rse_expression": r.rse_expression, "lifetime": r.lifetime, "notify": r.notify,
+                "activity": r.activity, "grouping": "NONE", "account": self.settings.rucio.account,
+            }  # fmt: skip
+            if r.delay_injection:
+                args["delay_injection"] = r.delay_injection
+            try:
+                self.client.add_replication_rule(dids=dids, **args)
+            except DuplicateRule:
+                # A retried batch: some files have it already. Rucio refuses the whole call, so one by one.
+                for did in dids:
+                    with contextlib.suppress(DuplicateRule):
+                        self.client.add_replication_rule(dids=[did], **args)
 
     @staticmethod
     def _replica(plan: FilePlan, pl: Placed) -> dict[str, Any]:

@@ -1,7 +1,9 @@
-"""The Rucio daemons the flow needs, each its own ``rucio-*`` process with short sleeps.
+"""The Rucio daemons the flow needs, each its own process with short sleeps.
 
-They are Rucio's own console scripts, unmodified: what runs here is what runs at a site.
-The conveyor (with inlet's gfal2 transfertool) is added by the plugins issue.
+Most are Rucio's own console scripts, unmodified. The two that every file waits for on its
+way, the judge-evaluator (attach → transfer request) and hermes (→ ActiveMQ), run through
+``inlet daemon`` with sub-second sleeps ([lake] flow_sleep); Rucio's scripts only take whole
+seconds. The conveyor (with inlet's gfal2 transfertool) is its own service.
 """
 
 from __future__ import annotations
@@ -15,14 +17,18 @@ from inlet.lake.services.rucio_server import rucio_env
 
 #: daemon -> extra arguments. ``{sleep}`` is [lake] daemon_sleep.
 DAEMONS: dict[str, list[str]] = {
-    "judge-evaluator": ["--sleep-time", "{sleep}"],
+    "judge-evaluator": [],
     "judge-repairer": ["--sleep-time", "{sleep}"],
-    "hermes": ["--sleep-time", "{sleep}", "--bulk", "1000"],
+    "hermes": [],
     "reaper": ["--sleep-time", "{sleep}", "--chunk-size", "100"],
     "undertaker": ["--sleep-time", "{sleep}"],
     "abacus-account": ["--sleep-time", "{sleep}"],
     "abacus-rse": ["--sleep-time", "{sleep}"],
 }
+
+
+#: Run by ``inlet daemon`` with float sleeps: every file waits for these two.
+FLOW_DAEMONS = ("judge-evaluator", "hermes")
 
 
 class RucioDaemon(Service):
@@ -32,6 +38,13 @@ class RucioDaemon(Service):
         super().__init__(settings, paths)
 
     def argv(self) -> list[str]:
+        lake = self.settings.lake
+        if self.daemon in FLOW_DAEMONS:
+            inlet = venv_bin("inlet")
+            if not Path(inlet).is_file():
+                raise LakeError(f"{self.name}: {inlet} not found", "run scripts/setup.sh (installs inlet into .venv)")
+            extra = ["--max-pause", str(lake.evaluator_max_pause)] if self.daemon == "judge-evaluator" else []
+            return [inlet, "daemon", self.daemon, "--sleep", str(lake.flow_sleep), *extra]
         exe = venv_bin(self.name)
 
         if not Path(exe).is_file():

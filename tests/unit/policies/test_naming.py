@@ -20,8 +20,8 @@ from inlet.policies.naming import (
 
 def test_default_scopes_cover_experiments_and_tiers() -> None:
     n = NamingSettings()
-    assert n.scopes() == ["cygno.raw", "cygno.reco", "kloe.raw", "kloe.reco"]
-    assert n.protected_scopes() == ["cygno.raw", "kloe.raw"]
+    assert n.scopes() == ["cygno.raw", "cygno.reco", "kloe.raw", "kloe.reco", "virgo.raw"]
+    assert n.protected_scopes() == ["cygno.raw", "kloe.raw", "virgo.raw"]
 
 
 @pytest.mark.parametrize(

@@ -65,7 +65,7 @@ def test_scopes_accepted(scope: str) -> None:
     jsonschema.validate(scope, scope_schema(NamingSettings(), 25))
 
 
-@pytest.mark.parametrize("scope", ["cygno.bogus", "virgo.raw", "a.b.c", "user.", "has space"])
+@pytest.mark.parametrize("scope", ["cygno.bogus", "virgo.reco", "ligo.raw", "a.b.c", "user.", "has space"])
 def test_scopes_refused(scope: str) -> None:
     with pytest.raises(jsonschema.ValidationError, match="does not match"):
         jsonschema.validate(scope, scope_schema(NamingSettings(), 25))

@@ -1,0 +1,304 @@
+"""Site B's two downloaders: event-driven (inlet's proposal) and polling (the 2019 rehearsal's).
+
+Both fetch through Rucio's own protocol for the download RSE (``rsemanager``: posix, http, or
+inlet's S3 class), into a local directory, and verify adler32 against what the DAQ wrote, so
+they differ only in how they learn that a chunk is at site B:
+
+- :class:`EventDownloader` subscribes to Rucio's ``transfer-done`` (hermes) and inlet's
+  ``file-registered`` and fetches the moment the event arrives;
+- :class:`PollingDownloader` lists the run dataset's replicas at site B every N seconds.
+
+Rucio is imported lazily: it reads ``RUCIO_CONFIG`` once, at first import, and the caller sets
+it up first.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+import zlib
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import stomp
+
+from inlet.config import BrokerSettings
+from inlet.rehearse.timeline import CORRUPTED, DOWNLOADED, Timeline, rucio_time
+
+log = logging.getLogger(__name__)
+
+
+def adler32_of(path: Path) -> str:
+    value = 1
+    with path.open("rb") as f:
+        while block := f.read(1 << 20):
+            value = zlib.adler32(block, value)
+    return f"{value & 0xFFFFFFFF:08x}"
+
+
+class SiteB:
+    """Read access to the download RSE through the protocol Rucio lists for it."""
+
+    def __init__(self, rse: str) -> None:
+        from rucio.rse import rsemanager
+
+        self.rse = rse
+        self._rsemgr = rsemanager
+        self.info: Any = rsemanager.get_rse_info(rse=rse)
+
+    def pfn(self, scope: str, name: str) -> str:
+        pfns: dict[str, str] = self._rsemgr.lfns2pfns(self.info, [{"scope": scope, "name": name}], operation="read")
+        return next(iter(pfns.values()))
+
+    def fetch(self, pfn: str, dest: Path) -> None:
+        proto = self._rsemgr.create_protocol(self.info, "read", scheme=urlparse(pfn).scheme or None)
+        proto.connect()
+        try:
+            proto.get(pfn, str(dest))
+        finally:
+            proto.close()
+
+
+class Drill:
+    """Fault drill: corrupt chosen chunks' replicas at site B as they land, before any download.
+
+    Whichever downloader reaches a drilled chunk first flips one byte of its replica in place;
+    both must then report it corrupted. Only POSIX (``file://``) replicas can be drilled.
+    """
+
+    def __init__(self, names: set[str]) -> None:
+        self.names = names
+        self.done: set[str] = set()
+        self._lock = threading.Lock()
+
+    def before_fetch(self, name: str, pfn: str) -> None:
+        if name not in self.names:
+            return
+        with self._lock:
+            if name in self.done:
+                return
+            url = urlparse(pfn)
+            if url.scheme != "file":
+                raise RuntimeError(f"the corruption drill needs a POSIX replica, got {pfn}")
+            with open(url.path, "r+b") as f:
+                f.seek(100)
+                byte = f.read(1)
+                f.seek(100)
+                f.write(bytes([byte[0] ^ 0xFF]))
+            self.done.add(name)
+            log.warning("drill: corrupted the site-B replica of %s (%s)", name, pfn)
+
+
+class _Fetcher:
+    """Fetch-and-verify on a thread pool; the outcome goes into the timeline under ``prefix``."""
+
+    def __init__(
+        self, prefix: str, site: SiteB, timeline: Timeline, dest: Path, workers: int, drill: Drill, keep: bool
+    ) -> None:
+        self.prefix = prefix
+        self.site = site
+        self.timeline = timeline
+        self.dest = dest
+        self.drill = drill
+        self.keep = keep
+        self.pool = ThreadPoolExecutor(workers, thread_name_prefix=f"fetch-{prefix}")
+        dest.mkdir(parents=True, exist_ok=True)
+
+    def submit(self, name: str, pfn: str) -> None:
+        self.pool.submit(self._fetch, name, pfn)
+
+    def _fetch(self, name: str, pfn: str) -> None:
+        chunk = self.timeline.get(name)
+        if chunk is None:
+            return
+        target = self.dest / name
+        try:
+            self.drill.before_fetch(name, pfn)
+            target.unlink(missing_ok=True)
+            self.site.fetch(pfn, target)
+            got = adler32_of(target)
+        except Exception as exc:
+            # A failed fetch is retried once the chunk is announced again (polling) or not at all
+            # (events): the report shows it as not downloaded, with this reason.
+            log.warning("%s: fetching %s failed: %s", self.prefix, name, exc)
+            self.timeline.record(name, {f"{self.prefix}_error": f"{type(exc).__name__}: {exc}"})
+            return
+        now = time.time()
+        if got != chunk.adler32:
+            self.timeline.record(
+                name, {f"{self.prefix}_done": now, f"{self.prefix}_status": CORRUPTED,
+                       f"{self.prefix}_error": f"adler32 {got} at site B, {chunk.adler32} written by the DAQ"},
+            )  # fmt: skip
+        else:
+            self.timeline.record(name, {f"{self.prefix}_done": now, f"{self.prefix}_status": DOWNLOADED})
+        if not self.keep:
+            target.unlink(missing_ok=True)
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=False)
+
+
+class _StompEvents(stomp.ConnectionListener):  # type: ignore[misc]
+    def __init__(self, on_doc: Callable[[dict[str, Any], float], None]) -> None:
+        self.on_doc = on_doc
+        self.receipts: dict[str, threading.Event] = {}
+        self.disconnected = threading.Event()
+
+    def on_message(self, frame: Any) -> None:
+        now = time.time()
+        try:
+            doc = json.loads(frame.body)
+        except ValueError:
+            log.warning("ignoring a non-JSON message: %.200s", frame.body)
+            return
+        if isinstance(doc, dict) and isinstance(doc.get("payload"), dict):
+            self.on_doc(doc, now)
+
+    def on_receipt(self, frame: Any) -> None:
+        ev = self.receipts.get(frame.headers.get("receipt-id", ""))
+        if ev is not None:
+            ev.set()
+
+    def on_disconnected(self) -> None:
+        self.disconnected.set()
+
+
+class EventDownloader:
+    """Fetch each chunk as soon as Rucio says its replica at site B is done."""
+
+    def __init__(
+        self, broker: BrokerSettings, site: SiteB, timeline: Timeline, dest: Path, workers: int,
+        drill: Drill, keep: bool = False,
+    ) -> None:  # fmt: skip
+        self.broker = broker
+        self.site = site
+        self.timeline = timeline
+        self.fetcher = _Fetcher("event", site, timeline, dest, workers, drill, keep)
+        self.listener = _StompEvents(self._on_doc)
+        self.conn: stomp.Connection12 | None = None
+        self.reconnects = 0
+
+    def start(self) -> None:
+        """Subscribe to both topics and return once the broker has confirmed both subscriptions."""
+        conn = stomp.Connection12([(self.broker.host, self.broker.stomp_port)])
+        conn.set_listener("rehearse", self.listener)
+        conn.connect(self.broker.username, self.broker.password, wait=True)
+        subs = (
+            # A selector, so the broker does not ship every other hermes event to us.
+            (self.broker.rucio_topic, {"selector": "event_type = 'transfer-done'"}),
+            (self.broker.inlet_topic, {"selector": "event_type = 'file-registered'"}),
+        )
+        for i, (dest, headers) in enumerate(subs):
+            receipt = f"rehearse-sub-{i}-{self.reconnects}"
+            ev = self.listener.receipts[receipt] = threading.Event()
+            conn.subscribe(dest, id=f"rehearse-{i}", ack="auto", headers={**headers, "receipt": receipt})
+            if not ev.wait(15):
+                raise RuntimeError(f"the broker did not confirm the subscription to {dest} within 15 s")
+        self.listener.disconnected.clear()
+        self.conn = conn
+
+    def ensure_connected(self) -> bool:
+        """Reconnect after a broker restart; True if it had to (events in between are gone: the
+        polling side still sees those chunks, and the report counts them as missed by events)."""
+        if self.conn is not None and self.conn.is_connected():
+            return False
+        self.reconnects += 1
+        self.start()
+        return True
+
+    def _on_doc(self, doc: dict[str, Any], now: float) -> None:
+        payload = doc["payload"]
+        etype = doc.get("event_type")
+        name = str(payload.get("name", ""))
+        if etype == "file-registered":
+            self.timeline.update(name, registered=rucio_time(payload.get("registered_at")), registered_seen=now)
+        elif etype == "transfer-done" and payload.get("dst-rse") == self.site.rse:
+            known = self.timeline.update(
+                name,
+                request_created=rucio_time(payload.get("created_at")),
+                submitted=rucio_time(payload.get("submitted_at")),
+                transferred=rucio_time(payload.get("transferred_at")),
+                available_b=rucio_time(doc.get("created_at")),
+                event_seen=now,
+            )
+            if known:
+                pfn = payload.get("dst-url") or self.site.pfn(str(payload.get("scope")), name)
+                self.fetcher.submit(name, str(pfn))
+
+    def close(self) -> None:
+        if self.conn is not None:
+            try:
+                self.conn.disconnect()
+            except Exception as exc:
+                log.debug("closing the STOMP connection: %s", exc)
+        self.fetcher.close()
+
+
+class PollingDownloader:
+    """The 2019 downloader: list the run dataset's replicas at site B every ``interval`` seconds."""
+
+    def __init__(
+        self, site: SiteB, timeline: Timeline, dest: Path, workers: int, drill: Drill,
+        datasets: list[tuple[str, str]], interval: float, keep: bool = False,
+    ) -> None:  # fmt: skip
+        from rucio.client import Client
+
+        self.client = Client()
+        self.site = site
+        self.timeline = timeline
+        self.datasets = datasets
+        self.interval = interval
+        self.fetcher = _Fetcher("poll", site, timeline, dest, workers, drill, keep)
+        self.listings = 0
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="polling-downloader", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def poll_once(self) -> int:
+        from rucio.common.exception import DataIdentifierNotFound
+
+        found = 0
+        for scope, name in self.datasets:
+            try:
+                replicas = list(
+                    self.client.list_replicas([{"scope": scope, "name": name}], rse_expression=self.site.rse)
+                )
+            except DataIdentifierNotFound:
+                continue  # the run's first chunk is not registered yet
+            self.listings += 1
+            now = time.time()
+            for r in replicas:
+                pfns = r.get("rses", {}).get(self.site.rse) or []
+                chunk = self.timeline.get(r["name"])
+                if not pfns or chunk is None:
+                    continue
+                if chunk.poll_seen is None or (chunk.poll_status is None and chunk.poll_error is not None):
+                    # New, or its last fetch failed: (re)fetch it.
+                    self.timeline.update(r["name"], first_only=False, poll_error=None)
+                    self.timeline.update(r["name"], poll_seen=now)
+                    self.fetcher.submit(r["name"], pfns[0])
+                    found += 1
+        return found
+
+    def _run(self) -> None:
+        while not self.stop.is_set():
+            started = time.monotonic()
+            try:
+                self.poll_once()
+            except Exception as exc:
+                # The next listing tries again: a polling downloader rides out a server restart.
+                log.warning("polling listing failed: %s", exc)
+            self.stop.wait(max(0.0, self.interval - (time.monotonic() - started)))
+
+    def close(self) -> None:
+        self.stop.set()
+        if self.thread.is_alive():
+            self.thread.join(timeout=30)
+        self.fetcher.close()

@@ -1,0 +1,229 @@
+"""The rehearsal's report: counts, per-hop latency statistics, PNG plots, Markdown and JSON.
+
+``report.json`` keeps every chunk's timestamps for later analysis; ``report.md`` embeds
+``hops.png`` (a histogram per hop) and ``latency-over-time.png`` (end to end, per chunk, for
+both downloaders), and says which daemon sleep the latency is mostly spent in.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from inlet.rehearse.timeline import EVENT_HOPS, HOPS, POLL_HOPS, ChunkTimes
+
+#: The slides of the 2019 rehearsal: what inlet is compared with.
+EGO_UPLOAD_MEAN = 1.9
+EGO_END_TO_END_MEDIAN = 8.2
+
+#: Hops that are mostly a daemon's sleep, and the setting that sets it.
+SLEEPS = {
+    "rule→request": ("judge-evaluator", "[lake] daemon_sleep"),
+    "submit": ("conveyor submitter", "[transfers] submitter_sleep"),
+    "finish": ("conveyor poller + finisher", "[transfers] poller_sleep + finisher_sleep"),
+    "event delivery": ("hermes", "[lake] daemon_sleep"),
+    "discovery (polling)": ("the polling downloader", "[rehearse] poll_interval"),
+}
+
+
+@dataclass(frozen=True)
+class HopStats:
+    hop: str
+    covers: str
+    n: int
+    mean: float
+    median: float
+    p90: float
+    p99: float
+    max: float
+
+
+def hop_values(chunks: list[ChunkTimes], start: str, end: str) -> list[float]:
+    return [v for c in chunks if (v := c.hop(start, end)) is not None]
+
+
+def hop_stats(chunks: list[ChunkTimes]) -> list[HopStats]:
+    out = []
+    for hop, start, end, covers in HOPS:
+        v = np.array(hop_values(chunks, start, end))
+        if v.size == 0:
+            out.append(HopStats(hop, covers, 0, *([float("nan")] * 5)))
+            continue
+        p50, p90, p99 = np.percentile(v, [50, 90, 99])
+        out.append(HopStats(hop, covers, int(v.size), float(v.mean()), float(p50), float(p90), float(p99),
+                            float(v.max())))  # fmt: skip
+    return out
+
+
+def dominant_sleep(stats: list[HopStats]) -> tuple[str, str, float] | None:
+    """The event-driven hop that is mostly a daemon's sleep and costs the most on average."""
+    waits = [(s.hop, s.mean) for s in stats if s.hop in SLEEPS and s.n and s.hop != "discovery (polling)"]
+    if not waits:
+        return None
+    hop, mean = max(waits, key=lambda w: w[1])
+    return SLEEPS[hop][0], SLEEPS[hop][1], mean
+
+
+def _fmt(x: float) -> str:
+    return "-" if x != x else f"{x:.3f}"  # NaN: no value
+
+
+def plot_hops(chunks: list[ChunkTimes], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    hops = [h for h in HOPS if hop_values(chunks, h[1], h[2])]
+    cols = 3
+    rows = max(1, -(-len(hops) // cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.0 * rows), squeeze=False)
+    for ax, (hop, start, end, _) in zip(axes.flat, hops, strict=False):
+        v = hop_values(chunks, start, end)
+        ax.hist(v, bins=min(40, max(5, len(v) // 3)), color="tab:orange" if "polling" in hop else "tab:blue")
+        ax.axvline(float(np.median(v)), color="k", linestyle="--", linewidth=1)
+        ax.set_title(f"{hop}\nmedian {np.median(v):.3f} s, n={len(v)}", fontsize=9)
+        ax.set_xlabel("seconds", fontsize=8)
+        ax.tick_params(labelsize=7)
+    for ax in list(axes.flat)[len(hops) :]:
+        ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def plot_over_time(chunks: list[ChunkTimes], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(10, 4))
+    t0 = min((c.closed for c in chunks), default=0.0)
+    for label, start, end, color in (
+        ("upload", "closed", "registered", "tab:green"),
+        ("end to end, events", "closed", "event_done", "tab:blue"),
+        ("end to end, polling", "closed", "poll_done", "tab:orange"),
+    ):
+        pts = [(c.closed - t0, v) for c in chunks if (v := c.hop(start, end)) is not None]
+        if pts:
+            xs, ys = zip(*pts, strict=True)
+            ax.plot(xs, ys, ".", markersize=3, label=label, color=color)
+    ax.set_xlabel("seconds since the first chunk was closed")
+    ax.set_ylabel("latency (s)")
+    ax.set_yscale("log")
+    ax.legend(loc="upper right", fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def build(chunks: list[ChunkTimes], meta: dict[str, Any], totals: dict[str, int]) -> dict[str, Any]:
+    stats = hop_stats(chunks)
+    dom = dominant_sleep(stats)
+    by_hop = {s.hop: s for s in stats}
+    ev, po = by_hop["end to end (events)"], by_hop["end to end (polling)"]
+    return {
+        "meta": meta,
+        "counts": totals,
+        "hops": [asdict(s) for s in stats],
+        "comparison": {
+            "upload_mean_s": by_hop["upload"].mean,
+            "ego_upload_mean_s": EGO_UPLOAD_MEAN,
+            "end_to_end_events_median_s": ev.median,
+            "end_to_end_polling_median_s": po.median,
+            "ego_end_to_end_median_s": EGO_END_TO_END_MEDIAN,
+            "polling_over_events_median": po.median / ev.median if ev.n and po.n and ev.median > 0 else None,
+        },
+        "dominant_sleep": {"daemon": dom[0], "setting": dom[1], "mean_s": dom[2]} if dom else None,
+        "chunks": [asdict(c) for c in chunks],
+    }
+
+
+def markdown(doc: dict[str, Any]) -> str:
+    m, c, cmp = doc["meta"], doc["counts"], doc["comparison"]
+    lines = [
+        "# inlet dress rehearsal",
+        "",
+        f"Run {m['run']} of experiment {m['experiment']}: {m['chunks']} chunks of {m['chunk_size']} B, "
+        f"{m['rate']} per data second played {m['speedup']}x faster, uploaded to {m['first_rse']} and replicated "
+        f"to {', '.join(m['targets'])}; both downloaders fetch from {m['download_rse']}. "
+        f"Started {m['started']}, took {m['wall_seconds']:.1f} s.",
+        "",
+        "## Counts",
+        "",
+        "| sent | uploaded | replicated | downloaded (events) | downloaded (polling) | corrupted (events/polling) "
+        "| lost (events/polling) | drilled |",
+        "|---|---|---|---|---|---|---|---|",
+        f"| {c['sent']} | {c['uploaded']} | {c['replicated']} | {c['downloaded_events']} | {c['downloaded_polling']} "
+        f"| {c['corrupted_events']}/{c['corrupted_polling']} | {c['lost_events']}/{c['lost_polling']} "
+        f"| {c['drilled']} |",
+        "",
+        "## Against the 2019 EGO/Virgo rehearsal",
+        "",
+        f"- Upload latency mean: **{_fmt(cmp['upload_mean_s'])} s** (EGO: {EGO_UPLOAD_MEAN} s).",
+        f"- End-to-end median, event-driven: **{_fmt(cmp['end_to_end_events_median_s'])} s**; polling every "
+        f"{m['poll_interval']} s: {_fmt(cmp['end_to_end_polling_median_s'])} s (EGO: {EGO_END_TO_END_MEDIAN} s).",
+    ]
+    if cmp["polling_over_events_median"]:
+        lines.append(f"- Polling / event-driven median: **{cmp['polling_over_events_median']:.1f}x**.")
+    if doc["dominant_sleep"]:
+        d = doc["dominant_sleep"]
+        lines.append(
+            f"- The event-driven path spends the most in the {d['daemon']}'s sleep ({d['mean_s']:.3f} s on average; "
+            f"set by {d['setting']})."
+        )
+    lines += ["", "## Latency per hop (seconds)", "", "| hop | what | n | mean | median | p90 | p99 | max |",
+              "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for h in doc["hops"]:
+        lines.append(
+            f"| {h['hop']} | {h['covers']} | {h['n']} | {_fmt(h['mean'])} | {_fmt(h['median'])} | {_fmt(h['p90'])} "
+            f"| {_fmt(h['p99'])} | {_fmt(h['max'])} |"
+        )
+    lines += ["", "![latency per hop](hops.png)", "", "![latency over time](latency-over-time.png)", ""]
+    problems = [ch for ch in doc["chunks"] if ch["event_status"] != "downloaded" or ch["poll_status"] != "downloaded"]
+    if problems:
+        lines += ["## Chunks not downloaded cleanly", "", "| chunk | events | polling | why |", "|---|---|---|---|"]
+        for ch in problems[:200]:
+            why = "; ".join(x for x in (ch["event_error"], ch["poll_error"]) if x) or "never reached site B"
+            lines.append(f"| {ch['name']} | {ch['event_status'] or 'lost'} | {ch['poll_status'] or 'lost'} | {why} |")
+        lines.append("")
+    if m.get("notes"):
+        lines += ["## Notes", "", *[f"- {n}" for n in m["notes"]], ""]
+    return "\n".join(lines)
+
+
+def write(out: Path, chunks: list[ChunkTimes], meta: dict[str, Any], totals: dict[str, int]) -> dict[str, Any]:
+    doc = build(chunks, meta, totals)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "report.json").write_text(json.dumps(_clean(doc), indent=1, default=_json_default, allow_nan=False) + "\n")
+    plot_hops(chunks, out / "hops.png")
+    plot_over_time(chunks, out / "latency-over-time.png")
+    (out / "report.md").write_text(markdown(doc))
+    return doc
+
+
+def _clean(value: Any) -> Any:
+    """NaN (a hop no chunk reached) as null: JSON has no NaN."""
+    if isinstance(value, float) and value != value:
+        return None
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_clean(v) for v in value]
+    return value
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, dt.datetime):
+        return value.isoformat()
+    raise TypeError(f"cannot serialise {type(value).__name__}")
+
+
+__all__ = ["EVENT_HOPS", "POLL_HOPS", "HopStats", "build", "dominant_sleep", "hop_stats", "markdown", "write"]

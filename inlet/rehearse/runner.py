@@ -1,0 +1,279 @@
+"""One dress rehearsal, start to finish: DAQ → uploader → site A → rule → site B → two downloaders.
+
+The rehearsal runs its own Celery worker on a queue of its own, with a stream policy of its
+own (rules to site B and any extra RSEs), so it neither takes nor leaves work in an
+experiment's production queue. It feeds that worker exactly as ``inlet watch`` does: closed
+files (sidecar written) found by :class:`inlet.uploader.watch.ClosedFileDetector`, queued with
+:func:`inlet.uploader.api.submit`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from inlet.config import Settings
+from inlet.rehearse.chunks import StrainSource, chunk_name, gps_now, write_chunk
+from inlet.rehearse.timeline import ChunkTimes, Timeline, settled
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RehearsalPlan:
+    """What to replay. ``chunks`` at ``rate`` per second of data, played ``speedup`` times faster."""
+
+    chunks: int
+    rate: float = 1.0
+    chunk_size: int = 85_000
+    speedup: float = 1.0
+    download_rse: str = "SITE_B_DISK"
+    extra_rses: list[str] = field(default_factory=list)
+    poll_interval: float = 5.0
+    download_workers: int = 4
+    drain_timeout: float = 180.0
+    experiment: str = "virgo"
+    stream: str = "hrec"
+    run: int | None = None
+    corrupt: list[int] = field(default_factory=list)
+    keep_downloads: bool = False
+
+    @property
+    def interval(self) -> float:
+        """Wall-clock seconds between two chunks."""
+        return 1.0 / (self.rate * self.speedup)
+
+    def check(self) -> None:
+        if self.chunks < 1:
+            raise ValueError("nothing to rehearse: give at least one chunk (--duration x --rate ≥ 1)")
+        if self.rate <= 0 or self.speedup <= 0:
+            raise ValueError("--rate and --speedup must be positive")
+        bad = [i for i in self.corrupt if not 0 <= i < self.chunks]
+        if bad:
+            raise ValueError(f"--corrupt {bad}: chunk indexes go from 0 to {self.chunks - 1}")
+
+
+#: Live counters for the progress display.
+Progress = Callable[[dict[str, Any]], None]
+
+
+def counts(chunks: list[ChunkTimes]) -> dict[str, int]:
+    ev_ok = sum(c.event_status == "downloaded" for c in chunks)
+    po_ok = sum(c.poll_status == "downloaded" for c in chunks)
+    ev_bad = sum(c.event_status == "corrupted" for c in chunks)
+    po_bad = sum(c.poll_status == "corrupted" for c in chunks)
+    return {
+        "sent": len(chunks),
+        "uploaded": sum(c.registered is not None for c in chunks),
+        "replicated": sum(c.available_b is not None or c.poll_seen is not None for c in chunks),
+        "downloaded_events": ev_ok,
+        "downloaded_polling": po_ok,
+        "corrupted_events": ev_bad,
+        "corrupted_polling": po_bad,
+        "lost_events": len(chunks) - ev_ok - ev_bad,
+        "lost_polling": len(chunks) - po_ok - po_bad,
+        "drilled": sum(c.drill for c in chunks),
+    }
+
+
+def running_median(chunks: list[ChunkTimes], start: str, end: str) -> float | None:
+    values = [v for c in chunks if (v := c.hop(start, end)) is not None]
+    return statistics.median(values) if values else None
+
+
+class Rehearsal:
+    def __init__(self, settings: Settings, plan: RehearsalPlan, out: Path) -> None:
+        plan.check()
+        self.settings = settings
+        self.plan = plan
+        self.out = out
+        self.daq = out / "daq"
+        self.timeline = Timeline()
+        self.run = plan.run if plan.run is not None else int(time.time()) % 900_000 + 100_000
+        self.queue = f"inlet.rehearse.{uuid.uuid4().hex[:8]}"
+        self.worker: subprocess.Popen[bytes] | None = None
+        self.started_at = 0.0
+        self.finished_at = 0.0
+        self.run_state: str | None = None
+        self.notes: list[str] = []
+
+    # -- set-up -----------------------------------------------------------------------------
+    def stream_policy(self) -> dict[str, Any]:
+        first = self.settings.uploader.first_rse
+        targets = [self.plan.download_rse, *[r for r in self.plan.extra_rses if r != self.plan.download_rse]]
+        rules: list[dict[str, Any]] = [{"rse_expression": first, "notify": "N"}]
+        # Per file: each chunk's transfer is requested as it is registered (see RulePolicy.per_file).
+        rules += [{"rse_expression": r, "notify": "Y", "per_file": True} for r in targets if r != first]
+        # The DAQ directory is the rehearsal's own scratch space: nothing to free there.
+        return {"tier": "raw", "rules": rules, "release": False}
+
+    def prepare_env(self) -> dict[str, str]:
+        """The environment of this process (before the uploader is imported) and of the worker."""
+        env = {
+            "INLET_UPLOADER__QUEUE": self.queue,
+            "INLET_UPLOADER__STREAMS": json.dumps({"rehearse": self.stream_policy()}),
+            "INLET_UPLOADER__STATE_DIR": str(self.out / "uploader-state"),
+            "INLET_UPLOADER__QUARANTINE_DIR": str(self.out / "quarantine"),
+        }
+        os.environ.update(env)
+        return {**os.environ, **env}
+
+    def start_worker(self, env: dict[str, str]) -> None:
+        celery = Path(sys.executable).parent / "celery"
+        if not celery.exists():
+            raise FileNotFoundError(f"{celery} is missing: install inlet with its dependencies (scripts/setup.sh)")
+        log_path = self.out / "worker.log"
+        with log_path.open("wb") as out:
+            self.worker = subprocess.Popen(
+                [str(celery), "-A", "inlet.uploader", "worker", "-Q", self.queue, "-c", "2",
+                 "-n", f"rehearse-{self.queue[-8:]}@%h", "--loglevel", "INFO", "--without-gossip",
+                 "--without-mingle", "--without-heartbeat"],
+                env=env, stdout=out, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if self.worker.poll() is not None:
+                raise RuntimeError(
+                    f"the rehearsal's Celery worker exited; see {log_path}:\n{log_path.read_text()[-2000:]}"
+                )
+            if b"ready." in log_path.read_bytes():
+                return
+            time.sleep(0.2)
+        raise RuntimeError(f"the rehearsal's Celery worker did not get ready in 120 s; see {log_path}")
+
+    def stop_worker(self) -> None:
+        if self.worker is None or self.worker.poll() is not None:
+            return
+        self.worker.terminate()
+        try:
+            self.worker.wait(60)
+        except subprocess.TimeoutExpired:
+            self.worker.kill()
+            self.worker.wait(10)
+
+    # -- the run ----------------------------------------------------------------------------
+    def execute(self, progress: Progress | None = None) -> list[ChunkTimes]:
+        """Run the rehearsal; returns every chunk's record (also kept in ``self.timeline``)."""
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.daq.mkdir(parents=True, exist_ok=True)
+        env = self.prepare_env()
+        from inlet.rehearse.downloaders import Drill, EventDownloader, PollingDownloader, SiteB
+        from inlet.uploader import api, app_runtime
+        from inlet.uploader.watch import ClosedFileDetector
+
+        app_runtime.settings()  # sets RUCIO_CONFIG for this process before Rucio is imported
+        p = self.plan
+        site = SiteB(p.download_rse)
+        drill = Drill(set())
+        scope = f"{p.experiment}.raw"
+        events = EventDownloader(
+            self.settings.broker, site, self.timeline, self.out / "downloads" / "events", p.download_workers, drill,
+            p.keep_downloads,
+        )  # fmt: skip
+        polling = PollingDownloader(
+            site, self.timeline, self.out / "downloads" / "polling", p.download_workers, drill,
+            [(scope, f"run{self.run:06d}.raw")], p.poll_interval, p.keep_downloads,
+        )  # fmt: skip
+        self.start_worker(env)
+        stop = threading.Event()
+        try:
+            events.start()
+            polling.start()
+            detector = ClosedFileDetector(self.daq, 0.0, self.settings.uploader.sidecar_suffix)
+
+            queued = app_runtime.redis_client(self.settings.redis.url)
+            batch_size = self.settings.uploader.batch_size
+
+            def watch() -> None:
+                # inlet watch's loop, scanning often: with a sidecar a file is taken at once. While
+                # the workers have a batch waiting, closed files gather into the next batch instead
+                # of queueing one task each: one file per batch when the flow keeps up, bigger
+                # batches (fewer REST calls per file) when it falls behind.
+                pending: list[dict[str, Any]] = []
+                while not stop.is_set():
+                    pending += [{"path": str(c.path), "size": c.path.stat().st_size, "sidecar": c.sidecar}
+                                for c in detector.scan()]  # fmt: skip
+                    if pending and (len(pending) >= batch_size or not queued.llen(self.queue)):
+                        api.submit(pending, self.run, "rehearse", p.experiment)
+                        pending = []
+                    stop.wait(0.02)
+
+            watcher = threading.Thread(target=watch, name="daq-watch", daemon=True)
+            watcher.start()
+            self.started_at = time.time()
+            self._generate(drill, events, progress)
+            # The run is over: close its dataset, as the DAQ's end-of-run would.
+            _, end = api.submit([], self.run, "rehearse", p.experiment, end_run=True, expected_files=p.chunks)
+            self._drain(events, progress)
+            try:
+                self.run_state = end.get(timeout=60) if end is not None else None
+            except Exception as exc:
+                self.notes.append(f"closing the run dataset did not finish: {exc}")
+            stop.set()
+            watcher.join(timeout=10)
+        finally:
+            stop.set()
+            polling.close()
+            events.close()
+            self.stop_worker()
+            self.finished_at = time.time()
+            if not p.keep_downloads:
+                shutil.rmtree(self.out / "downloads", ignore_errors=True)
+            shutil.rmtree(self.daq, ignore_errors=True)
+        if events.reconnects:
+            self.notes.append(f"the event downloader reconnected to the broker {events.reconnects} time(s)")
+        self.notes.append(f"the polling downloader listed the dataset {polling.listings} times")
+        return self.timeline.snapshot()
+
+    def _generate(self, drill: Any, events: Any, progress: Progress | None) -> None:
+        p = self.plan
+        source = StrainSource(p.chunk_size, seed=self.run)
+        gps0 = gps_now()
+        t0 = time.monotonic()
+        suffix = self.settings.uploader.sidecar_suffix
+        for i in range(p.chunks):
+            delay = t0 + i * p.interval - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            gps = gps0 + round(i / p.rate)
+            name = chunk_name(self.run, self.plan.stream, gps)
+            if i in p.corrupt:
+                drill.names.add(name)
+            data = source.data(gps)
+            chunk = write_chunk(self.daq, i, name, data, self.run, suffix)
+            self.timeline.add(ChunkTimes(i, name, chunk.size, chunk.adler32, chunk.closed_at, drill=i in p.corrupt))
+            events.ensure_connected()
+            if progress is not None:
+                progress(self.live())
+
+    def _drain(self, events: Any, progress: Progress | None) -> None:
+        deadline = time.monotonic() + self.plan.drain_timeout
+        while time.monotonic() < deadline:
+            if self.timeline.wait(lambda cs: all(settled(c) for c in cs), timeout=0.5):
+                break
+            events.ensure_connected()
+            if progress is not None:
+                progress(self.live())
+        if progress is not None:
+            progress(self.live())
+
+    def live(self) -> dict[str, Any]:
+        chunks = self.timeline.snapshot()
+        out: dict[str, Any] = counts(chunks)
+        out["total"] = self.plan.chunks
+        out["e2e_events_median"] = running_median(chunks, "closed", "event_done")
+        out["e2e_polling_median"] = running_median(chunks, "closed", "poll_done")
+        out["upload_median"] = running_median(chunks, "closed", "registered")
+        return out
