@@ -43,6 +43,10 @@ def watch(
     from inlet.uploader.watch import ClosedFileDetector
 
     s = app_runtime.settings()
+    # The Celery app (celery, kombu, the broker URL) now rather than when the first file closes:
+    # that file would wait for the imports.
+    from inlet.uploader import celery_app  # noqa: F401
+
     det = ClosedFileDetector(
         directory, s.uploader.stable_seconds if stable is None else stable, s.uploader.sidecar_suffix
     )
