@@ -86,10 +86,22 @@ def rehearse(
     from inlet.lake.errors import LakeError
     from inlet.lake.lake import Lake
     from inlet.rehearse import report
-    from inlet.rehearse.runner import Rehearsal, RehearsalPlan, counts
+    from inlet.rehearse.runner import Rehearsal, RehearsalError, RehearsalPlan, counts
 
     settings = load_settings()
     cfg = settings.rehearse
+    plan = RehearsalPlan(
+        chunks=math.floor(duration * rate), rate=rate, chunk_size=chunk_size, speedup=speedup,
+        download_rse=rse or cfg.download_rse, extra_rses=list(also) if also else list(cfg.extra_rses),
+        poll_interval=poll_interval or cfg.poll_interval, download_workers=cfg.download_workers,
+        drain_timeout=drain_timeout or cfg.drain_timeout, experiment=cfg.experiment, stream=cfg.stream, run=run,
+        corrupt=list(corrupt or []), keep_downloads=keep_downloads,
+    )  # fmt: skip
+    try:
+        plan.check()
+    except ValueError as err:
+        console.print(f"[bold red]error:[/] {err}")
+        raise typer.Exit(2) from err
     if lake:
         try:
             rows = Lake(settings).up(lambda n, m: console.print(f"  {n}: {m}", highlight=False))
@@ -99,26 +111,26 @@ def rehearse(
         if not all(r.ok for r in rows):
             console.print("[bold red]error:[/] the lake is not healthy: see `inlet lake status`")
             raise typer.Exit(2)
-    plan = RehearsalPlan(
-        chunks=max(1, math.floor(duration * rate)), rate=rate, chunk_size=chunk_size, speedup=speedup,
-        download_rse=rse or cfg.download_rse, extra_rses=list(also) if also else list(cfg.extra_rses),
-        poll_interval=poll_interval or cfg.poll_interval, download_workers=cfg.download_workers,
-        drain_timeout=drain_timeout or cfg.drain_timeout, experiment=cfg.experiment, stream=cfg.stream, run=run,
-        corrupt=list(corrupt or []), keep_downloads=keep_downloads,
-    )  # fmt: skip
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     out = (report_dir or cfg.report_dir).absolute() / stamp
-    try:
-        rehearsal = Rehearsal(settings, plan, out)
-    except ValueError as err:
-        console.print(f"[bold red]error:[/] {err}")
-        raise typer.Exit(2) from err
+    rehearsal = Rehearsal(settings, plan, out)
     console.print(
         f"rehearsing run {rehearsal.run}: {plan.chunks} chunks of {plan.chunk_size} B, one every "
         f"{plan.interval:.3f} s, site B = {plan.download_rse}; report in {out}"
     )
-    with Live(console=console, refresh_per_second=2, transient=False) as live:
-        chunks = rehearsal.execute(progress=lambda s: live.update(_live_table(s)))
+    try:
+        with Live(console=console, refresh_per_second=2, transient=False) as live:
+            chunks = rehearsal.execute(progress=lambda s: live.update(_live_table(s)))
+    except RehearsalError as err:
+        console.print(f"[bold red]error:[/] {err}")
+        raise typer.Exit(2) from err
+    except (ConnectionError, OSError) as err:
+        b = settings.broker
+        console.print(
+            f"[bold red]error:[/] {err}\nfix: is the lake up (`inlet lake status`)? The broker is "
+            f"{b.host}:{b.stomp_port}, Redis {settings.redis.url}"
+        )
+        raise typer.Exit(2) from err
     totals = counts(chunks)
     first = settings.uploader.first_rse
     meta = {

@@ -51,6 +51,11 @@ class SiteB:
         self._rsemgr = rsemanager
         self.info: Any = rsemanager.get_rse_info(rse=rse)
 
+    @property
+    def posix(self) -> bool:
+        """Its read protocol is a local file system (the corruption drill can reach the bytes)."""
+        return any(p.get("scheme") == "file" for p in self.info.get("protocols", []))
+
     def pfn(self, scope: str, name: str) -> str:
         pfns: dict[str, str] = self._rsemgr.lfns2pfns(self.info, [{"scope": scope, "name": name}], operation="read")
         return next(iter(pfns.values()))
@@ -187,7 +192,12 @@ class EventDownloader:
         """Subscribe to both topics and return once the broker has confirmed both subscriptions."""
         conn = stomp.Connection12([(self.broker.host, self.broker.stomp_port)])
         conn.set_listener("rehearse", self.listener)
-        conn.connect(self.broker.username, self.broker.password, wait=True)
+        try:
+            conn.connect(self.broker.username, self.broker.password, wait=True)
+        except stomp.exception.ConnectFailedException as exc:
+            raise ConnectionError(
+                f"cannot connect to the broker at {self.broker.host}:{self.broker.stomp_port} over STOMP"
+            ) from exc
         subs = (
             # A selector, so the broker does not ship every other hermes event to us.
             (self.broker.rucio_topic, {"selector": "event_type = 'transfer-done'"}),
@@ -198,7 +208,7 @@ class EventDownloader:
             ev = self.listener.receipts[receipt] = threading.Event()
             conn.subscribe(dest, id=f"rehearse-{i}", ack="auto", headers={**headers, "receipt": receipt})
             if not ev.wait(15):
-                raise RuntimeError(f"the broker did not confirm the subscription to {dest} within 15 s")
+                raise ConnectionError(f"the broker did not confirm the subscription to {dest} within 15 s")
         self.listener.disconnected.clear()
         self.conn = conn
 

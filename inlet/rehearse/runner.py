@@ -31,6 +31,10 @@ from inlet.rehearse.timeline import ChunkTimes, Timeline, settled
 log = logging.getLogger(__name__)
 
 
+class RehearsalError(RuntimeError):
+    """The rehearsal cannot run as asked; the message says why and what to change."""
+
+
 @dataclass
 class RehearsalPlan:
     """What to replay. ``chunks`` at ``rate`` per second of data, played ``speedup`` times faster."""
@@ -133,7 +137,7 @@ class Rehearsal:
     def start_worker(self, env: dict[str, str]) -> None:
         celery = Path(sys.executable).parent / "celery"
         if not celery.exists():
-            raise FileNotFoundError(f"{celery} is missing: install inlet with its dependencies (scripts/setup.sh)")
+            raise RehearsalError(f"{celery} is missing: install inlet with its dependencies (scripts/setup.sh)")
         log_path = self.out / "worker.log"
         with log_path.open("wb") as out:
             self.worker = subprocess.Popen(
@@ -145,13 +149,13 @@ class Rehearsal:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             if self.worker.poll() is not None:
-                raise RuntimeError(
+                raise RehearsalError(
                     f"the rehearsal's Celery worker exited; see {log_path}:\n{log_path.read_text()[-2000:]}"
                 )
             if b"ready." in log_path.read_bytes():
                 return
             time.sleep(0.2)
-        raise RuntimeError(f"the rehearsal's Celery worker did not get ready in 120 s; see {log_path}")
+        raise RehearsalError(f"the rehearsal's Celery worker did not get ready in 120 s; see {log_path}")
 
     def stop_worker(self) -> None:
         if self.worker is None or self.worker.poll() is not None:
@@ -175,7 +179,14 @@ class Rehearsal:
 
         app_runtime.settings()  # sets RUCIO_CONFIG for this process before Rucio is imported
         p = self.plan
-        site = SiteB(p.download_rse)
+        try:
+            site = SiteB(p.download_rse)
+        except Exception as exc:
+            raise RehearsalError(f"site B {p.download_rse!r}: {exc} (see `rucio rse list`; pass --rse)") from exc
+        if p.corrupt and not site.posix:
+            raise RehearsalError(
+                f"--corrupt needs a POSIX site B (file:// replicas it can damage in place); {p.download_rse} is not"
+            )
         drill = Drill(set())
         scope = f"{p.experiment}.raw"
         events = EventDownloader(
