@@ -178,8 +178,9 @@ class EventDownloader:
 
     def __init__(
         self, broker: BrokerSettings, site: SiteB, timeline: Timeline, dest: Path, workers: int,
-        drill: Drill, keep: bool = False,
+        drill: Drill, keep: bool = False, on_registered: Callable[[str], None] | None = None,
     ) -> None:  # fmt: skip
+        self.on_registered = on_registered
         self.broker = broker
         self.site = site
         self.timeline = timeline
@@ -226,7 +227,9 @@ class EventDownloader:
         etype = doc.get("event_type")
         name = str(payload.get("name", ""))
         if etype == "file-registered":
-            self.timeline.update(name, registered=rucio_time(payload.get("registered_at")), registered_seen=now)
+            known = self.timeline.update(name, registered=rucio_time(payload.get("registered_at")), registered_seen=now)
+            if known and self.on_registered is not None:
+                self.on_registered(name)
         elif etype == "transfer-done" and payload.get("dst-rse") == self.site.rse:
             known = self.timeline.update(
                 name,

@@ -26,7 +26,7 @@ from typing import Any
 
 from inlet.config import Settings
 from inlet.rehearse.chunks import StrainSource, chunk_name, gps_now, write_chunk
-from inlet.rehearse.timeline import ChunkTimes, Timeline, settled
+from inlet.rehearse.timeline import ChunkTimes, Timeline
 
 log = logging.getLogger(__name__)
 
@@ -189,9 +189,17 @@ class Rehearsal:
             )
         drill = Drill(set())
         scope = f"{p.experiment}.raw"
+        suffix = self.settings.uploader.sidecar_suffix
+
+        def free_daq_copy(name: str) -> None:
+            # The chunk is safe at site A: the DAQ directory stays small, so the watcher's scans
+            # stay cheap over the 14,400 chunks of a full rehearsal.
+            for path in (self.daq / name, self.daq / f"{name}{suffix}"):
+                path.unlink(missing_ok=True)
+
         events = EventDownloader(
             self.settings.broker, site, self.timeline, self.out / "downloads" / "events", p.download_workers, drill,
-            p.keep_downloads,
+            p.keep_downloads, on_registered=free_daq_copy,
         )  # fmt: skip
         polling = PollingDownloader(
             site, self.timeline, self.out / "downloads" / "polling", p.download_workers, drill,
@@ -254,6 +262,7 @@ class Rehearsal:
         gps0 = gps_now()
         t0 = time.monotonic()
         suffix = self.settings.uploader.sidecar_suffix
+        next_progress = 0.0
         for i in range(p.chunks):
             delay = t0 + i * p.interval - time.monotonic()
             if delay > 0:
@@ -266,13 +275,14 @@ class Rehearsal:
             chunk = write_chunk(self.daq, i, name, data, self.run, suffix)
             self.timeline.add(ChunkTimes(i, name, chunk.size, chunk.adler32, chunk.closed_at, drill=i in p.corrupt))
             events.ensure_connected()
-            if progress is not None:
+            if progress is not None and time.monotonic() >= next_progress:
                 progress(self.live())
+                next_progress = time.monotonic() + 0.5
 
     def _drain(self, events: Any, progress: Progress | None) -> None:
         deadline = time.monotonic() + self.plan.drain_timeout
         while time.monotonic() < deadline:
-            if self.timeline.wait(lambda cs: all(settled(c) for c in cs), timeout=0.5):
+            if self.timeline.wait_settled(timeout=0.5):
                 break
             events.ensure_connected()
             if progress is not None:
@@ -281,10 +291,14 @@ class Rehearsal:
             progress(self.live())
 
     def live(self) -> dict[str, Any]:
-        chunks = self.timeline.snapshot()
-        out: dict[str, Any] = counts(chunks)
+        def summarise(chunks: Any) -> dict[str, Any]:
+            cs = list(chunks)
+            out: dict[str, Any] = counts(cs)
+            out["e2e_events_median"] = running_median(cs[-300:], "closed", "event_done")
+            out["e2e_polling_median"] = running_median(cs[-300:], "closed", "poll_done")
+            out["upload_median"] = running_median(cs[-300:], "closed", "registered")
+            return out
+
+        out: dict[str, Any] = self.timeline.tally(summarise)
         out["total"] = self.plan.chunks
-        out["e2e_events_median"] = running_median(chunks, "closed", "event_done")
-        out["e2e_polling_median"] = running_median(chunks, "closed", "poll_done")
-        out["upload_median"] = running_median(chunks, "closed", "registered")
         return out

@@ -13,7 +13,7 @@ import pytest
 
 from inlet.policies.naming import NamingSettings
 from inlet.rehearse.chunks import StrainSource, chunk_name, gps_now, write_chunk
-from inlet.rehearse.timeline import ChunkTimes, Timeline, rucio_time, settled
+from inlet.rehearse.timeline import ChunkTimes, Timeline, rucio_time
 
 
 def test_chunk_names_follow_the_virgo_naming_rules() -> None:
@@ -81,5 +81,9 @@ def test_timeline_keeps_the_first_timestamp_of_a_repeated_event() -> None:
 def test_timeline_wait_wakes_on_update() -> None:
     t = Timeline()
     t.add(ChunkTimes(0, "a", 1, "00000001", closed=1.0))
+    assert not t.wait_settled(timeout=0.01)
     threading.Timer(0.05, lambda: t.update("a", event_status="downloaded", poll_status="corrupted")).start()
-    assert t.wait(lambda cs: all(settled(c) for c in cs), timeout=30)
+    assert t.wait_settled(timeout=30)
+    assert t.settled_count == 1
+    t.update("a", event_status="corrupted")  # a repeated update does not count it twice
+    assert t.settled_count == 1
