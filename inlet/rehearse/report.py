@@ -23,10 +23,10 @@ EGO_END_TO_END_MEDIAN = 8.2
 
 #: Hops that are mostly a daemon's sleep, and the setting that sets it.
 SLEEPS = {
-    "rule→request": ("judge-evaluator", "[lake] daemon_sleep"),
+    "rule→request": ("judge-evaluator (dataset rules) or the uploader's rule call", "[lake] flow_sleep"),
     "submit": ("conveyor submitter", "[transfers] submitter_sleep"),
-    "finish": ("conveyor poller + finisher", "[transfers] poller_sleep + finisher_sleep"),
-    "event delivery": ("hermes", "[lake] daemon_sleep"),
+    "poll": ("conveyor poller", "[transfers] poller_sleep"),
+    "event delivery": ("hermes", "[lake] flow_sleep"),
     "discovery (polling)": ("the polling downloader", "[rehearse] poll_interval"),
 }
 

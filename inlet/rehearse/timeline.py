@@ -1,9 +1,9 @@
 """Every chunk's timestamps, and the hops between them.
 
 All times are Unix seconds (float). Rucio's own timestamps (when the transfer request was
-made, submitted, copied, and when the finisher made the replica AVAILABLE) come from the
-``transfer-done`` event and are naive UTC; they are converted here. Everything runs on one
-host in the local lake, so one clock measures every hop.
+made, submitted and copied, and ``available_b``: when the conveyor's poller saw the copy done
+and queued the event) come from the ``transfer-done`` event and are naive UTC; they are
+converted here. Everything runs on one host, so one clock measures every hop.
 """
 
 from __future__ import annotations
@@ -24,14 +24,19 @@ EVENT_HOPS: tuple[tuple[str, str, str, str], ...] = (
     ),
     ("submit", "registered|request_created", "submitted", "conveyor submitter picks the request"),
     ("copy", "submitted", "transferred", "gfal2 copy and checksum at site B"),
-    ("finish", "transferred", "available_b", "conveyor poller + finisher: replica AVAILABLE at B"),
-    ("registration→replica at B", "registered", "available_b", "the replication, all of the above"),
+    ("poll", "transferred", "available_b", "conveyor poller sees the copy done → transfer-done queued"),
+    ("registration→replica at B", "registered", "available_b", "the replication, all of the above (transfer done)"),
     ("event delivery", "available_b", "event_seen", "hermes → ActiveMQ → downloader"),
     ("download (events)", "event_seen", "event_done", "fetch from site B and verify adler32"),
     ("end to end (events)", "closed", "event_done", "DAQ closed → verified copy downloaded at B"),
 )
 POLL_HOPS: tuple[tuple[str, str, str, str], ...] = (
-    ("discovery (polling)", "available_b", "poll_seen", "replica AVAILABLE at B → seen by the next listing"),
+    (
+        "discovery (polling)",
+        "available_b",
+        "poll_seen",
+        "transfer done at B → seen by the next listing (after the finisher marks the replica AVAILABLE)",
+    ),
     ("download (polling)", "poll_seen", "poll_done", "fetch from site B and verify adler32"),
     ("end to end (polling)", "closed", "poll_done", "DAQ closed → verified copy downloaded at B"),
 )
