@@ -15,7 +15,7 @@ import pytest
 import typer
 
 from inlet.cli.main import app
-from inlet.lake.services.daemons import DAEMONS
+from inlet.lake.services.daemons import DAEMONS, FLOW_DAEMONS
 from tests.unit.docker.deployment import DOCKER, built_services, environment, exec_form, read_dockerfile, services
 
 #: Programs that are not inlet's (a plain interpreter, probes of the stock images).
@@ -188,7 +188,7 @@ def test_the_rucio_daemons_are_the_lakes_with_the_same_arguments() -> None:
         environment(s)["RUCIO_DAEMON"]: (n, s) for n, s in services().items() if "RUCIO_DAEMON" in environment(s)
     }
     default = {d: v for d, v in daemons.items() if not v[1].get("profiles")}
-    assert sorted(default) == sorted(DAEMONS)
+    assert sorted(default) == sorted(d for d in DAEMONS if d not in FLOW_DAEMONS)
     for daemon, (_, svc) in default.items():
         args = shlex.split(environment(svc)["RUCIO_DAEMON_ARGS"])
         # Every daemon sleeps a whole number of seconds between passes (Rucio's scripts take ints);
@@ -223,3 +223,15 @@ def test_the_walker_rejects_what_the_cli_does_not_have() -> None:
         check_inlet_argv(["inlet", "listen", "--no-such-option"])
     with pytest.raises(AssertionError, match="stops at the group"):
         check_inlet_argv(["inlet", "daemon"])
+
+
+def test_the_flow_daemons_run_as_the_lake_runs_them() -> None:
+    for daemon in FLOW_DAEMONS:
+        svc = services()[daemon]
+        argv = svc["command"]
+        assert argv[:3] == ["inlet", "daemon", daemon], argv
+        assert check_inlet_argv(argv).name == daemon
+        assert "--sleep" in argv
+        assert "RUCIO_DAEMON" not in environment(svc)
+    evaluator = services()["judge-evaluator"]["command"]
+    assert "--max-pause" in evaluator

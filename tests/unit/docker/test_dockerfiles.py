@@ -90,8 +90,8 @@ def test_rucio_release_is_the_one_pyproject_resolves_to(path: Path) -> None:
 
 
 def test_the_rucio_images_derive_from_the_official_ones() -> None:
-    bases = {name: built_services()[name][0].stages[0].base.split(":")[0] for name in ("rucio-server", "hermes")}
-    assert bases == {"rucio-server": "rucio/rucio-server", "hermes": "rucio/rucio-daemons"}
+    bases = {name: built_services()[name][0].stages[0].base.split(":")[0] for name in ("rucio-server", "reaper")}
+    assert bases == {"rucio-server": "rucio/rucio-server", "reaper": "rucio/rucio-daemons"}
 
 
 def test_the_inlet_image_pins_the_python_pyproject_requires() -> None:
