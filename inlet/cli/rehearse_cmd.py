@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
+import signal
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -118,6 +119,15 @@ def rehearse(
         f"rehearsing run {rehearsal.run}: {plan.chunks} chunks of {plan.chunk_size} B, one every "
         f"{plan.interval:.3f} s, site B = {plan.download_rse}; report in {out}"
     )
+
+    def stop(signum: int, frame: Any) -> None:
+        # First Ctrl-C: stop the DAQ, let what was sent settle, write the report. Second: abort.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        console.print("stopping: no more chunks; waiting for those sent, then writing the report (Ctrl-C again aborts)")
+        rehearsal.interrupt()
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
     try:
         with Live(console=console, refresh_per_second=2, transient=False) as live:
             chunks = rehearsal.execute(progress=lambda s: live.update(_live_table(s)))
@@ -134,7 +144,7 @@ def rehearse(
     totals = counts(chunks)
     first = settings.uploader.first_rse
     meta = {
-        "run": rehearsal.run, "experiment": plan.experiment, "chunks": plan.chunks, "chunk_size": plan.chunk_size,
+        "run": rehearsal.run, "experiment": plan.experiment, "chunks": len(chunks), "chunk_size": plan.chunk_size,
         "rate": plan.rate, "speedup": plan.speedup, "first_rse": first, "download_rse": plan.download_rse,
         "targets": [plan.download_rse, *plan.extra_rses], "poll_interval": plan.poll_interval,
         "started": dt.datetime.fromtimestamp(rehearsal.started_at, dt.UTC).isoformat(),
@@ -147,7 +157,8 @@ def rehearse(
     _summary(doc, out)
     drilled_ok = all(c.event_status == "corrupted" and c.poll_status == "corrupted" for c in chunks if c.drill)
     unexpected = totals["corrupted_events"] + totals["corrupted_polling"] - 2 * totals["drilled"]
-    if totals["lost_events"] or totals["lost_polling"] or unexpected or not drilled_ok:
+    failed = totals["lost_events"] or totals["lost_polling"] or unexpected or not drilled_ok
+    if failed or rehearsal.interrupted.is_set():
         raise typer.Exit(1)
 
 

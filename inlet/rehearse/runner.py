@@ -112,6 +112,11 @@ class Rehearsal:
         self.finished_at = 0.0
         self.run_state: str | None = None
         self.notes: list[str] = []
+        #: Set by :meth:`interrupt` (Ctrl-C): stop writing chunks, settle what was sent, report it.
+        self.interrupted = threading.Event()
+
+    def interrupt(self) -> None:
+        self.interrupted.set()
 
     # -- set-up -----------------------------------------------------------------------------
     def stream_policy(self) -> dict[str, Any]:
@@ -234,7 +239,8 @@ class Rehearsal:
             self.started_at = time.time()
             self._generate(drill, events, progress)
             # The run is over: close its dataset, as the DAQ's end-of-run would.
-            _, end = api.submit([], self.run, "rehearse", p.experiment, end_run=True, expected_files=p.chunks)
+            sent = len(self.timeline.chunks)
+            _, end = api.submit([], self.run, "rehearse", p.experiment, end_run=True, expected_files=sent)
             self._drain(events, progress)
             try:
                 self.run_state = end.get(timeout=60) if end is not None else None
@@ -265,8 +271,12 @@ class Rehearsal:
         next_progress = 0.0
         for i in range(p.chunks):
             delay = t0 + i * p.interval - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
+            if delay > 0 and self.interrupted.wait(delay):
+                self.notes.append(f"interrupted after {i} of {p.chunks} chunks: the report covers those sent")
+                break
+            if self.interrupted.is_set():
+                self.notes.append(f"interrupted after {i} of {p.chunks} chunks: the report covers those sent")
+                break
             gps = gps0 + round(i / p.rate)
             name = chunk_name(self.run, self.plan.stream, gps)
             if i in p.corrupt:

@@ -8,8 +8,10 @@ checked through the plain `rucio` CLI, not through inlet's code.
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -117,3 +119,34 @@ def test_an_unknown_site_b_is_refused_with_the_fix(rucio_env: dict[str, str], tm
     err = " ".join(res.stderr.split())
     assert "site B 'NO_SUCH_RSE'" in err
     assert "rucio rse list" in err
+
+
+def test_ctrl_c_stops_the_daq_and_still_reports_every_chunk_sent(rucio_env: dict[str, str], tmp_path: Path) -> None:
+    proc = subprocess.Popen(
+        [str(BIN / "inlet"), "rehearse", "--no-lake", "--report-dir", str(tmp_path), "--poll-interval", "1",
+         "--duration", "600", "--speedup", "2"],
+        env=rucio_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        # Interrupt once the DAQ is writing (the worker log says it is ready, and chunks exist).
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            logs = list(tmp_path.glob("*/worker.log"))
+            if logs and b"ready." in logs[0].read_bytes() and list(tmp_path.glob("*/daq/*.gwf*")):
+                break
+            time.sleep(0.5)
+        time.sleep(3)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 1, err[-3000:]  # a partial rehearsal is not a pass
+    assert "stopping: no more chunks" in " ".join(err.split())
+    summary = json.loads([ln for ln in out.splitlines() if ln.startswith("{")][-1])
+    assert 0 < summary["sent"] < 1200
+    assert summary["downloaded_events"] == summary["downloaded_polling"] == summary["sent"]
+    assert summary["lost_events"] == summary["lost_polling"] == 0
+    doc = json.loads((Path(summary["report"]) / "report.json").read_text())
+    assert any("interrupted after" in n for n in doc["meta"]["notes"])
+    assert doc["meta"]["run_state"] == "UPLOADED"  # the run dataset was closed with the chunks sent
