@@ -12,21 +12,13 @@ import subprocess
 import tempfile
 import time
 import uuid
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from inlet.lake.errors import LakeError
 from inlet.lake.lake import Lake
 from inlet.lake.services.base import venv_bin
-
-
-def adler32_file(path: Path) -> str:
-    value = 1
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            value = zlib.adler32(chunk, value)
-    return f"{value & 0xFFFFFFFF:08x}"
+from inlet.plugins.checksums import file_adler32
 
 
 @dataclass
@@ -56,7 +48,7 @@ def run_smoke(lake: Lake, size: int, scope: str = "test", rse: str = "SITE_A_DIS
         name = f"smoke-{uuid.uuid4().hex[:12]}.dat"
         src = work / name
         src.write_bytes(os.urandom(size))
-        want = adler32_file(src)
+        want = file_adler32(src)
         timings: dict[str, float] = {}
         t = time.monotonic()
         rucio_cli(lake, "upload", "--rse", rse, "--scope", scope, str(src))
@@ -65,5 +57,5 @@ def run_smoke(lake: Lake, size: int, scope: str = "test", rse: str = "SITE_A_DIS
         rucio_cli(lake, "download", "--dir", str(work / "down"), f"{scope}:{name}")
         timings["rucio download"] = time.monotonic() - t
         got_path = work / "down" / scope / name
-        got = adler32_file(got_path) if got_path.exists() else "missing"
+        got = file_adler32(got_path) if got_path.exists() else "missing"
         return SmokeResult(did=f"{scope}:{name}", adler32=got, ok=got == want, timings=timings)

@@ -18,7 +18,6 @@ import json
 import logging
 import threading
 import time
-import zlib
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -28,17 +27,10 @@ from urllib.parse import urlparse
 import stomp
 
 from inlet.config import BrokerSettings
+from inlet.plugins.checksums import file_adler32
 from inlet.rehearse.timeline import CORRUPTED, DOWNLOADED, Timeline, rucio_time
 
 log = logging.getLogger(__name__)
-
-
-def adler32_of(path: Path) -> str:
-    value = 1
-    with path.open("rb") as f:
-        while block := f.read(1 << 20):
-            value = zlib.adler32(block, value)
-    return f"{value & 0xFFFFFFFF:08x}"
 
 
 class SiteB:
@@ -126,7 +118,7 @@ class _Fetcher:
             self.drill.before_fetch(name, pfn)
             target.unlink(missing_ok=True)
             self.site.fetch(pfn, target)
-            got = adler32_of(target)
+            got = file_adler32(target)
         except Exception as exc:
             # A failed fetch is retried once the chunk is announced again (polling) or not at all
             # (events): the report shows it as not downloaded, with this reason.

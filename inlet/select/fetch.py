@@ -22,24 +22,16 @@ from __future__ import annotations
 import logging
 import threading
 import time
-import zlib
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from inlet.plugins.checksums import file_adler32
 from inlet.select.resolve import SelectedFile, group_by_dataset
 
 log = logging.getLogger(__name__)
-
-
-def adler32_of(path: Path) -> str:
-    value = 1
-    with path.open("rb") as fh:
-        while chunk := fh.read(1 << 20):
-            value = zlib.adler32(chunk, value)
-    return f"{value & 0xFFFFFFFF:08x}"
 
 
 def local_path(dest: Path, f: SelectedFile) -> Path:
@@ -49,7 +41,7 @@ def local_path(dest: Path, f: SelectedFile) -> Path:
 def verified(path: Path, f: SelectedFile) -> bool:
     if not path.is_file() or path.stat().st_size != f.size:
         return False
-    return f.adler32 is None or adler32_of(path) == f.adler32
+    return f.adler32 is None or file_adler32(path) == f.adler32
 
 
 @dataclass

@@ -14,7 +14,7 @@ import stomp
 from inlet.lake.lake import Lake
 from inlet.lake.services.base import venv_bin
 from inlet.lake.services.s3 import S3Endpoint
-from inlet.lake.smoke import adler32_file
+from inlet.plugins.checksums import file_adler32
 
 RSES = {"SITE_A_DISK", "S3", "TAPE", "SITE_B_DISK"}
 
@@ -54,7 +54,7 @@ def test_upload_to_site_a_and_download_back_with_same_adler32(rucio_env: dict[st
     assert "SITE_A_DISK" in replicas
     rucio(rucio_env, "download", "--dir", str(tmp_path / "down"), f"test:{name}")
     got = tmp_path / "down" / "test" / name
-    assert adler32_file(got) == adler32_file(src)
+    assert file_adler32(got) == file_adler32(src)
 
 
 class _Collector(stomp.ConnectionListener):  # type: ignore[misc]

@@ -8,7 +8,8 @@ from typing import Any
 
 from rucio.common.exception import DuplicateRule
 
-from inlet.select.fetch import Fetcher, FetchReport, adler32_of, verified
+from inlet.plugins.checksums import file_adler32
+from inlet.select.fetch import Fetcher, FetchReport, verified
 from inlet.select.resolve import SelectedFile
 
 
@@ -66,8 +67,8 @@ def test_existing_recall_rules_are_reused_and_the_rest_created(tmp_path: Path) -
 def test_verified_needs_size_and_adler32(tmp_path: Path) -> None:
     p = tmp_path / "x"
     p.write_bytes(b"hello")
-    good = SelectedFile("s", "x", 5, adler32_of(p), None, "e", 1, "ON_TAPE", None)
-    assert adler32_of(p) == "062c0215"
+    good = SelectedFile("s", "x", 5, file_adler32(p), None, "e", 1, "ON_TAPE", None)
+    assert file_adler32(p) == "062c0215"
     assert verified(p, good)
     assert not verified(p, SelectedFile("s", "x", 5, "00000001", None, "e", 1, "ON_TAPE", None))
     assert not verified(p, SelectedFile("s", "x", 6, None, None, "e", 1, "ON_TAPE", None))

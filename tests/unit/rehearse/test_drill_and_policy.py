@@ -10,7 +10,8 @@ from typer.testing import CliRunner
 
 from inlet.cli.main import app
 from inlet.config import Settings, StreamPolicy, UploaderSettings
-from inlet.rehearse.downloaders import Drill, adler32_of
+from inlet.plugins.checksums import file_adler32
+from inlet.rehearse.downloaders import Drill
 from inlet.rehearse.runner import Rehearsal, RehearsalPlan
 
 
@@ -19,15 +20,15 @@ def test_the_drill_flips_one_byte_once_and_only_of_drilled_chunks(tmp_path: Path
     other = tmp_path / "b.gwf"
     f.write_bytes(bytes(range(256)) * 4)
     other.write_bytes(bytes(range(256)) * 4)
-    before = adler32_of(f)
+    before = file_adler32(f)
     drill = Drill({"a.gwf"})
     drill.before_fetch("a.gwf", f"file://localhost{f}")
-    after = adler32_of(f)
+    after = file_adler32(f)
     assert after != before
     drill.before_fetch("a.gwf", f"file://localhost{f}")  # the second downloader: no second flip
-    assert adler32_of(f) == after
+    assert file_adler32(f) == after
     drill.before_fetch("b.gwf", f"file://localhost{other}")
-    assert adler32_of(other) == before
+    assert file_adler32(other) == before
 
 
 def test_the_drill_refuses_a_replica_it_cannot_reach() -> None:
