@@ -12,11 +12,9 @@ must be there too), with ``partition_wait_time=0`` and the sleeps given.
 from __future__ import annotations
 
 import logging
-import signal
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from types import FrameType
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +58,7 @@ def run(opts: ConveyorOptions) -> None:
     """
     from rucio.daemons.conveyor import finisher, poller, submitter
 
-    from inlet.plugins.flow_daemons import repeat
+    from inlet.plugins.flow_daemons import repeat, stop_on_signals
     from inlet.plugins.transfertool import Gfal2Transfertool, engine, register
 
     selected_transfertool()
@@ -96,15 +94,7 @@ def run(opts: ConveyorOptions) -> None:
         passes["finisher"][0]()
         return
     stopped = threading.Event()
-
-    def stop(signum: int | None = None, frame: FrameType | None = None) -> None:
-        log.info("conveyor: stopping (signal %s)", signum)
-        stopped.set()
-        for mod in (submitter, poller, finisher):
-            mod.stop()
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
+    stop_on_signals(stopped, submitter.stop, poller.stop, finisher.stop)
     loops = {name: (lambda n=name, f=fn, t=sleep: repeat(f"conveyor-{n}", f, t, stopped))
              for name, (fn, sleep) in passes.items()}  # fmt: skip
     threads = [threading.Thread(target=fn, name=f"conveyor-{name}", daemon=True) for name, fn in loops.items()]

@@ -23,6 +23,7 @@ import signal
 import threading
 from collections.abc import Callable
 from types import FrameType
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +52,7 @@ def repeat(name: str, one_pass: Callable[[], object], sleep: float, stop: thread
         stop.wait(sleep)
 
 
-def _stop_on_signals(stop: threading.Event, *rucio_stops: Callable[[], object]) -> None:
+def stop_on_signals(stop: threading.Event, *rucio_stops: Callable[[], object]) -> None:
     def handler(signum: int | None = None, frame: FrameType | None = None) -> None:
         log.info("stopping (signal %s)", signum)
         stop.set()
@@ -62,49 +63,38 @@ def _stop_on_signals(stop: threading.Event, *rucio_stops: Callable[[], object]) 
     signal.signal(signal.SIGINT, handler)
 
 
-def run_judge_evaluator(sleep: float, max_pause: float, did_limit: int = 100, once: bool = False) -> None:
+def _serve(daemon: Any, run_once_fnc: Callable[..., object], sleep: float, once: bool, announce: str) -> None:
+    """Rucio's single pass of ``daemon`` (its module) every ``sleep`` s until a signal; ``once``: one pass."""
     from rucio.daemons.common import run_daemon
-    from rucio.daemons.judge import evaluator
-
-    pauses = CappedPauses(max_pause)
 
     def one_pass() -> None:
         run_daemon(
             once=True,
-            graceful_stop=evaluator.graceful_stop,
-            executable=evaluator.DAEMON_NAME,
+            graceful_stop=daemon.graceful_stop,
+            executable=daemon.DAEMON_NAME,
             partition_wait_time=0,
             sleep_time=1,
-            run_once_fnc=functools.partial(evaluator.run_once, did_limit=did_limit, paused_dids=pauses),
+            run_once_fnc=run_once_fnc,
         )
 
     if once:
         one_pass()
         return
     stop = threading.Event()
-    _stop_on_signals(stop, evaluator.stop)
-    log.info("judge-evaluator: a pass every %.2f s, locked datasets paused at most %.1f s", sleep, max_pause)
-    repeat("judge-evaluator", one_pass, sleep, stop)
+    stop_on_signals(stop, daemon.stop)
+    log.info("%s", announce)
+    repeat(daemon.DAEMON_NAME, one_pass, sleep, stop)
+
+
+def run_judge_evaluator(sleep: float, max_pause: float, did_limit: int = 100, once: bool = False) -> None:
+    from rucio.daemons.judge import evaluator
+
+    pass_fn = functools.partial(evaluator.run_once, did_limit=did_limit, paused_dids=CappedPauses(max_pause))
+    announce = f"judge-evaluator: a pass every {sleep:.2f} s, locked datasets paused at most {max_pause:.1f} s"
+    _serve(evaluator, pass_fn, sleep, once, announce)
 
 
 def run_hermes(sleep: float, bulk: int = 1000, once: bool = False) -> None:
-    from rucio.daemons.common import run_daemon
     from rucio.daemons.hermes import hermes
 
-    def one_pass() -> None:
-        run_daemon(
-            once=True,
-            graceful_stop=hermes.graceful_stop,
-            executable=hermes.DAEMON_NAME,
-            partition_wait_time=0,
-            sleep_time=1,
-            run_once_fnc=functools.partial(hermes.run_once, bulk=bulk),
-        )
-
-    if once:
-        one_pass()
-        return
-    stop = threading.Event()
-    _stop_on_signals(stop, hermes.stop)
-    log.info("hermes: a pass every %.2f s", sleep)
-    repeat("hermes", one_pass, sleep, stop)
+    _serve(hermes, functools.partial(hermes.run_once, bulk=bulk), sleep, once, f"hermes: a pass every {sleep:.2f} s")
