@@ -17,18 +17,19 @@ from rich.table import Table
 console = Console(stderr=True)
 
 
+def _sec(x: float | None) -> str:
+    return "-" if x is None or x != x else f"{x:.2f} s"  # x != x: NaN, a hop no chunk reached
+
+
 def _live_table(s: dict[str, Any]) -> Table:
     t = Table(title="dress rehearsal", title_justify="left", show_edge=False)
     for col in ("sent", "uploaded", "at site B", "↓ events", "↓ polling", "corrupted", "e2e median ev/poll"):
         t.add_column(col, justify="right")
 
-    def sec(x: float | None) -> str:
-        return "-" if x is None else f"{x:.2f} s"
-
     t.add_row(
         f"{s['sent']}/{s['total']}", str(s["uploaded"]), str(s["replicated"]), str(s["downloaded_events"]),
         str(s["downloaded_polling"]), f"{s['corrupted_events']}/{s['corrupted_polling']}",
-        f"{sec(s['e2e_events_median'])} / {sec(s['e2e_polling_median'])}",
+        f"{_sec(s['e2e_events_median'])} / {_sec(s['e2e_polling_median'])}",
     )  # fmt: skip
     return t
 
@@ -179,14 +180,10 @@ def _summary(doc: dict[str, Any], out: Path) -> None:
         f"{c['lost_events']}/{c['lost_polling']}"
     )
     ratio = cmp["polling_over_events_median"]
-
-    def sec(x: float | None) -> str:
-        return "-" if x is None or x != x else f"{x:.2f} s"
-
     console.print(
-        f"upload mean {sec(cmp['upload_mean_s'])} (EGO 1.9 s); end-to-end median "
-        f"{sec(cmp['end_to_end_events_median_s'])} with events, "
-        f"{sec(cmp['end_to_end_polling_median_s'])} polling (EGO 8.2 s)"
+        f"upload mean {_sec(cmp['upload_mean_s'])} (EGO 1.9 s); end-to-end median "
+        f"{_sec(cmp['end_to_end_events_median_s'])} with events, "
+        f"{_sec(cmp['end_to_end_polling_median_s'])} polling (EGO 8.2 s)"
         + (f"; polling/events {ratio:.1f}x" if ratio else "")
     )
     console.print(f"report: {out / 'report.md'}")

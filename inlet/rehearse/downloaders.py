@@ -144,7 +144,6 @@ class _StompEvents(stomp.ConnectionListener):  # type: ignore[misc]
     def __init__(self, on_doc: Callable[[dict[str, Any], float], None]) -> None:
         self.on_doc = on_doc
         self.receipts: dict[str, threading.Event] = {}
-        self.disconnected = threading.Event()
 
     def on_message(self, frame: Any) -> None:
         now = time.time()
@@ -160,9 +159,6 @@ class _StompEvents(stomp.ConnectionListener):  # type: ignore[misc]
         ev = self.receipts.get(frame.headers.get("receipt-id", ""))
         if ev is not None:
             ev.set()
-
-    def on_disconnected(self) -> None:
-        self.disconnected.set()
 
 
 class EventDownloader:
@@ -202,7 +198,6 @@ class EventDownloader:
             conn.subscribe(dest, id=f"rehearse-{i}", ack="auto", headers={**headers, "receipt": receipt})
             if not ev.wait(15):
                 raise ConnectionError(f"the broker did not confirm the subscription to {dest} within 15 s")
-        self.listener.disconnected.clear()
         self.conn = conn
 
     def ensure_connected(self) -> bool:

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from inlet.rehearse.timeline import EVENT_HOPS, HOPS, POLL_HOPS, ChunkTimes
+from inlet.rehearse.timeline import HOPS, ChunkTimes
 
 #: The slides of the 2019 rehearsal: what inlet is compared with.
 EGO_UPLOAD_MEAN = 1.9
@@ -27,7 +27,6 @@ SLEEPS = {
     "submit": ("conveyor submitter", "[transfers] submitter_sleep"),
     "poll": ("conveyor poller", "[transfers] poller_sleep"),
     "event delivery": ("hermes", "[lake] flow_sleep"),
-    "discovery (polling)": ("the polling downloader", "[rehearse] poll_interval"),
 }
 
 
@@ -62,7 +61,7 @@ def hop_stats(chunks: list[ChunkTimes]) -> list[HopStats]:
 
 def dominant_sleep(stats: list[HopStats]) -> tuple[str, str, float] | None:
     """The event-driven hop that is mostly a daemon's sleep and costs the most on average."""
-    waits = [(s.hop, s.mean) for s in stats if s.hop in SLEEPS and s.n and s.hop != "discovery (polling)"]
+    waits = [(s.hop, s.mean) for s in stats if s.hop in SLEEPS and s.n]
     if not waits:
         return None
     hop, mean = max(waits, key=lambda w: w[1])
@@ -226,4 +225,4 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"cannot serialise {type(value).__name__}")
 
 
-__all__ = ["EVENT_HOPS", "POLL_HOPS", "HopStats", "build", "dominant_sleep", "hop_stats", "markdown", "write"]
+__all__ = ["HopStats", "build", "dominant_sleep", "hop_stats", "markdown", "write"]

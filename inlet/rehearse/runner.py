@@ -271,10 +271,7 @@ class Rehearsal:
         next_progress = 0.0
         for i in range(p.chunks):
             delay = t0 + i * p.interval - time.monotonic()
-            if delay > 0 and self.interrupted.wait(delay):
-                self.notes.append(f"interrupted after {i} of {p.chunks} chunks: the report covers those sent")
-                break
-            if self.interrupted.is_set():
+            if self.interrupted.wait(max(0.0, delay)):
                 self.notes.append(f"interrupted after {i} of {p.chunks} chunks: the report covers those sent")
                 break
             gps = gps0 + round(i / p.rate)
