@@ -15,6 +15,8 @@ Every field carries its description: ``inlet config doc`` renders the reference 
 from __future__ import annotations
 
 import os
+import re
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -495,3 +497,75 @@ def reference_markdown() -> str:
         assert isinstance(model, type) and issubclass(model, BaseModel)
         walk(model, section, f"INLET_{section.upper()}")
     return "\n".join(lines)
+
+
+# -- secrets ------------------------------------------------------------------------------------
+#: A setting (or dict key) whose name says it holds a secret.
+SECRET_NAME = re.compile(r"secret|password|passwd|passcode|pwd|key|token|credential|webhook", re.IGNORECASE)
+MASK = "***"
+#: The password of a URL's userinfo: scheme://user:PASSWORD@host (user may be empty: redis://:pw@h).
+_URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^:@/\s]*:)(?P<pw>[^@/\s]+)(?=@)")
+#: Secret-looking query parameters (presigned URLs: X-Amz-Signature, X-Amz-Credential, token=...).
+_QUERY_SECRET = re.compile(
+    r"(?P<head>[?&][\w.-]*(?:token|signature|secret|password|credential|key)[\w.-]*=)(?P<value>[^&\s\"']+)",
+    re.IGNORECASE,
+)
+#: Incoming-webhook URLs carry their token in the path (Slack /services/..., Mattermost /hooks/...,
+#: Discord /api/webhooks/...): everything after the host goes.
+_WEBHOOK_PATH = re.compile(r"(?P<head>https?://[^/\s]+/)(?P<path>(?:services|hooks|api/webhooks)/[^\s\"']+)")
+#: Known secret values shorter than this are not replaced in free text (a default S3 access key
+#: "inlet" would otherwise blank out every logger name); fields and URLs are masked regardless.
+MIN_KNOWN_SECRET = 6
+
+
+def mask_text(text: str, known: Iterable[str] = ()) -> str:
+    """``text`` with URL passwords, secret query parameters, webhook paths and ``known`` values masked."""
+    for value in sorted({k for k in known if len(k) >= MIN_KNOWN_SECRET}, key=len, reverse=True):
+        text = text.replace(value, MASK)
+    text = _URL_PASSWORD.sub(lambda m: m["head"] + MASK, text)
+    text = _QUERY_SECRET.sub(lambda m: m["head"] + MASK, text)
+    return _WEBHOOK_PATH.sub(lambda m: m["head"] + MASK, text)
+
+
+def mask_secrets(data: Any, name: str = "") -> Any:
+    """A copy of ``data`` (a settings dump: dicts, lists, scalars) fit to print.
+
+    A string under a secret-sounding name is replaced whole (a webhook URL keeps only its host);
+    every other string still loses URL passwords and tokens. Used by ``inlet config show``.
+    """
+    if isinstance(data, dict):
+        return {k: mask_secrets(v, str(k)) for k, v in data.items()}
+    if isinstance(data, list):
+        return [mask_secrets(v, name) for v in data]
+    if not isinstance(data, str) or not data:
+        return data
+    if "webhook" in name.lower():
+        m = re.match(r"[A-Za-z][A-Za-z0-9+.-]*://[^/\s]+/?", data)
+        return (m.group(0).rstrip("/") + "/" + MASK) if m else MASK
+    if SECRET_NAME.search(name):
+        return MASK
+    return mask_text(data)
+
+
+def secret_values(settings: Settings) -> set[str]:
+    """Every secret the settings hold, as plain strings: what the log filter blanks out of free text."""
+    found: set[str] = set()
+
+    def walk(data: Any, name: str) -> None:
+        if isinstance(data, dict):
+            for k, v in data.items():
+                walk(v, str(k))
+        elif isinstance(data, list):
+            for v in data:
+                walk(v, name)
+        elif isinstance(data, str) and data:
+            if SECRET_NAME.search(name):
+                found.add(data)
+                m = _WEBHOOK_PATH.search(data)
+                if m:
+                    found.add(m["path"])
+            for m in _URL_PASSWORD.finditer(data):
+                found.add(m["pw"])
+
+    walk(settings.model_dump(mode="json"), "")
+    return found

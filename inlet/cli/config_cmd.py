@@ -6,7 +6,7 @@ import json
 
 import typer
 
-from inlet.config import load_settings, reference_markdown
+from inlet.config import load_settings, mask_secrets, reference_markdown
 
 app = typer.Typer(help="Inspect inlet's configuration (TOML file plus INLET_* overrides).", no_args_is_help=True)
 
@@ -14,12 +14,8 @@ app = typer.Typer(help="Inspect inlet's configuration (TOML file plus INLET_* ov
 @app.command()
 def show() -> None:
     """Print the effective configuration as JSON (secrets masked)."""
-    data = load_settings().model_dump(mode="json")
-    for section in data.values():
-        for key in list(section):
-            if "password" in key or "secret" in key:
-                section[key] = "***"
-    typer.echo(json.dumps(data, indent=2))
+    # Passwords inside URLs and webhook tokens too: this output ends up in tickets and chats.
+    typer.echo(json.dumps(mask_secrets(load_settings().model_dump(mode="json")), indent=2))
 
 
 @app.command()

@@ -147,6 +147,10 @@ class Lake:
             svc.proc.clear_stale()
             if svc.proc.is_running():
                 progress(svc.name, "already running")
+                if svc.ready():
+                    # Idempotent; finishes the set-up of a service whose earlier `up` failed
+                    # after it started (e.g. PostgreSQL up, but the rucio database never created).
+                    svc.after_start()
                 continue
             svc.check()
             progress(svc.name, "preparing")
