@@ -108,6 +108,12 @@ class LakeSettings(_Section):
         "configured in its own section instead.",
     )
     postgres_port: int = Field(25432, description="Port of the lake's private PostgreSQL (Rucio catalogue).")
+    postgres_password: str = Field(
+        "inlet-secret",
+        description="Password of the rucio role of the lake's PostgreSQL (scram-sha-256); development only: "
+        "change it for a shared host. Fixed when the cluster is created: changing it later needs `inlet lake "
+        "down --purge`.",
+    )
     mariadb_port: int = Field(
         23306, description="Port of the lake's private MariaDB (the run catalogue when [catalog] url points at it)."
     )

@@ -26,7 +26,7 @@ class SecretFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         try:
             message = record.getMessage()
-        except Exception:  # noqa: BLE001 - a bad format string is the handler's to report
+        except Exception:  # a bad format string is the handler's to report
             return True
         masked = mask_text(message, self.known)
         if masked != message:
@@ -73,7 +73,7 @@ def _settings_secrets() -> set[str]:
 
     try:
         return secret_values(load_settings())
-    except Exception:  # noqa: BLE001 - bad settings are reported by the command; URLs are still masked
+    except Exception:  # bad settings are reported by the command; URLs are still masked
         return set()
 
 

@@ -127,6 +127,14 @@ class Lake:
                 "keep 'postgres' in [lake] manage, or drop 'rucio' too and set [rucio] config to a site rucio.cfg",
             )
         self._check_state_dir()
+        pg = Postgres(self.settings, self.paths)
+        if "postgres" in self.settings.lake.manage and pg.proc.is_running() and pg.trusting():
+            # Switching a live cluster to passwords would cut off the Rucio processes already running.
+            raise LakeError(
+                "the running lake's PostgreSQL trusts every local connection (made by an older inlet)",
+                "restart the lake: `inlet lake down` then `inlet lake up` switches it to password "
+                "authentication and keeps all data",
+            )
         with self._locked():
             groups = self.groups()
             for phase in PHASES:

@@ -24,6 +24,55 @@ def rucio_package_dir() -> Path:
     return Path(spec.origin).parent
 
 
+#: The mail templates Rucio's rule code opens (approval requests, approvals, denials, rule OK).
+MAIL_TEMPLATES = (
+    "rule_approval_request.tmpl",
+    "rule_approved_user.tmpl",
+    "rule_approved_admin.tmpl",
+    "rule_denied_user.tmpl",
+    "rule_denied_admin.tmpl",
+    "rule_ok_notification.tmpl",
+)
+
+
+def shipped_mail_templates() -> Path | None:
+    """The directory of mail templates the installed Rucio ships (``<prefix>/rucio/etc/mail_templates``)."""
+    import importlib.metadata
+
+    try:
+        files = importlib.metadata.distribution("rucio").files or []
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    for f in files:
+        if f.name == MAIL_TEMPLATES[0] and f.parent.name == "mail_templates":
+            folder = Path(str(f.locate())).resolve().parent
+            if all((folder / name).is_file() for name in MAIL_TEMPLATES):
+                return folder
+    return None
+
+
+def mail_templates_dir(paths: LakePaths) -> Path:
+    """Where [common] mailtemplatedir points: Rucio's own templates, else minimal ones in the state dir."""
+    return shipped_mail_templates() or paths.conf / "mail_templates"
+
+
+def write_mail_templates(folder: Path) -> None:
+    """Minimal templates (Rucio's placeholders) for a Rucio installed without its data files."""
+    folder.mkdir(parents=True, exist_ok=True)
+    body = "Rule $rule_id ($scope:$name to $rse_expression): {what}.\nApprover: $approver\n"
+    texts = {
+        "rule_approval_request.tmpl": "Rule $rule_id asks for approval: $scope:$name to $rse_expression "
+        "($did_type, $length files, $bytes bytes) by $account.\nComment: $comment\n",
+        "rule_approved_user.tmpl": body.format(what="approved"),
+        "rule_approved_admin.tmpl": "Rule $rule_id was approved by $approver.\n",
+        "rule_denied_user.tmpl": body.format(what="denied") + "Reason: $reason\n",
+        "rule_denied_admin.tmpl": "Rule $rule_id was denied by $approver.\nReason: $reason\n",
+        "rule_ok_notification.tmpl": "Rule $rule_id ($scope:$name to $rse_expression) is OK.\n",
+    }
+    for name in MAIL_TEMPLATES:
+        (folder / name).write_text(texts[name])
+
+
 def naming_file(paths: LakePaths) -> Path:
     """The naming rules (inlet's [naming]) as the policy package inside Rucio reads them."""
     return paths.conf / "naming.json"
@@ -38,7 +87,8 @@ def render_alembic_ini(paths: LakePaths, db_url: str) -> str:
     cfg["alembic"] = {
         # Must be absolute: Rucio runs alembic from whatever directory the daemon started in.
         "script_location": str(rucio_package_dir() / "db" / "sqla" / "migrate_repo"),
-        "sqlalchemy.url": db_url,
+        # alembic reads this file with %-interpolation: a %-quoted password character must be doubled.
+        "sqlalchemy.url": db_url.replace("%", "%%"),
         "version_table_schema": "public",
     }
     # Rucio's migrate_repo/env.py calls logging.config.fileConfig() on this very file.
@@ -55,7 +105,13 @@ def render_rucio_cfg(settings: Settings, paths: LakePaths, db_url: str) -> str:
     r, b = settings.rucio, settings.broker
     cfg = configparser.ConfigParser(interpolation=None)
     # No multi_vo key: create_root_account() reads it with bool(str), so even "False" means True.
-    cfg["common"] = {"logdir": str(paths.logs), "loglevel": "INFO"}
+    cfg["common"] = {
+        "logdir": str(paths.logs),
+        "loglevel": "INFO",
+        # Rule approval (ask_approval, approve_rule) and rule-OK mails open templates here: without
+        # it approve_rule answers HTTP 500.
+        "mailtemplatedir": str(mail_templates_dir(paths)),
+    }
     cfg["client"] = {
         "rucio_host": r.host,
         "auth_host": r.host,
@@ -127,6 +183,10 @@ def render_rucio_cfg(settings: Settings, paths: LakePaths, db_url: str) -> str:
         # Rucio's finisher declares the source replica SUSPICIOUS on these transfer errors.
         "suspicious_pattern": ".*SOURCE CHECKSUM MISMATCH.*",
     }
+    # Rucio reads rucio.cfg with %-interpolation: a literal % (in a password) must be doubled.
+    for section in cfg.sections():
+        for option, value in cfg.items(section):
+            cfg[section][option] = value.replace("%", "%%")
     return _dump(cfg)
 
 

@@ -139,6 +139,10 @@ def lake_topology(data_root: str, s3_endpoint: str, s3_bucket: str, settings: Se
         ("SITE_B_DISK", "TAPE"): 2,
         ("S3", "TAPE"): 2,
     }
+    # The reaper deletes an unlocked replica (an expired or deleted rule's) at once only on a greedy
+    # RSE; otherwise only when the RSE reports too little free space, which the lake's never do.
+    for rse in rses:
+        rse.attributes["greedyDeletion"] = True
     topo = Topology(rses=rses, distances=distances)
     if settings.policy.package == "inlet.policies":
         # Run-partitioned paths (inlet.policies.lfn2pfn); names outside the runs keep Rucio's hash layout.

@@ -54,7 +54,9 @@ def test_config_show_masks_every_secret_named_field(secret_env: None) -> None:
 
 def test_mask_secrets_covers_nested_options_and_lists() -> None:
     data = {"routes": [{"options": {"api_token": "tok-123456", "url": "postgresql+psycopg://u:pg-pw-1@h/db"}}]}
-    assert mask_secrets(data) == {"routes": [{"options": {"api_token": "***", "url": "postgresql+psycopg://u:***@h/db"}}]}
+    assert mask_secrets(data) == {
+        "routes": [{"options": {"api_token": "***", "url": "postgresql+psycopg://u:***@h/db"}}]
+    }
 
 
 @pytest.mark.parametrize(

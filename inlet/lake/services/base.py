@@ -7,8 +7,11 @@ A service is a real process. The lake drives each through the same steps:
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
 import sys
+import tempfile
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
@@ -111,3 +114,27 @@ class Service(ABC):
 
     def start(self) -> int:
         return self.proc.start(self.argv(), env=self.env(), cwd=self.paths.root, user=self.user())
+
+
+def write_private(path: Path, text: str, owner: str | None = None) -> None:
+    """Write ``path`` atomically, readable by its owner only (0600) from the first byte.
+
+    For files holding secrets: a temporary file created 0600 in the same directory, then
+    renamed over ``path``, so no reader ever sees a partial file or a moment of wider mode.
+    ``owner`` hands the file to a service user (postgres, mysql) before it gets its name.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)  # mkstemp creates 0600
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o600)
+        if owner is not None:
+            shutil.chown(tmp, user=owner, group=owner)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise

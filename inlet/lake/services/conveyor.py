@@ -7,11 +7,10 @@ local lake end in real bytes at the destination without any manual step.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 from inlet.lake.errors import LakeError
-from inlet.lake.services.base import Service, venv_bin
+from inlet.lake.services.base import Service, venv_bin, write_private
 from inlet.lake.services.rucio_server import rucio_env
 
 
@@ -27,11 +26,7 @@ class Conveyor(Service):
     def prepare(self) -> None:
         s3 = self.settings.s3
         path = self.paths.conf / "rse-accounts.cfg"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # Written owner-only before the secret goes in.
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(render_rse_accounts(s3.access_key, s3.secret_key, s3.region))
+        write_private(path, render_rse_accounts(s3.access_key, s3.secret_key, s3.region))
 
     def argv(self) -> list[str]:
         exe = venv_bin("inlet")

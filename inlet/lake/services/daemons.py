@@ -19,6 +19,10 @@ from inlet.lake.services.rucio_server import rucio_env
 DAEMONS: dict[str, list[str]] = {
     "judge-evaluator": [],
     "judge-repairer": ["--sleep-time", "{sleep}"],
+    # Deletes expired rules (their replicas then go to the reaper) ...
+    "judge-cleaner": ["--sleep-time", "{sleep}"],
+    # ... and injects delayed and approved rules (a rule leaves WAITING_APPROVAL for INJECT).
+    "judge-injector": ["--sleep-time", "{sleep}"],
     "hermes": [],
     "reaper": ["--sleep-time", "{sleep}", "--chunk-size", "100"],
     "undertaker": ["--sleep-time", "{sleep}"],
@@ -26,6 +30,11 @@ DAEMONS: dict[str, list[str]] = {
     "abacus-rse": ["--sleep-time", "{sleep}"],
 }
 
+
+#: Rucio's heartbeats expire after 10 x (sleep - 1) s: with a 1 s sleep that is None, and the
+#: reaper's worker-slot query fails on every pass (TypeError in list_payload_counts), so it
+#: never deleted anything. These daemons get at least this sleep.
+MIN_SLEEP: dict[str, int] = {"reaper": 2}
 
 #: Run by ``inlet daemon`` with float sleeps: every file waits for these two.
 FLOW_DAEMONS = ("judge-evaluator", "hermes")
@@ -49,7 +58,7 @@ class RucioDaemon(Service):
 
         if not Path(exe).is_file():
             raise LakeError(f"{self.name}: {exe} not found", "run scripts/setup.sh (installs rucio into .venv)")
-        sleep = str(self.settings.lake.daemon_sleep)
+        sleep = str(max(self.settings.lake.daemon_sleep, MIN_SLEEP.get(self.daemon, 1)))
         return [exe, *(a.replace("{sleep}", sleep) for a in DAEMONS[self.daemon])]
 
     def env(self) -> dict[str, str]:

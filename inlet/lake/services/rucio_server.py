@@ -11,8 +11,15 @@ from urllib.parse import urlparse
 import requests
 
 from inlet.lake.errors import LakeError
-from inlet.lake.rucio_cfg import naming_file, render_alembic_ini, render_naming, render_rucio_cfg
-from inlet.lake.services.base import LakePaths, Service, venv_bin
+from inlet.lake.rucio_cfg import (
+    naming_file,
+    render_alembic_ini,
+    render_naming,
+    render_rucio_cfg,
+    shipped_mail_templates,
+    write_mail_templates,
+)
+from inlet.lake.services.base import LakePaths, Service, venv_bin, write_private
 from inlet.lake.services.postgres import Postgres
 
 
@@ -69,9 +76,12 @@ class RucioServer(Service):
         db_url = Postgres(self.settings, self.paths).url
         self.paths.conf.mkdir(parents=True, exist_ok=True)
         (self.paths.tmp / "rucio-token").mkdir(parents=True, exist_ok=True)
-        (self.paths.conf / "alembic.ini").write_text(render_alembic_ini(self.paths, db_url))
+        # Both hold the database password (rucio.cfg also Rucio's, the broker's and the catalogue's).
+        write_private(self.paths.conf / "alembic.ini", render_alembic_ini(self.paths, db_url))
         naming_file(self.paths).write_text(render_naming(self.settings))
-        self.paths.rucio_cfg.write_text(render_rucio_cfg(self.settings, self.paths, db_url))
+        if shipped_mail_templates() is None:
+            write_mail_templates(self.paths.conf / "mail_templates")
+        write_private(self.paths.rucio_cfg, render_rucio_cfg(self.settings, self.paths, db_url))
 
     def prepare(self) -> None:
         self.write_configs()

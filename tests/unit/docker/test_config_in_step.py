@@ -29,6 +29,7 @@ SITE_SPECIFIC = {
     ("client", "password"),
     ("client", "auth_token_file_path"),
     ("common", "logdir"),
+    ("common", "mailtemplatedir"),
     ("database", "default"),
     ("alembic", "cfg"),
     ("bootstrap", "userpass_pwd"),
