@@ -36,10 +36,14 @@ def _table(rows: list[ServiceStatus]) -> Table:
     table = Table(title="inlet lake")
     for col in ("service", "state", "pid", "endpoint", "RSS MB", "log"):
         table.add_column(col)
-    colour = {"up": "green", "external": "cyan", "starting": "yellow"}
+    degraded = any(r.state == "degraded" for r in rows)
+    if degraded:
+        table.add_column("last error")
+    colour = {"up": "green", "external": "cyan", "starting": "yellow", "degraded": "magenta"}
     for r in rows:
         c = colour.get(r.state, "red")
-        table.add_row(r.name, f"[{c}]{r.state}[/]", str(r.pid or "-"), r.endpoint, f"{r.rss / 2**20:.0f}", r.log_path)
+        cells = [r.name, f"[{c}]{r.state}[/]", str(r.pid or "-"), r.endpoint, f"{r.rss / 2**20:.0f}", r.log_path]
+        table.add_row(*cells, *([escape(r.last_error)] if degraded else []))
     return table
 
 
@@ -84,11 +88,16 @@ def down(
 def status() -> None:
     """Show each service: state, pid, endpoint, memory; and the log tail of any that failed.
 
+    A daemon that runs but keeps failing its passes (tracebacks in its recent log) is `degraded`.
     Exit code 0 if all are up, 1 otherwise (handy in scripts: `inlet lake status || inlet lake up`).
     """
     rows = _lake().status()
     console.print(_table(rows))
     for r in rows:
+        if r.state == "degraded":
+            console.print(
+                f"[magenta]{r.name} is degraded[/]: its passes keep failing; last error: {escape(r.last_error)}"
+            )
         if r.log_tail:
             console.print(f"[red]{r.name} is {r.state}[/]; last lines of {escape(r.log_path)}:\n{escape(r.log_tail)}")
     raise typer.Exit(code=0 if all(r.ok for r in rows) else 1)

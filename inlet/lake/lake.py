@@ -6,11 +6,14 @@ import fcntl
 import hashlib
 import json
 import logging
+import os
+import re
 import shutil
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 from inlet import __version__
 from inlet.config import Settings
@@ -40,16 +43,79 @@ PHASES: tuple[tuple[str, ...], ...] = (
 #: How long a daemon must stay alive after start to count as started (catches config errors).
 DAEMON_SETTLE_S = 2.0
 
+#: A daemon is "degraded" when its log shows this many failed passes (a logged traceback each:
+#: Rucio's daemon loop logs one per pass that raised) within the last DEGRADED_WINDOW_S seconds.
+#: Alive is not healthy: the reaper once failed every pass for months while status said "up".
+DEGRADED_FAILURES = 3
+DEGRADED_WINDOW_S = 120.0
+
+_RECORD = re.compile(r"^(\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2})[,.]?\d*\s+(.*)$")
+_LEVEL = re.compile(r"^(?:\S+\s+){0,3}?(DEBUG|INFO|WARNING|ERROR|CRITICAL)\b")
+
+
+@dataclass
+class Failures:
+    """Failed passes a daemon logged recently, and the last error line among them."""
+
+    count: int
+    last_error: str
+
+
+def recent_failures(log_path: Path, since: float, now: float, window: float = DEGRADED_WINDOW_S) -> Failures:
+    """Failed passes in the log of a daemon started at ``since``, within ``window`` seconds of ``now``.
+
+    Both Rucio's daemons and ``inlet daemon`` log ``<asctime> ... LEVEL ... message`` records,
+    a traceback following the record that reported it.
+    """
+    try:
+        with log_path.open("rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            fh.seek(max(0, fh.tell() - 262144))
+            lines = fh.read().decode(errors="replace").splitlines()
+    except FileNotFoundError:
+        return Failures(0, "")
+    count, last_error = 0, ""
+    stamp: float | None = None
+    message, level, tail, traceback = "", "", "", False
+
+    def close() -> None:
+        nonlocal count, last_error
+        if stamp is not None and traceback and stamp >= max(since, now - window) - 1:
+            count += 1
+            last_error = tail or message
+        elif stamp is not None and level in ("ERROR", "CRITICAL") and stamp >= max(since, now - window) - 1:
+            last_error = message
+
+    for line in lines:
+        m = _RECORD.match(line)
+        if m:
+            close()
+            try:
+                stamp = time.mktime(time.strptime(m[1].replace("T", " "), "%Y-%m-%d %H:%M:%S"))
+            except ValueError:
+                stamp = None
+            lv = _LEVEL.match(m[2])
+            level, message, tail, traceback = (lv[1] if lv else ""), m[2].strip(), "", False
+        elif stamp is not None:
+            if line.startswith("Traceback (most recent call last)"):
+                traceback = True
+            elif line.strip() and not line.startswith((" ", "\t")):
+                tail = line.strip()  # the exception line closes a traceback
+    close()
+    return Failures(count, last_error)
+
 
 @dataclass
 class ServiceStatus:
     name: str
-    state: str  # up | starting | dead | down | external
+    state: str  # up | degraded | starting | dead | down | external
     pid: int | None
     endpoint: str
     rss: int = 0
     log_tail: str = ""
     log_path: str = ""
+    #: For a degraded daemon: the error its failing passes end with.
+    last_error: str = ""
 
     @property
     def ok(self) -> bool:
@@ -243,12 +309,17 @@ class Lake:
             if proc is not None:
                 state = "up" if svc.ready() else "starting"
                 st = ServiceStatus(svc.name, state, proc.pid, svc.endpoint, rss=svc.proc.rss())
+                if state == "up" and svc.name.startswith("rucio-"):
+                    failed = recent_failures(svc.proc.log_path, since=proc.create_time(), now=time.time())
+                    if failed.count >= DEGRADED_FAILURES:
+                        st.state = "degraded"
+                        st.last_error = failed.last_error
             elif svc.proc.pid_path.exists():
                 rec = svc.proc.record()
                 st = ServiceStatus(svc.name, "dead", rec.pid if rec else None, svc.endpoint)
             else:
                 st = ServiceStatus(svc.name, "down", None, svc.endpoint)
-            if st.state in ("dead", "starting"):
+            if st.state in ("dead", "starting", "degraded"):
                 st.log_tail = svc.proc.log_tail()
             st.log_path = str(svc.proc.log_path)
             out.append(st)
