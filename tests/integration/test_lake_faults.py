@@ -151,9 +151,57 @@ def test_half_initialised_postgres_is_recreated(shared_dir: Path) -> None:
         import psycopg
 
         with psycopg.connect(
-            host="127.0.0.1", port=lake.settings.lake.postgres_port, user="rucio", dbname="rucio"
+            host="127.0.0.1",
+            port=lake.settings.lake.postgres_port,
+            user="rucio",
+            dbname="rucio",
+            password=lake.settings.lake.postgres_password,
         ) as conn:
             assert conn.execute("SELECT 1").fetchone() == (1,)
+    finally:
+        lake.down()
+
+
+def test_postgres_of_an_older_lake_trusting_local_connections_gets_a_password(shared_dir: Path) -> None:
+    import psycopg
+
+    from inlet.lake.services.postgres import Postgres, find_pg_bin
+
+    lake = mini_lake(shared_dir, ["postgres"])
+    pg = Postgres(lake.settings, lake.paths)
+    # The cluster as inlet made it before passwords: initdb -A trust, with a table of data.
+    pg.datadir.mkdir(parents=True)
+    user = pg.user()
+    if user is not None:
+        for d in (shared_dir, lake.paths.data, pg.datadir):
+            shutil.chown(d, user=user, group=user)
+    initdb = [str(find_pg_bin(None) / "initdb"), "-D", str(pg.datadir), "-U", "rucio", "-A", "trust", "--no-sync"]
+    subprocess.run(initdb, check=True, capture_output=True, user=user, cwd="/")
+    (lake.paths.data / ".postgres-initialised").write_text("old\n")
+    port = lake.settings.lake.postgres_port
+    try:
+        assert own(lake.up()) == ["up"]
+        with psycopg.connect(host="127.0.0.1", port=port, user="rucio", dbname="rucio", password="inlet-secret") as c:
+            c.execute("CREATE TABLE kept (x int)")
+        lake.down()
+        assert own(lake.up()) == ["up"]
+        with pytest.raises(psycopg.OperationalError, match=r"no password supplied|password authentication failed"):
+            psycopg.connect(host="127.0.0.1", port=port, user="rucio", dbname="rucio", password="")
+        with psycopg.connect(host="127.0.0.1", port=port, user="rucio", dbname="rucio", password="inlet-secret") as c:
+            assert c.execute("SELECT count(*) FROM kept").fetchone() == (0,)  # data kept
+    finally:
+        lake.down()
+
+
+def test_postgres_password_changed_after_creation_names_the_purge(shared_dir: Path) -> None:
+    lake = mini_lake(shared_dir, ["postgres"])
+    try:
+        assert own(lake.up()) == ["up"]
+        lake.down()
+        other = mini_lake(shared_dir, ["postgres"], postgres_password="a-new-password")
+        with pytest.raises(LakeError) as err:
+            other.up()
+        assert "postgres_password" in err.value.problem and "--purge" in err.value.fix
     finally:
         lake.down()
 

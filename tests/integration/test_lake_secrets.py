@@ -14,7 +14,6 @@ import stat
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -98,7 +97,7 @@ def _pg(lake: Lake, **kwargs: Any) -> psycopg.Connection[tuple[object, ...]]:
 
 
 def test_postgres_refuses_a_connection_without_password(lake: Lake) -> None:
-    with pytest.raises(psycopg.OperationalError, match="no password supplied|password authentication failed"):
+    with pytest.raises(psycopg.OperationalError, match=r"no password supplied|password authentication failed"):
         _pg(lake, password="")
 
 
@@ -106,7 +105,7 @@ def test_postgres_refuses_a_wrong_password_and_over_its_socket(lake: Lake) -> No
     with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
         _pg(lake, password="not-the-password")
     sockdir = lake.paths.run / "pgsock"
-    with pytest.raises(psycopg.OperationalError, match="no password supplied|password authentication failed"):
+    with pytest.raises(psycopg.OperationalError, match=r"no password supplied|password authentication failed"):
         psycopg.connect(
             host=str(sockdir), port=lake.settings.lake.postgres_port, user="rucio", dbname="rucio", password=""
         )
@@ -149,7 +148,7 @@ def _replica_states(client: Any, name: str) -> dict[str, str]:
 
 # -- rule approval ---------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def plain_account(client: Any, lake: Lake, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+def plain_account(client: Any, lake: Lake, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """A USER account with no attributes, and a rucio.cfg of its own for a child process."""
     account = f"appr{uuid.uuid4().hex[:8]}"
     password = uuid.uuid4().hex
@@ -164,7 +163,7 @@ def plain_account(client: Any, lake: Lake, tmp_path_factory: pytest.TempPathFact
     path = folder / "rucio.cfg"
     with path.open("w") as fh:
         cfg.write(fh)
-    yield {"account": account, "config": str(path)}
+    return {"account": account, "config": str(path)}
 
 
 def _as_account(acct: dict[str, str], code: str) -> Any:
@@ -205,7 +204,8 @@ def test_a_plain_account_cannot_approve_its_own_rule(
     name, _ = _upload(client, tmp_path, "SITE_A_DISK")
     out = _as_account(
         plain_account,
-        f"rid = c.add_replication_rule([{{'scope': 'test', 'name': {name!r}}}], 1, 'SITE_B_DISK', ask_approval=True)[0]\n"
+        f"rid = c.add_replication_rule([{{'scope': 'test', 'name': {name!r}}}], 1, 'SITE_B_DISK', "
+        "ask_approval=True)[0]\n"
         "from rucio.common.exception import AccessDenied\n"
         "try:\n    c.approve_replication_rule(rid)\n    print(json.dumps('approved'))\n"
         "except AccessDenied:\n    print(json.dumps('denied'))",
