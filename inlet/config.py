@@ -49,7 +49,9 @@ class RucioSettings(_Section):
     host: str = Field("http://127.0.0.1:28080", description="Rucio server URL (REST and auth).")
     account: str = Field("root", description="Rucio account inlet acts as.")
     username: str = Field("inlet", description="userpass identity of that account.")
-    password: str = Field("inlet-secret", description="userpass password (local lake default).")
+    password: str = Field(
+        "inlet-secret", description="userpass password. The default is for development only: set your own."
+    )
     vo: str = Field("def", description="Rucio VO (single-VO installations use 'def').")
     config: Path | None = Field(
         None,
@@ -65,7 +67,9 @@ class BrokerSettings(_Section):
     stomp_port: int = Field(26613, description="STOMP port.")
     openwire_port: int = Field(26616, description="OpenWire port (only the embedded broker opens it).")
     username: str = Field("inlet", description="STOMP login.")
-    password: str = Field("inlet-secret", description="STOMP passcode.")
+    password: str = Field(
+        "inlet-secret", description="STOMP passcode. The default is for development only: set your own."
+    )
     rucio_topic: str = Field("/topic/rucio.events", description="Where hermes publishes Rucio events.")
     inlet_topic: str = Field("/topic/inlet.events", description="Where inlet publishes its own events.")
 
@@ -75,8 +79,10 @@ class S3Settings(_Section):
 
     endpoint: str = Field("http://127.0.0.1:29000", description="S3 REST endpoint URL.")
     region: str = Field("us-east-1", description="S3 region name.")
-    access_key: str = Field("inlet", description="S3 access key id.")
-    secret_key: str = Field("inlet-secret", description="S3 secret key (never logged).")
+    access_key: str = Field("inlet", description="S3 access key id (default: development only).")
+    secret_key: str = Field(
+        "inlet-secret", description="S3 secret key (never logged). The default is for development only."
+    )
     bucket: str = Field("inlet-lake", description="Bucket that holds the S3 RSE.")
 
 
@@ -91,8 +97,8 @@ class CatalogSettings(_Section):
 
     url: str = Field(
         "",
-        description="SQLAlchemy URL of the run catalogue. Empty: SQLite file <state_dir>/catalog.db. "
-        "Production: mysql+pymysql://user:pw@host/db (MariaDB).",
+        description="SQLAlchemy URL of the run catalogue. Empty: SQLite file <state_dir>/catalog.db "
+        "(development only). Production: mysql+pymysql://user:pw@host/db (MariaDB).",
     )
 
 

@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from inlet.config import load_settings
+from inlet.config import load_settings, mask_text, secret_values
 from inlet.lake.errors import LakeError
 from inlet.lake.lake import Lake, ServiceStatus
 
@@ -26,8 +26,13 @@ def _lake() -> Lake:
     return Lake(load_settings())
 
 
+def _masked(text: str) -> str:
+    """Service output shown on a terminal (log tails, a child's last words) without secrets."""
+    return mask_text(text, secret_values(load_settings()))
+
+
 def _fail(err: LakeError) -> typer.Exit:
-    console.print(f"[bold red]error:[/] {escape(err.problem)}")
+    console.print(f"[bold red]error:[/] {escape(_masked(err.problem))}")
     console.print(f"[yellow]fix:[/] {escape(err.fix)}")
     return typer.Exit(code=2)
 
@@ -43,7 +48,7 @@ def _table(rows: list[ServiceStatus]) -> Table:
     for r in rows:
         c = colour.get(r.state, "red")
         cells = [r.name, f"[{c}]{r.state}[/]", str(r.pid or "-"), r.endpoint, f"{r.rss / 2**20:.0f}", r.log_path]
-        table.add_row(*cells, *([escape(r.last_error)] if degraded else []))
+        table.add_row(*cells, *([escape(_masked(r.last_error))] if degraded else []))
     return table
 
 
@@ -99,7 +104,9 @@ def status() -> None:
                 f"[magenta]{r.name} is degraded[/]: its passes keep failing; last error: {escape(r.last_error)}"
             )
         if r.log_tail:
-            console.print(f"[red]{r.name} is {r.state}[/]; last lines of {escape(r.log_path)}:\n{escape(r.log_tail)}")
+            console.print(
+                f"[red]{r.name} is {r.state}[/]; last lines of {escape(r.log_path)}:\n{escape(_masked(r.log_tail))}"
+            )
     raise typer.Exit(code=0 if all(r.ok for r in rows) else 1)
 
 
