@@ -128,7 +128,10 @@ class LakeSettings(_Section):
     )
     rucio_workers: int = Field(2, ge=1, description="gunicorn workers of the Rucio server.")
     daemon_sleep: int = Field(
-        1, ge=1, description="Sleep time (s) of the other Rucio daemons (repairer, reaper, undertaker, abacus)."
+        1,
+        ge=1,
+        description="Sleep time (s) of the other Rucio daemons (repairer, cleaner, injector, reaper (at least 2), "
+        "undertaker, abacus). Short sleeps are for development only.",
     )
     flow_sleep: float = Field(
         0.25,
