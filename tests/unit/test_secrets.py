@@ -116,3 +116,22 @@ def test_every_log_record_of_the_process_is_masked(caplog: pytest.LogCaptureFixt
         assert "redis://:***@h:1/0" in caplog.text
     finally:
         install_secret_filter(set())
+
+
+def test_masking_survives_a_later_logging_reconfiguration() -> None:
+    # `inlet daemon` re-runs basicConfig(force=True) after the CLI's set-up: records stay masked.
+    import io
+
+    install_secret_filter({"known-secret-43"})
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    out = io.StringIO()
+    try:
+        logging.basicConfig(level=logging.INFO, stream=out, force=True)
+        logging.getLogger("inlet.daemon").warning("db %s", "postgresql+psycopg://rucio:pw-pg-9@h/rucio known-secret-43")
+        assert "pw-pg-9" not in out.getvalue() and "known-secret-43" not in out.getvalue()
+        assert "rucio:***@h/rucio" in out.getvalue()
+    finally:
+        root.handlers[:], _ = saved
+        root.setLevel(saved[1])
+        install_secret_filter(set())
