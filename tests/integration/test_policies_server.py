@@ -341,14 +341,17 @@ def test_other_rules_follow_generic_with_a_reason(world: World) -> None:
     assert w.dm.call("delete_replication_rule", w.rules["reco"]).ok
 
 
-def test_replica_deletion_reserved_to_data_managers(world: World) -> None:
+def test_nobody_deletes_replicas_directly(world: World) -> None:
+    """Rucio's generic rule, kept by inlet: delete_replicas would remove a replica whatever its
+    locks (issue 13 deleted a raw replica under an OK rule). Root and data managers included."""
     w = world
-    names = [f"del-{uuid.uuid4().hex[:8]}.dat" for _ in range(2)]
-    expect_ok([w.root.call("add_replicas", "SITE_A_DISK", [_file("test", n) for n in names])])
-    out = w.outsider.call("delete_replicas", "SITE_A_DISK", [{"scope": "test", "name": names[0]}])
-    assert out.denied("Deleting replicas on SITE_A_DISK is reserved to root and accounts with the 'data-manager'"), out
-    assert w.collab.call("delete_replicas", "SITE_A_DISK", [{"scope": "test", "name": names[0]}]).denied("data-manager")
-    assert w.dm.call("delete_replicas", "SITE_A_DISK", [{"scope": "test", "name": names[1]}]).ok
+    name = f"del-{uuid.uuid4().hex[:8]}.dat"
+    expect_ok([w.root.call("add_replicas", "SITE_A_DISK", [_file("test", name)])])
+    for actor in (w.outsider, w.collab, w.dm, w.admin, w.root):
+        out = actor.call("delete_replicas", "SITE_A_DISK", [{"scope": "test", "name": name}])
+        assert out.denied("Nobody deletes replicas on SITE_A_DISK directly", "Delete or reduce the rule"), out
+    replicas = expect_ok(w.root.run(("list_replicas", [[{"scope": "test", "name": name}]], {})))[0].result
+    assert [list(r["rses"]) for r in replicas] == [["SITE_A_DISK"]]
 
 
 # -- embargo -----------------------------------------------------------------------------------
