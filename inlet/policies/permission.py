@@ -61,7 +61,8 @@ from rucio.core.account import has_account_attribute
 from rucio.core.rse import list_rse_attributes
 from rucio.core.rse_expression_parser import parse_expression
 
-from inlet.policies.closure import Embargo, active_embargoes, embargoes_of, scope_of
+from inlet.policies.actions import handled
+from inlet.policies.closure import Embargo, active_embargoes, closure, embargoes_of, scope_of
 from inlet.policies.embargo import EMBARGO_ADMIN, EMBARGO_KEY, PUBLIC_ATTR, parse_embargo
 from inlet.policies.naming import active_naming
 
@@ -589,8 +590,6 @@ def _public_rules_above(parent: Did, session: Session) -> list[tuple[str, list[s
     from rucio.db.sqla import models
     from sqlalchemy import select, tuple_
 
-    from inlet.policies.closure import closure
-
     dids = closure([parent], session, down=False)
     rule = models.ReplicationRule
     found = []
@@ -713,25 +712,5 @@ def perm_update_opendata_did(issuer: InternalAccount, kwargs: dict[str, Any], se
     return _opendata(issuer, "update_opendata_did", kwargs, session)
 
 
-_CHECKS: dict[str, Check] = {
-    "add_rule": perm_add_rule,
-    "del_rule": perm_del_rule,
-    "reduce_rule": perm_reduce_rule,
-    "update_rule": perm_update_rule,
-    "move_rule": perm_move_rule,
-    "delete_replicas": perm_delete_replicas,
-    "get_signed_url": perm_get_signed_url,
-    "set_metadata": perm_set_metadata,
-    "set_metadata_bulk": perm_set_metadata_bulk,
-    "add_did": perm_add_did,
-    "add_dids": perm_add_dids,
-    "add_replicas": perm_add_replicas,
-    "create_did_sample": perm_create_did_sample,
-    "attach_dids": perm_attach_dids,
-    "attach_dids_to_dids": perm_attach_dids_to_dids,
-    "detach_dids": perm_detach_dids,
-    "add_subscription": perm_add_subscription,
-    "update_subscription": perm_update_subscription,
-    "add_opendata_did": perm_add_opendata_did,
-    "update_opendata_did": perm_update_opendata_did,
-}
+#: Every action inlet decides itself, from the table of all Rucio actions (inlet.policies.actions).
+_CHECKS: dict[str, Check] = {action: globals()[function] for action, function in handled().items()}
