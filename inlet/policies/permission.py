@@ -444,6 +444,27 @@ def _pfn_outside(rse_id: str, pfns: list[str], session: Session) -> str | None:
     return None
 
 
+def _derived_pfns(rse_id: str, dids: list[Did], session: Session) -> list[str]:
+    """The PFNs Rucio derives (lfn2pfn) for replicas registered without one on a deterministic RSE.
+
+    Checked like explicit PFNs, so that a name whose path escapes its place (``..``) cannot alias
+    another file, whatever the naming schema lets through. An RSE whose PFNs cannot be derived
+    here (no write protocol) is left to Rucio, which fails the registration itself."""
+    if not dids:
+        return []
+    from rucio.common.exception import RucioException
+    from rucio.rse import rsemanager
+
+    try:
+        info = rsemanager.get_rse_info(rse_id=rse_id, session=session)
+        if not info.get("deterministic", True):
+            return []
+        lfns = [{"scope": s.external, "name": n} for s, n in dids]
+        return [str(p) for p in rsemanager.lfns2pfns(info, lfns, operation="write").values()]
+    except RucioException:
+        return []
+
+
 def _registration(
     issuer: InternalAccount, files: list[dict[str, Any]], rse_id: str | None, parents: list[Did], session: Session
 ) -> PermissionResult:
@@ -454,7 +475,9 @@ def _registration(
     verdict = _raw_creation(issuer, dids, "Registering replicas", session)
     if not verdict:
         return verdict
-    outside = _pfn_outside(rse_id, [str(f["pfn"]) for f in files if f.get("pfn")], session)
+    pfns = [str(f["pfn"]) for f in files if f.get("pfn")]
+    pfns += _derived_pfns(rse_id, _did_list([f for f in files if not f.get("pfn")], issuer.vo), session)
+    outside = _pfn_outside(rse_id, pfns, session)
     if outside is not None:
         return _result(
             False,
