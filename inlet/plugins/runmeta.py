@@ -4,7 +4,8 @@ Enable it in rucio.cfg, before Rucio's JSON plugin (which claims every key, so i
 last)::
 
     [metadata]
-    plugins = inlet.plugins.runmeta.RunMetaPlugin,rucio.core.did_meta_plugins.json_meta.JSONDidMeta
+    plugins = inlet.plugins.runmeta.RunMetaPlugin,inlet.policies.embargo_meta.EmbargoMetaPlugin,
+              rucio.core.did_meta_plugins.json_meta.JSONDidMeta   (one line in the file)
     inlet_catalog_url = mysql+pymysql://inlet:...@db-host/inlet
 
 (``INLET_CATALOG__URL`` in the server's environment is the fallback). The lake writes both.
