@@ -27,8 +27,10 @@ break the invariant, and how each is held:
   rule above it, or registered on a public RSE (``rse=``), are checked with their closure;
   ``detach_dids`` from a collection under embargo would lift the embargo its content inherits;
 - metadata: shortening or deleting ``embargo_until`` (``set_metadata``, ``set_metadata_bulk``,
-  which also serves ``set_dids_metadata_bulk``). ``delete_metadata`` runs no permission check
-  in Rucio 41: :mod:`inlet.policies.embargo_meta` refuses it in the metadata plugin instead;
+  which also serves ``set_dids_metadata_bulk``), and a lifetime on a DID under embargo (the
+  undertaker would delete the collection, and its content would lose the embargo).
+  ``delete_metadata`` runs no permission check in Rucio 41: :mod:`inlet.policies.embargo_meta`
+  refuses it in the metadata plugin instead;
 - replica registration (``add_replicas``, ``attach_dids(rse=...)``, ``add_did(rse=...)``): no
   replica of embargoed data on a public RSE, and an explicit PFN must stay under the RSE's
   prefix (for every account: a PFN outside would let the reaper delete a foreign file);
@@ -393,21 +395,51 @@ def _embargo_change(
     )
 
 
-def perm_set_metadata(issuer: InternalAccount, kwargs: dict[str, Any], session: Session) -> PermissionResult:
-    if kwargs.get("key") == EMBARGO_KEY:
-        denied = _embargo_change(issuer, kwargs["scope"], kwargs["name"], kwargs.get("value"), session)
+#: DID metadata (Rucio's DID columns) that make the undertaker delete a DID: a deleted collection
+#: no longer passes its embargo down to its content.
+EXPIRY_KEYS = frozenset({"lifetime", "expired_at"})
+
+
+def _expiry_change(
+    issuer: InternalAccount, scope: InternalScope, name: str, session: Session
+) -> PermissionResult | None:
+    if _embargo_admin(issuer, session):
+        return None
+    hit = _first_embargo([(scope, name)], session, down=False)
+    if hit is None:
+        return None
+    target, e = hit
+    return _result(
+        False,
+        f"{_embargo_text(target, e)}; giving it a lifetime would lift, when the undertaker deletes it, the embargo "
+        f"its content inherits. Only root and accounts with the '{EMBARGO_ADMIN}' attribute may.",
+    )
+
+
+def _metadata_change(
+    issuer: InternalAccount, kwargs: dict[str, Any], meta: dict[str, Any], session: Session
+) -> PermissionResult | None:
+    if EMBARGO_KEY in meta:
+        denied = _embargo_change(issuer, kwargs["scope"], kwargs["name"], meta[EMBARGO_KEY], session)
         if denied is not None:
             return denied
+    if EXPIRY_KEYS & set(meta) and any(meta[k] is not None for k in EXPIRY_KEYS & set(meta)):
+        return _expiry_change(issuer, kwargs["scope"], kwargs["name"], session)
+    return None
+
+
+def perm_set_metadata(issuer: InternalAccount, kwargs: dict[str, Any], session: Session) -> PermissionResult:
+    denied = _metadata_change(issuer, kwargs, {str(kwargs.get("key")): kwargs.get("value")}, session)
+    if denied is not None:
+        return denied
     return _generic(issuer, "set_metadata", kwargs, session)
 
 
 def perm_set_metadata_bulk(issuer: InternalAccount, kwargs: dict[str, Any], session: Session) -> PermissionResult:
     """Also the check of every entry of ``set_dids_metadata_bulk`` (Rucio uses this action there)."""
-    meta = kwargs.get("meta") or {}
-    if EMBARGO_KEY in meta:
-        denied = _embargo_change(issuer, kwargs["scope"], kwargs["name"], meta[EMBARGO_KEY], session)
-        if denied is not None:
-            return denied
+    denied = _metadata_change(issuer, kwargs, dict(kwargs.get("meta") or {}), session)
+    if denied is not None:
+        return denied
     return _generic(issuer, "set_metadata_bulk", kwargs, session)
 
 

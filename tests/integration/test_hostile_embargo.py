@@ -358,11 +358,13 @@ def test_embargo_cannot_be_shortened_by_any_metadata_call(hw: Hostile) -> None:
         ("set_dids_metadata_bulk", [[{"scope": scope, "name": own, "meta": {"embargo_until": None}}]], {}),
         ("set_metadata", [scope, own, "embargo_until", "not a date"], {}),
         ("get_metadata", [scope, own], {"plugin": "JSON"}),
+        ("set_metadata", [scope, own, "lifetime", 1], {}),  # the undertaker would delete it
     )
     for o in out[:3]:
         assert o.denied("may shorten or lift an embargo"), o
     assert out[3].denied("is not an ISO 8601 date"), out[3]
     assert out[4].result["embargo_until"] == FUTURE
+    assert out[5].denied("giving it a lifetime would lift"), out[5]
 
 
 def test_detach_from_an_embargoed_dataset_is_refused(hw: Hostile) -> None:
