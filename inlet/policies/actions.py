@@ -30,6 +30,7 @@ ACTIONS: dict[str, str] = {
     "reduce_rule": "perm_reduce_rule",
     "update_rule": "perm_update_rule",
     "move_rule": "perm_move_rule",
+    "approve_rule": "perm_approve_rule",
     "delete_replicas": "perm_delete_replicas",
     "add_replicas": "perm_add_replicas",
     "get_signed_url": "perm_get_signed_url",
@@ -46,7 +47,6 @@ ACTIONS: dict[str, str] = {
     "add_opendata_did": "perm_add_opendata_did",
     "update_opendata_did": "perm_update_opendata_did",
     # -- rules and requests left to generic ------------------------------------------------------
-    "approve_rule": f"harmless: {_ADMIN}; the rule was checked by add_rule when it was asked for",
     "access_rule_vo": "harmless: multi-VO visibility of a rule; grants no change to it",
     "queue_requests": f"harmless: {_NO_ROUTE} (generic: root only)",
     "cancel_request": f"harmless: {_NO_ROUTE} (generic: root only); cancelling copies nothing",

@@ -361,6 +361,18 @@ def perm_add_rule(issuer: InternalAccount, kwargs: dict[str, Any], session: Sess
     return _rule_embargo(issuer, _did_list(kwargs["dids"], issuer.vo), kwargs["rse_expression"], session)
 
 
+def perm_approve_rule(issuer: InternalAccount, kwargs: dict[str, Any], session: Session) -> PermissionResult:
+    """A rule waiting for approval was checked when it was asked for; its content may have become
+    embargoed since, so the approver's check runs again on what the rule would copy now."""
+    result = _generic(issuer, "approve_rule", kwargs, session)
+    if not result:
+        return result
+    rule = _rule(kwargs, session)
+    if rule is None:
+        return result
+    return _rule_embargo(issuer, [(rule["scope"], rule["name"])], rule["rse_expression"], session)
+
+
 def perm_get_signed_url(issuer: InternalAccount, kwargs: dict[str, Any], session: Session) -> PermissionResult:
     if _is_root(issuer) or _has(issuer, COLLABORATION, session):
         return _OK()

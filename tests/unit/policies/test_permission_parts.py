@@ -90,3 +90,17 @@ def test_unreachable_run_catalogue_counts_as_embargo(closure: ModuleType, monkey
     found = list(closure._catalogued([(InternalScope("test", vo="def"), "f")], None))
     assert len(found) == 1 and found[0].until is None and found[0].active(dt.datetime.now(dt.UTC))
     assert "run catalogue unreadable: catalogue down" in str(found[0].raw)
+
+
+def test_approving_a_rule_rechecks_what_it_would_copy(permission: ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On the lake, a rule cannot wait for approval until its mail templates are configured (issue 13,
+    item 7), so the wiring is checked here: approval re-runs the embargo check on the rule's DID."""
+    rule = {"scope": "scope-object", "name": "ds", "rse_expression": "PUBLIC"}
+    seen: list[Any] = []
+    monkeypatch.setattr(permission.generic, "has_permission", lambda *a, **k: True)
+    monkeypatch.setattr(permission, "_rule", lambda kwargs, session: rule)
+    monkeypatch.setattr(
+        permission, "_rule_embargo", lambda issuer, dids, expr, session: seen.append((dids, expr)) or "verdict"
+    )
+    assert permission.perm_approve_rule("issuer", {"rule_id": "r1"}, None) == "verdict"
+    assert seen == [([("scope-object", "ds")], "PUBLIC")]
