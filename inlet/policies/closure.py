@@ -165,7 +165,7 @@ def active_embargoes(
     seeds: Iterable[tuple[InternalScope, str]], session: Session, *, down: bool = True, now: dt.datetime | None = None
 ) -> list[Embargo]:
     """Active embargoes on the closure of the seeds, latest end first (unreadable ones first of all)."""
-    now = now or dt.datetime.now(dt.UTC)
+    now = now or dt.datetime.now(dt.timezone.utc)  # noqa: UP017 - Rucio-side code stays Python 3.9
     active = [e for e in embargoes_of(closure(seeds, session, down=down), session) if e.active(now)]
-    far = dt.datetime.max.replace(tzinfo=dt.UTC)
+    far = dt.datetime.max.replace(tzinfo=dt.timezone.utc)  # noqa: UP017 - as above
     return sorted(active, key=lambda e: e.until or far, reverse=True)

@@ -585,7 +585,7 @@ def _creation(
     meta = did.get("meta") or {}
     if meta.get(EMBARGO_KEY) not in (None, ""):
         try:
-            active = parse_embargo(meta[EMBARGO_KEY]) > dt.datetime.now(dt.UTC)
+            active = parse_embargo(meta[EMBARGO_KEY]) > dt.datetime.now(dt.timezone.utc)  # noqa: UP017 - Python 3.9
         except ValueError:
             active = True
         if active:
