@@ -735,8 +735,15 @@ def _subscription(issuer: InternalAccount, action: str, kwargs: dict[str, Any], 
         args = _gateway_args("rucio.gateway.subscription", "add_subscription", ("replication_rules",))
         rules = None if args is None else args["replication_rules"]
     else:
-        args = _gateway_args("rucio.gateway.subscription", "update_subscription", ("metadata",))
-        rules = None if args is None else (args["metadata"] or {}).get("replication_rules", [])
+        args = _gateway_args("rucio.gateway.subscription", "update_subscription", ("name", "metadata"))
+        metadata = (args or {}).get("metadata") or {}
+        if args is None:
+            rules = None
+        elif metadata.get("replication_rules"):
+            rules = metadata["replication_rules"]
+        else:
+            # A new filter with the old rules can aim a public rule at embargoed data too.
+            rules = _subscription_rules(str(args["name"]), kwargs.get("account"), session)
     if rules is None:
         return _result(False, f"{action}: the subscription's rules could not be checked for public RSEs.")
     for rule in rules if isinstance(rules, list) else []:
@@ -750,6 +757,28 @@ def _subscription(issuer: InternalAccount, action: str, kwargs: dict[str, Any], 
                 "Use private RSEs; `inlet embargo release` publishes data whose embargo has passed.",
             )
     return _OK()
+
+
+def _subscription_rules(name: str, account: Any, session: Session) -> list[dict[str, Any]] | None:
+    """The replication rules a subscription has now (None if it cannot be read)."""
+    import json
+
+    from rucio.common.exception import SubscriptionNotFound
+    from rucio.core.subscription import list_subscriptions
+
+    try:
+        subs = list(list_subscriptions(name=name, account=account, session=session))
+    except SubscriptionNotFound:
+        return []  # Rucio reports the unknown subscription itself
+    rules: list[dict[str, Any]] = []
+    for sub in subs:
+        raw = sub.get("replication_rules")
+        try:
+            loaded = json.loads(raw) if isinstance(raw, str) else raw
+        except ValueError:
+            return None
+        rules.extend(r for r in loaded or [] if isinstance(r, dict))
+    return rules
 
 
 def perm_add_subscription(issuer: InternalAccount, kwargs: dict[str, Any], session: Session) -> PermissionResult:

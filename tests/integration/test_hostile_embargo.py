@@ -345,6 +345,11 @@ def test_subscriptions_to_public_rses_are_refused(hw: Hostile) -> None:
     assert out[0].denied("without any permission check", f"public RSE(s) {w.public}", "'embargo-admin'"), out[0]
     assert out[1].ok, out[1]
     assert out[2].denied(f"public RSE(s) {w.public}"), out[2]
+    # A subscription an embargo admin made public cannot be re-aimed by a new filter from an 'admin'.
+    eadmin_sub = f"hostile-pub-{w.tag()}"
+    assert w.root.call("add_subscription", eadmin_sub, w.admin.account, filter_, public_rules, **common).ok
+    refilter = w.admin.call("update_subscription", eadmin_sub, account=w.admin.account, filter_=filter_)
+    assert refilter.denied(f"public RSE(s) {w.public}"), refilter
 
 
 # -- shortening or lifting through metadata and detach --------------------------------------------
