@@ -10,9 +10,9 @@ are not in that table (generic then answers with ``perm_default``: root and 'adm
 tests/unit/policies/test_actions.py fails when a Rucio release adds an action not listed here,
 so that someone decides about it. This module imports nothing: the test reads it without Rucio.
 
-Trust note: accounts with Rucio's ``admin`` attribute may grant account attributes (including
-``embargo-admin`` and ``data-manager``), change RSE attributes (including ``public``) and
-protocols: they are trusted as operators, as in every Rucio deployment.
+Trust note: only root grants ``embargo-admin`` and ``data-manager``; but accounts with Rucio's
+``admin`` attribute still change RSE attributes (including ``public``) and protocols: they are
+trusted as operators, as in every Rucio deployment.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ ACTIONS: dict[str, str] = {
     "update_rule": "perm_update_rule",
     "move_rule": "perm_move_rule",
     "approve_rule": "perm_approve_rule",
+    "add_attribute": "perm_add_attribute",
     "delete_replicas": "perm_delete_replicas",
     "add_replicas": "perm_add_replicas",
     "get_signed_url": "perm_get_signed_url",
@@ -78,8 +79,7 @@ ACTIONS: dict[str, str] = {
     "add_account": f"harmless: {_ROOT}",
     "del_account": f"harmless: {_ROOT}",
     "update_account": f"harmless: {_ADMIN}",
-    "add_attribute": f"harmless: {_ADMIN}; granting roles is the operators' job (see the module docstring)",
-    "del_attribute": f"harmless: {_ADMIN}",
+    "del_attribute": f"harmless: {_ADMIN}; removing a role takes rights away",
     "add_account_identity": f"harmless: {_ADMIN}",
     "del_account_identity": f"harmless: {_ADMIN}",
     "del_identity": "harmless: root, or an account removing its own identity",

@@ -808,5 +808,18 @@ def perm_update_opendata_did(issuer: InternalAccount, kwargs: dict[str, Any], se
     return _opendata(issuer, "update_opendata_did", kwargs, session)
 
 
+# -- roles ------------------------------------------------------------------------------------
+def perm_add_attribute(issuer: InternalAccount, kwargs: dict[str, Any], session: Session) -> PermissionResult:
+    """The roles that lift inlet's protections are root's to grant: in generic Rucio any 'admin'
+    account may grant attributes, which would let an operator make itself an embargo admin."""
+    result = _generic(issuer, "add_attribute", kwargs, session)
+    if not result or _is_root(issuer) or kwargs.get("key") not in (EMBARGO_ADMIN, DATA_MANAGER):
+        return result
+    return _result(
+        False,
+        f"The '{kwargs.get('key')}' attribute lifts inlet's embargo or raw-data protection: only root grants it.",
+    )
+
+
 #: Every action inlet decides itself, from the table of all Rucio actions (inlet.policies.actions).
 _CHECKS: dict[str, Check] = {action: globals()[function] for action, function in handled().items()}

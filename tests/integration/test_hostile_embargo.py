@@ -352,6 +352,18 @@ def test_subscriptions_to_public_rses_are_refused(hw: Hostile) -> None:
     assert refilter.denied(f"public RSE(s) {w.public}"), refilter
 
 
+def test_only_root_grants_the_roles_that_lift_protection(hw: Hostile) -> None:
+    w = hw
+    out = w.admin.run(
+        ("add_account_attribute", [w.admin.account, "embargo-admin", "True"], {}),
+        ("add_account_attribute", [w.plain.account, "data-manager", "True"], {}),
+    )
+    for o in out:
+        assert o.denied("lifts inlet's embargo or raw-data protection: only root grants it"), o
+    attrs = expect_ok([w.root.call("list_account_attributes", w.admin.account)])[0].result
+    assert "embargo-admin" not in str(attrs)
+
+
 # -- shortening or lifting through metadata and detach --------------------------------------------
 def test_embargo_cannot_be_shortened_by_any_metadata_call(hw: Hostile) -> None:
     w = hw
