@@ -165,10 +165,12 @@ def render_rucio_cfg(settings: Settings, paths: LakePaths, db_url: str) -> str:
         "password": b.password,
         "voname": "inlet",
     }
-    # Run-level metadata from inlet's run catalogue; Rucio's JSON plugin (which claims every
-    # key) must stay last so that it only gets the keys the catalogue does not own.
+    # Run-level metadata from inlet's run catalogue, then embargo_until (stored as JSON, but
+    # never deletable: inlet.policies.embargo_meta); Rucio's JSON plugin (which claims every
+    # key) must stay last so that it only gets the keys the others do not own.
     cfg["metadata"] = {
-        "plugins": "inlet.plugins.runmeta.RunMetaPlugin,rucio.core.did_meta_plugins.json_meta.JSONDidMeta",
+        "plugins": "inlet.plugins.runmeta.RunMetaPlugin,inlet.policies.embargo_meta.EmbargoMetaPlugin,"
+        "rucio.core.did_meta_plugins.json_meta.JSONDidMeta",
         "inlet_catalog_url": settings.catalog_url(),
     }
     cfg["monitor"] = {"enable_metrics": "False"}

@@ -4,7 +4,8 @@ Enable it in rucio.cfg, before Rucio's JSON plugin (which claims every key, so i
 last)::
 
     [metadata]
-    plugins = inlet.plugins.runmeta.RunMetaPlugin,rucio.core.did_meta_plugins.json_meta.JSONDidMeta
+    plugins = inlet.plugins.runmeta.RunMetaPlugin,inlet.policies.embargo_meta.EmbargoMetaPlugin,
+              rucio.core.did_meta_plugins.json_meta.JSONDidMeta   (one line in the file)
     inlet_catalog_url = mysql+pymysql://inlet:...@db-host/inlet
 
 (``INLET_CATALOG__URL`` in the server's environment is the fallback). The lake writes both.
@@ -229,6 +230,30 @@ class RunMetaPlugin(DidMetaPlugin):  # type: ignore[misc]
                 "Rucio; change the run in the catalogue"
             )
         self.json_plugin.delete_metadata(scope, name, key, session=session)
+
+    def embargo_values(self, dids: list[tuple[str, str]], *, session: Any = None) -> dict[tuple[str, str], str]:
+        """The run catalogue's embargo (ISO text) of each given (scope, name) it knows and that has one.
+
+        inlet's permission check (inlet.policies.permission) calls this for the whole closure of
+        a rule or an attachment: one query per 500 DIDs, not one per DID. Errors propagate: the
+        caller counts an unreadable catalogue as an embargo (fail closed)."""
+        found: dict[tuple[str, str], str] = {}
+        with self.catalog.session() as s:
+            for i in range(0, len(dids), _CHUNK):
+                chunk = dids[i : i + _CHUNK]
+                files = s.execute(
+                    select(RunFile.scope, RunFile.name, Run.embargo_until)
+                    .join(Run, Run.id == RunFile.run_id)
+                    .where(tuple_(RunFile.scope, RunFile.name).in_(chunk), Run.embargo_until.is_not(None))
+                )
+                runs = s.execute(
+                    select(Run.scope, Run.dataset, Run.embargo_until).where(
+                        tuple_(Run.scope, Run.dataset).in_(chunk), Run.embargo_until.is_not(None)
+                    )
+                )
+                for scope, name, until in [*files, *runs]:
+                    found[(scope, name)] = _iso(until) or ""
+        return found
 
     def list_dids(
         self,

@@ -32,7 +32,7 @@ def parse_embargo(value: object) -> dt.datetime:
             raise ValueError(
                 f"{EMBARGO_KEY}={value!r} is not an ISO 8601 date or time; use e.g. 2027-06-01 or 2027-06-01T12:00:00Z"
             ) from None
-    return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
+    return when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)  # noqa: UP017 - Python 3.9
 
 
 def embargo_passed(value: object, now: dt.datetime) -> bool:

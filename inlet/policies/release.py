@@ -59,7 +59,7 @@ def release(
     """Add the public rule of every DID whose embargo passed; existing public rules are reused."""
     from rucio.common.exception import DuplicateRule, RucioException
 
-    now = now or dt.datetime.now(dt.UTC)
+    now = now or dt.datetime.now(dt.timezone.utc)  # noqa: UP017 - Python 3.9
     out: list[Release] = []
     for scope, name, value in due(client, scopes, now):
         existing = [r for r in client.list_did_rules(scope, name) if r["rse_expression"] == rse_expression]

@@ -17,7 +17,9 @@ import pytest
 
 from inlet.lake.lake import Lake
 from inlet.lake.services.base import venv_bin
-from tests.integration.test_policies_server import Actor, _file, _posix_protocol, expect_ok
+from tests.integration.actors import Actor, expect_ok
+from tests.integration.actors import fake_file as _file
+from tests.integration.actors import posix_protocol as _posix_protocol
 
 
 @pytest.fixture(scope="module")

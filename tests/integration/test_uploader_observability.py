@@ -261,8 +261,13 @@ def test_quarantined_file_raises_an_event_and_the_listeners_webhook_alarm(
     assert res.returncode == 0, res.stderr
     assert str(bad) in json.loads(res.stdout)["quarantined"]
     try:
-        (ev,) = wait_for("the file-quarantined event on the inlet topic", lambda: [
-            d for d in topic.docs if d["event_type"] == "file-quarantined" and d["payload"]["source"] == str(bad)], 60)
+        (ev,) = wait_for(
+            "the file-quarantined event on the inlet topic",
+            lambda: [
+                d for d in topic.docs if d["event_type"] == "file-quarantined" and d["payload"]["source"] == str(bad)
+            ],
+            60,
+        )
     finally:
         conn.disconnect()
     p = ev["payload"]
@@ -279,6 +284,9 @@ def test_quarantined_file_raises_an_event_and_the_listeners_webhook_alarm(
     m1 = wait_for("the quarantine counted", lambda: (m := scrape(env)) and metric(
         m, "inlet_uploader_errors_total", kind="quarantined") > metric(
         m0, "inlet_uploader_errors_total", kind="quarantined") and m)  # fmt: skip
-    assert metric(m1, "inlet_uploader_errors_total", kind="quarantined") - metric(
-        m0, "inlet_uploader_errors_total", kind="quarantined") == 1
+    assert (
+        metric(m1, "inlet_uploader_errors_total", kind="quarantined")
+        - metric(m0, "inlet_uploader_errors_total", kind="quarantined")
+        == 1
+    )
     assert status(env)["errors_total"] - s0["errors_total"] == 1
