@@ -16,6 +16,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from inlet.config import load_settings
+from inlet.errors import InletError
 
 app = typer.Typer(help="Proprietary data under embargo (DID metadata embargo_until).", no_args_is_help=True)
 console = Console()
@@ -64,9 +65,9 @@ def release(
         client = Client()
         results = do_release(client, scopes, expression, copies or settings.embargo.copies, dry_run=dry_run)
     except RucioException as exc:
-        errors.print(f"[bold red]error:[/] {escape(f'{type(exc).__name__}: {exc}')}")
-        errors.print("[yellow]fix:[/] check that Rucio answers (`inlet lake status`) and the scopes exist")
-        raise typer.Exit(2) from exc
+        raise InletError(
+            f"Rucio: {type(exc).__name__}: {exc}", "check that Rucio answers (`inlet lake status`) and the scopes exist"
+        ) from exc
     table = Table(title=f"embargo release to {expression}")
     for col in ("DID", "embargo_until", "action", "rule"):
         table.add_column(col)

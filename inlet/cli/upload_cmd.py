@@ -43,13 +43,8 @@ def upload(
     every name first (nothing is queued if one is refused), then follows the batches.
     """
     from inlet.uploader import api
-    from inlet.uploader.plan import BadInput
 
-    try:
-        items = api.check_files(files, run, stream, experiment)
-    except BadInput as err:
-        console.print(f"[bold red]error:[/] {escape(str(err))}")
-        raise typer.Exit(code=2) from err
+    items = api.check_files(files, run, stream, experiment)  # BadInput: the CLI's one handler, exit 2
     results, end = api.submit(
         items, run, stream, experiment, batch_size=batch_size, every=every, end_run=end_run,
         expected_files=len(items) if end_run else None,
