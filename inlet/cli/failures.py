@@ -62,10 +62,12 @@ def one_line(text: str) -> str:
 
 
 def render(problem: str, fix: str) -> str:
-    problem = one_line(mask(problem)) or "failed"
+    """The error line. Only the problem is masked: it quotes libraries and settings, while a fix
+    is inlet's own text (which masks what it quotes, and may show a URL template)."""
+    problem = one_line(mask(problem)).removesuffix(".") or "failed"
     if len(problem) > MAX_PROBLEM:
         problem = problem[: MAX_PROBLEM - 3] + "..."
-    fix = one_line(mask(fix))
+    fix = one_line(fix)
     return f"inlet: error: {problem} (fix: {fix})" if fix else f"inlet: error: {problem}"
 
 
@@ -220,6 +222,19 @@ def _save_traceback(exc: BaseException) -> Path | None:
     except OSError:
         return None
     return Path(name)
+
+
+#: Client libraries whose own log lines only repeat, at length, what the error line says:
+#: stomp.py warns about every failed connection attempt, Rucio's client logs every failed
+#: request with its own handler and colours. At the default verbosity they are off; `-v`
+#: shows them (the services run with -v).
+QUIET_LIBRARIES = ("stomp.py", "baseclient")
+
+
+def quiet_libraries(verbosity: int) -> None:
+    # `disabled` rather than a level: Rucio sets its loggers' level when it is imported, later.
+    for name in QUIET_LIBRARIES:
+        logging.getLogger(name).disabled = verbosity <= 0
 
 
 def debug_requested() -> bool:

@@ -27,7 +27,7 @@ from inlet.cli import (
     upload_cmd,
     watch_cmd,
 )
-from inlet.cli.failures import InletGroup
+from inlet.cli.failures import InletGroup, quiet_libraries
 from inlet.logs import setup_logging
 
 app = typer.Typer(
@@ -73,6 +73,7 @@ def main(
 
         os.environ["INLET_CONFIG"] = str(config)
     setup_logging(verbose)
+    quiet_libraries(verbose)
 
 
 app.add_typer(lake_cmd.app, name="lake")

@@ -84,6 +84,7 @@ def rehearse(
     (the full 4 h at 10x); `inlet rehearse --duration 30 --speedup 5 --corrupt 7` (a drill).
     Exit status: 0 when nothing was lost or corrupted (apart from drilled chunks), 1 otherwise.
     """
+    from inlet.cli.failures import mask
     from inlet.config import load_settings
     from inlet.errors import InletError
     from inlet.lake.lake import Lake
@@ -140,9 +141,10 @@ def rehearse(
             chunks = rehearsal.execute(progress=lambda s: live.update(_live_table(s)))
     except (ConnectionError, OSError) as err:
         b = settings.broker
+        redis = mask(settings.redis.url)
         raise InletError(
             f"{type(err).__name__}: {err}",
-            f"is the lake up (`inlet lake status`)? The broker is {b.host}:{b.stomp_port}, Redis {settings.redis.url}",
+            f"is the lake up (`inlet lake status`)? The broker is {b.host}:{b.stomp_port}, Redis {redis}",
         ) from err
     totals = counts(chunks)
     first = settings.uploader.first_rse
