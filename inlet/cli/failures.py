@@ -52,12 +52,12 @@ def mask(text: str) -> str:
 
 
 def one_line(text: str) -> str:
-    """Fold a multi-line message into one line: lines joined by '; ' (by ' ' after a colon)."""
+    """Fold a multi-line message into one line: lines joined by '; ' (by ' ' after ':' or '.')."""
     out = ""
     for line in (part.strip() for part in text.splitlines()):
         if not line:
             continue
-        out = line if not out else f"{out}{' ' if out.endswith(':') else '; '}{line}"
+        out = line if not out else f"{out}{' ' if out.endswith((':', '.')) else '; '}{line}"
     return out
 
 
@@ -165,7 +165,16 @@ def _stomp(exc: Any) -> tuple[str, str]:
 
 
 def _rucio(exc: Any) -> tuple[str, str]:
-    return f"Rucio: {type(exc).__name__}: {exc}", f"check [rucio] host and credentials (or RUCIO_CONFIG); {LAKE_FIX}"
+    kind = type(exc).__name__
+    if kind in ("CannotAuthenticate", "AccessDenied"):
+        return (
+            f"Rucio refused: {kind}: {exc}",
+            "check that [rucio] host is the Rucio server, and the identity inlet uses: [rucio] username / "
+            "password / account for the lake's rucio.cfg, or the [client] section of [rucio] config / RUCIO_CONFIG",
+        )
+    if kind in ("ServerConnectionException", "ConfigNotFound", "ConfigLoadingError"):
+        return f"Rucio: {kind}: {exc}", f"check [rucio] host (or RUCIO_CONFIG's [client] rucio_host); {LAKE_FIX}"
+    return f"Rucio: {kind}: {exc}", "check the names and values given (`rucio scope list`, `rucio rse list`)"
 
 
 def _http(exc: Any) -> tuple[str, str]:
