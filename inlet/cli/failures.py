@@ -15,6 +15,7 @@ of a library that was never imported cannot have been raised, and the CLI stays 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import os
 import re
@@ -118,6 +119,31 @@ def _validation(exc: Any) -> tuple[str, str]:
     )
 
 
+def _is_json(text: str) -> bool:
+    """Whether a value that looks like JSON (a list or a table) parses; plain values count as fine."""
+    if text.lstrip()[:1] not in ("[", "{"):
+        return True
+    try:
+        json.loads(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _settings_source(exc: BaseException) -> tuple[str, str]:
+    """pydantic-settings could not even parse a value (a list or table given as bad JSON)."""
+    field_name = re.search(r'field "([^"]+)"', str(exc))
+    prefix = f"INLET_{field_name.group(1).upper()}" if field_name else "INLET_"
+    candidates = sorted(k for k in os.environ if k == prefix or k.startswith(prefix + "__"))
+    suspects = [k for k in candidates if not _is_json(os.environ[k])] or candidates
+    cause = f": {exc.__cause__}" if exc.__cause__ else ""
+    where = f" (set by {', '.join(suspects)})" if suspects else ""
+    return (
+        f"configuration: {exc}{cause}{where}",
+        "lists and tables in environment variables are JSON, e.g. INLET_LAKE__MANAGE='[\"postgres\", \"rucio\"]'",
+    )
+
+
 def _sqlalchemy(exc: BaseException) -> tuple[str, str]:
     orig = getattr(exc, "orig", None)
     detail = str(orig) if orig is not None else str(exc).split("\n[SQL:")[0]
@@ -188,6 +214,8 @@ def _s3(exc: Any) -> tuple[str, str]:
 #: (module, exception class, explainer): errors of the outside world; the first match wins.
 _EXPLAINERS: list[tuple[str, str, Callable[[Any], tuple[str, str]]]] = [
     ("pydantic_core", "ValidationError", _validation),
+    ("pydantic_settings", "SettingsError", _settings_source),
+    ("pydantic_settings.exceptions", "SettingsError", _settings_source),
     ("redis.exceptions", "AuthenticationError", _redis_auth),
     ("redis.exceptions", "RedisError", _redis),
     ("kombu.exceptions", "OperationalError", _kombu),

@@ -13,7 +13,7 @@ from rich.markup import escape
 from inlet.config import load_settings
 from inlet.errors import InletError
 
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)
 log = logging.getLogger("inlet.listener")
 
 

@@ -122,7 +122,10 @@ BAD: dict[tuple[str, ...], list[Bad]] = {
     ],
     ("lake", "down"): [Bad(["--purge", "now"], "unexpected extra argument")],
     ("lake", "env"): [Bad(["--x"], "No such option")],
-    ("lake", "status"): [Bad([], "configuration key lake.manage", {"INLET_LAKE__MANAGE": '["warp-drive"]'})],
+    ("lake", "status"): [
+        Bad([], "configuration key lake.manage", {"INLET_LAKE__MANAGE": '["warp-drive"]'}),
+        Bad([], "(set by INLET_LAKE__MANAGE)", {"INLET_LAKE__MANAGE": "[postgres"}),
+    ],
     ("lake", "up"): [Bad([], "not valid TOML", {"INLET_CONFIG": "{tmp}/broken.toml"}, process=True)],
     ("listen",): [Bad([], "is not usable", {"INLET_CATALOG__URL": "garbage://x"})],
     ("reconcile",): [Bad([], "Cannot connect to the Rucio server", RUCIO_DOWN, process=True)],
