@@ -21,10 +21,12 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import ArgumentError, DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
 from sqlalchemy.pool import NullPool
+
+from inlet.errors import InletError
 
 log = logging.getLogger(__name__)
 
@@ -38,12 +40,42 @@ VERSION_TABLE = "inlet_catalog_version"
 _RETRYABLE_MYSQL = {1205, 1213}
 
 
-class CatalogError(Exception):
-    """A catalogue problem with the fix in the message."""
+URL_FIX = (
+    "set [catalog] url / INLET_CATALOG__URL to sqlite:///PATH or mysql+pymysql://USER:PASSWORD@HOST:PORT/DB "
+    "(empty: SQLite in the lake's state directory)"
+)
+
+
+class CatalogError(InletError):
+    """A catalogue problem: ``problem`` and ``fix``; ``str()`` shows both."""
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
-    """An engine with the settings every catalogue user needs on that backend."""
+    """An engine with the settings every catalogue user needs on that backend.
+
+    A URL SQLAlchemy cannot parse, or whose dialect or driver is not installed, is a
+    :class:`CatalogError` naming the setting, not a traceback from deep inside SQLAlchemy.
+    """
+    try:
+        return _make_engine(url, **kwargs)
+    except ArgumentError as exc:  # NoSuchModuleError too: an unknown dialect
+        shown = _masked(url)
+        raise CatalogError(f"the run catalogue URL {shown!r} is not usable: {exc}", URL_FIX) from exc
+    except ImportError as exc:  # a known dialect whose driver is missing
+        raise CatalogError(
+            f"the run catalogue URL {_masked(url)!r} needs a database driver that is not installed: {exc}",
+            f"install it (pip install {exc.name or 'the driver'}), or {URL_FIX}",
+        ) from exc
+
+
+def _masked(url: str) -> str:
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return url if "@" not in url else "<unparsable URL>"
+
+
+def _make_engine(url: str, **kwargs: Any) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         database = parsed.database or ""
@@ -52,8 +84,8 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
                 Path(database).parent.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 raise CatalogError(
-                    f"cannot create the directory of the SQLite run catalogue {database}: {exc}\n"
-                    "  fix: point [catalog] url / INLET_CATALOG__URL at a writable place"
+                    f"cannot create the directory of the SQLite run catalogue {database}: {exc}",
+                    "point [catalog] url / INLET_CATALOG__URL at a writable place",
                 ) from exc
         # Writers in several threads/processes: wait for the lock instead of failing at once.
         kwargs.setdefault("connect_args", {"timeout": 30, "check_same_thread": False})
@@ -117,7 +149,10 @@ def _lock_migrations(conn: Connection) -> None:
     if dialect in ("mysql", "mariadb"):
         got = conn.execute(text("SELECT GET_LOCK('inlet_catalog_migrate', 120)")).scalar()
         if got != 1:
-            raise CatalogError("timed out after 120 s waiting for another process's catalogue migration")
+            raise CatalogError(
+                "timed out after 120 s waiting for another process's catalogue migration",
+                "run the command again once the other process (an upgrade, a starting service) has finished",
+            )
     elif dialect == "postgresql":
         conn.execute(text("SELECT pg_advisory_xact_lock(7201)"))
 
@@ -136,11 +171,10 @@ def upgrade(url_or_engine: str | Engine, revision: str = "head") -> None:
                 # GET_LOCK belongs to the connection, which a pooled engine keeps open.
                 if conn.dialect.name in ("mysql", "mariadb"):
                     conn.execute(text("SELECT RELEASE_LOCK('inlet_catalog_migrate')"))
-    except OperationalError as exc:
+    except (OperationalError, InterfaceError) as exc:
         raise CatalogError(
-            f"cannot migrate the run catalogue at {engine.url.render_as_string(hide_password=True)}: {exc.orig}\n"
-            "  fix: check [catalog] url / INLET_CATALOG__URL and that the database server is up "
-            "(`inlet lake status`)"
+            f"cannot migrate the run catalogue at {engine.url.render_as_string(hide_password=True)}: {exc.orig}",
+            "check [catalog] url / INLET_CATALOG__URL and that the database server is up (`inlet lake status`)",
         ) from exc
     finally:
         if isinstance(url_or_engine, str):

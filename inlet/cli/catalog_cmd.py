@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
 from inlet.catalog.db import CatalogError, current_revision, head_revision, make_engine, upgrade
@@ -30,11 +31,7 @@ def catalog_url() -> str:
 def upgrade_cmd() -> None:
     """Create or migrate the catalogue schema to the newest revision (safe to repeat)."""
     url = catalog_url()
-    try:
-        upgrade(url)
-    except CatalogError as err:
-        console.print(f"[bold red]error:[/] {escape(str(err))}")
-        raise typer.Exit(code=2) from err
+    upgrade(url)  # a CatalogError is printed by the CLI's one handler
     engine = make_engine(url, poolclass=NullPool)
     console.print(
         f"catalogue {escape(engine.url.render_as_string(hide_password=True))} at revision {current_revision(engine)}"
@@ -48,9 +45,12 @@ def revision_cmd() -> None:
     engine = make_engine(catalog_url(), poolclass=NullPool)
     try:
         current = current_revision(engine)
-    except Exception as err:
-        console.print(f"[bold red]error:[/] cannot read the catalogue: {escape(str(err))}")
-        raise typer.Exit(code=2) from err
+    except SQLAlchemyError as err:
+        raise CatalogError(
+            f"cannot read the catalogue at {engine.url.render_as_string(hide_password=True)}: "
+            f"{getattr(err, 'orig', None) or err}",
+            "check [catalog] url / INLET_CATALOG__URL and that the database server is up (`inlet lake status`)",
+        ) from err
     finally:
         engine.dispose()
     head = head_revision()
@@ -73,11 +73,7 @@ def reconcile(
     from inlet.catalog.db import open_catalog
     from inlet.cli.select_cmd import _rucio_env
 
-    try:
-        catalog = open_catalog(catalog_url())
-    except CatalogError as err:
-        console.print(f"[bold red]error:[/] {escape(str(err))}")
-        raise typer.Exit(code=2) from err
+    catalog = open_catalog(catalog_url())
     _rucio_env()
     from inlet.catalog.reconcile import Reconciler
 

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from inlet.config import load_settings
+from inlet.errors import InletError
 
 app = typer.Typer(
     help="Rucio daemons that need inlet's plugins registered first, or sub-second sleeps.", no_args_is_help=True
@@ -27,12 +28,10 @@ def _rucio_config() -> None:
             os.environ.update(Lake(settings).rucio_client_env())
     cfg = os.environ["RUCIO_CONFIG"]
     if not os.path.isfile(cfg):
-        typer.echo(
-            f"error: the Rucio configuration {cfg} does not exist\n"
-            "fix: set RUCIO_CONFIG to your site's rucio.cfg, or start the local lake with `inlet lake up`",
-            err=True,
+        raise InletError(
+            f"the Rucio configuration {cfg} does not exist",
+            "set RUCIO_CONFIG to your site's rucio.cfg, or start the local lake with `inlet lake up`",
         )
-        raise typer.Exit(2)
     import logging
     import sys
 
@@ -64,8 +63,7 @@ def conveyor(
         run(ConveyorOptions(submitter_sleep, poller_sleep, finisher_sleep, bulk, once=once))
     except ConveyorConfigError as err:
         problem, _, fix = str(err).partition(": ")
-        typer.echo(f"error: {problem}\nfix: {fix}", err=True)
-        raise typer.Exit(2) from err
+        raise InletError(problem, fix) from err
 
 
 @app.command("judge-evaluator")

@@ -56,17 +56,12 @@ def release(
 
         os.environ.update(Lake(settings).rucio_client_env())
     from rucio.client import Client
-    from rucio.common.exception import RucioException
 
     from inlet.policies.release import release as do_release
 
-    try:
-        client = Client()
-        results = do_release(client, scopes, expression, copies or settings.embargo.copies, dry_run=dry_run)
-    except RucioException as exc:
-        errors.print(f"[bold red]error:[/] {escape(f'{type(exc).__name__}: {exc}')}")
-        errors.print("[yellow]fix:[/] check that Rucio answers (`inlet lake status`) and the scopes exist")
-        raise typer.Exit(2) from exc
+    # Rucio's errors (unreachable, refused credentials, unknown scope) are explained in one line
+    # by the CLI's one handler.
+    results = do_release(Client(), scopes, expression, copies or settings.embargo.copies, dry_run=dry_run)
     table = Table(title=f"embargo release to {expression}")
     for col in ("DID", "embargo_until", "action", "rule"):
         table.add_column(col)

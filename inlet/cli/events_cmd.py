@@ -7,20 +7,18 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.markup import escape
 
 from inlet.config import load_settings
+from inlet.errors import InletError
 
 app = typer.Typer(help="inlet's events: publish one, or work the listener's dead-letter queue.", no_args_is_help=True)
 dlq_app = typer.Typer(help="The listener's dead-letter queue (\\[listener] dlq).", no_args_is_help=True)
 app.add_typer(dlq_app, name="dlq")
-console = Console(stderr=True)
 
 
-def _fail(message: str) -> typer.Exit:
-    console.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
-    return typer.Exit(code=2)
+def _fail(problem: str, fix: str = "") -> InletError:
+    """The error to raise; the CLI's one handler prints it as one line and exits 2."""
+    return InletError(problem, fix)
 
 
 @app.command("publish")
@@ -36,16 +34,19 @@ def publish(
     try:
         body = json.loads(payload)
     except json.JSONDecodeError as err:
-        raise _fail(f'--payload is not JSON ({err}); pass an object, e.g. --payload \'{{"scope": "x"}}\'') from err
+        raise _fail(f"--payload is not JSON ({err})", 'pass an object, e.g. --payload \'{"scope": "x"}\'') from err
     if not isinstance(body, dict):
-        raise _fail('--payload must be a JSON object, e.g. \'{"scope": "cygno"}\'')
+        raise _fail("--payload must be a JSON object", 'pass an object, e.g. --payload \'{"scope": "cygno"}\'')
     s = load_settings()
     envelope = make_inlet_event(event_type, body, event_id)
     conn = connection(s.broker)
     try:
         conn.connect(s.broker.username, s.broker.password, wait=True)
     except Exception as err:
-        raise _fail(f"cannot reach the broker at {s.broker.host}:{s.broker.stomp_port}: {err}") from err
+        raise _fail(
+            f"cannot connect to the broker at {s.broker.host}:{s.broker.stomp_port}: {type(err).__name__} {err}",
+            "check [broker] host, stomp_port, username and password; is it running? (`inlet lake status`)",
+        ) from err
     try:
         conn.send(s.broker.inlet_topic, json.dumps(envelope), headers={"persistent": "true", "event_type": event_type})
     finally:
@@ -56,13 +57,10 @@ def publish(
 @dlq_app.command("list")
 def dlq_list() -> None:
     """List dead-lettered messages: id, time, event type, handler and reason."""
-    from inlet.listener.dlq import DeadLetterQueue, DLQError
+    from inlet.listener.dlq import DeadLetterQueue
 
     s = load_settings()
-    try:
-        letters = DeadLetterQueue(s.broker, s.listener).letters()
-    except DLQError as err:
-        raise _fail(str(err)) from err
+    letters = DeadLetterQueue(s.broker, s.listener).letters()  # a DLQError: the CLI's one handler
     # One line per message, tab-separated: readable, and greppable by scripts.
     for letter in letters:
         fields = (letter.dlq_id, letter.at, letter.event_type or "-", letter.handler or "-", letter.reason)
@@ -75,13 +73,10 @@ def dlq_show(
     dlq_id: Annotated[str, typer.Argument(help="Id from `inlet events dlq list` (a unique prefix works).")],
 ) -> None:
     """Print one dead-lettered message: its headers, then its body as received."""
-    from inlet.listener.dlq import DeadLetterQueue, DLQError
+    from inlet.listener.dlq import DeadLetterQueue
 
     s = load_settings()
-    try:
-        letter = DeadLetterQueue(s.broker, s.listener).show(dlq_id)
-    except DLQError as err:
-        raise _fail(str(err)) from err
+    letter = DeadLetterQueue(s.broker, s.listener).show(dlq_id)
     for key in sorted(letter.headers):
         typer.echo(f"{key}: {letter.headers[key]}")
     typer.echo("")
@@ -101,13 +96,10 @@ def dlq_replay(
     from inlet.listener.dlq import DeadLetterQueue, DLQError
 
     s = load_settings()
+    if not all_ and not dlq_ids:
+        raise DLQError("nothing to replay", "name ids from `inlet events dlq list`, or --all")
     dlq = DeadLetterQueue(s.broker, s.listener)
-    try:
-        ids = [letter.dlq_id for letter in dlq.letters()] if all_ else list(dlq_ids or [])
-        if not ids:
-            raise DLQError("nothing to replay: name ids from `inlet events dlq list`, or --all")
-        done = dlq.replay(ids, body.read_bytes() if body else None)
-    except DLQError as err:
-        raise _fail(str(err)) from err
+    ids = [letter.dlq_id for letter in dlq.letters()] if all_ else list(dlq_ids or [])
+    done = dlq.replay(ids, body.read_bytes() if body else None)
     for i in done:
         typer.echo(f"replayed {i}")

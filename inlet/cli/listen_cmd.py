@@ -11,8 +11,9 @@ from rich.console import Console
 from rich.markup import escape
 
 from inlet.config import load_settings
+from inlet.errors import InletError
 
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)
 log = logging.getLogger("inlet.listener")
 
 
@@ -33,32 +34,25 @@ def listen(
     if status:
         raise typer.Exit(code=_status(settings.listener.metrics_port, settings))
 
-    from inlet.catalog.db import CatalogError, open_catalog
-    from inlet.listener.routing import Router, RoutingError
+    from inlet.catalog.db import open_catalog
+    from inlet.listener.routing import Router
     from inlet.listener.rucio_lookup import RucioClientLookup
     from inlet.listener.service import Listener
 
-    try:
-        router = Router.from_settings(settings.listener)
-    except RoutingError as err:
-        console.print(f"[bold red]error:[/] {escape(str(err))}")
-        raise typer.Exit(code=2) from err
-    try:
-        catalog = open_catalog(settings.catalog_url())
-    except CatalogError as err:
-        console.print(f"[bold red]error:[/] {escape(str(err))}")
-        raise typer.Exit(code=2) from err
+    # A RoutingError or a CatalogError is printed by the CLI's one handler.
+    router = Router.from_settings(settings.listener)
+    catalog = open_catalog(settings.catalog_url())
     if settings.listener.metrics_port:
         from prometheus_client import start_http_server
 
         try:
             start_http_server(settings.listener.metrics_port, addr="127.0.0.1")
         except OSError as err:
-            console.print(
-                f"[bold red]error:[/] metrics port {settings.listener.metrics_port} is taken ({err}); "
-                "set another \\[listener] metrics_port / INLET_LISTENER__METRICS_PORT, or 0 for none"
-            )
-            raise typer.Exit(code=2) from err
+            catalog.dispose()
+            raise InletError(
+                f"metrics port {settings.listener.metrics_port} is taken ({err})",
+                "set another [listener] metrics_port / INLET_LISTENER__METRICS_PORT, or 0 for none",
+            ) from err
     listener = Listener(settings, catalog, router, RucioClientLookup())
     listener.install_signal_handlers()
     log.info("listener %s starting on %s and %s", settings.listener.consumer,

@@ -27,6 +27,7 @@ from inlet.cli import (
     upload_cmd,
     watch_cmd,
 )
+from inlet.cli.failures import InletGroup, quiet_libraries
 from inlet.logs import setup_logging
 
 app = typer.Typer(
@@ -36,6 +37,10 @@ app = typer.Typer(
     "so the plain `rucio` CLI talks to it.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    # Every failure, from parsing to a command's last line, is printed as one line (failures.py).
+    cls=InletGroup,
+    # Inherited by every subcommand's context: `-h` works wherever `--help` does, as in `rucio`.
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 
 
@@ -55,6 +60,12 @@ def main(
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
     ] = False,
+    debug: Annotated[
+        bool,
+        typer.Option(
+            "--debug", envvar="INLET_DEBUG", help="Show the traceback of an unexpected error instead of one line."
+        ),
+    ] = False,
 ) -> None:
     """Global options shared by every subcommand."""
     if config is not None:
@@ -62,6 +73,7 @@ def main(
 
         os.environ["INLET_CONFIG"] = str(config)
     setup_logging(verbose)
+    quiet_libraries(verbose)
 
 
 app.add_typer(lake_cmd.app, name="lake")

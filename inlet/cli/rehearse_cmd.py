@@ -84,12 +84,24 @@ def rehearse(
     (the full 4 h at 10x); `inlet rehearse --duration 30 --speedup 5 --corrupt 7` (a drill).
     Exit status: 0 when nothing was lost or corrupted (apart from drilled chunks), 1 otherwise.
     """
+    from inlet.cli.failures import mask
     from inlet.config import load_settings
-    from inlet.lake.errors import LakeError
+    from inlet.errors import InletError
     from inlet.lake.lake import Lake
     from inlet.rehearse import report
-    from inlet.rehearse.runner import Rehearsal, RehearsalError, RehearsalPlan, counts
+    from inlet.rehearse.runner import Rehearsal, RehearsalPlan, counts
 
+    numbers = {
+        "--duration": duration,
+        "--rate": rate,
+        "--speedup": speedup,
+        "--poll-interval": poll_interval,
+        "--drain-timeout": drain_timeout,
+        "--duration x --rate": duration * rate,
+    }
+    for option, value in numbers.items():
+        if value is not None and not math.isfinite(value):
+            raise InletError(f"{option} is {value}", "give a finite number of seconds (or chunks per second)")
     settings = load_settings()
     cfg = settings.rehearse
     plan = RehearsalPlan(
@@ -102,17 +114,12 @@ def rehearse(
     try:
         plan.check()
     except ValueError as err:
-        console.print(f"[bold red]error:[/] {err}")
-        raise typer.Exit(2) from err
+        raise InletError(str(err), "see `inlet rehearse -h`") from err
     if lake:
-        try:
-            rows = Lake(settings).up(lambda n, m: console.print(f"  {n}: {m}", highlight=False))
-        except LakeError as err:
-            console.print(f"[bold red]error:[/] {err.problem}\nfix: {err.fix}")
-            raise typer.Exit(2) from err
+        # A LakeError goes to the CLI's one handler.
+        rows = Lake(settings).up(lambda n, m: console.print(f"  {n}: {m}", highlight=False))
         if not all(r.ok for r in rows):
-            console.print("[bold red]error:[/] the lake is not healthy: see `inlet lake status`")
-            raise typer.Exit(2)
+            raise InletError("the lake is not healthy", "see `inlet lake status`")
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     out = (report_dir or cfg.report_dir).absolute() / stamp
     rehearsal = Rehearsal(settings, plan, out)
@@ -132,16 +139,13 @@ def rehearse(
     try:
         with Live(console=console, refresh_per_second=2, transient=False) as live:
             chunks = rehearsal.execute(progress=lambda s: live.update(_live_table(s)))
-    except RehearsalError as err:
-        console.print(f"[bold red]error:[/] {err}")
-        raise typer.Exit(2) from err
     except (ConnectionError, OSError) as err:
         b = settings.broker
-        console.print(
-            f"[bold red]error:[/] {err}\nfix: is the lake up (`inlet lake status`)? The broker is "
-            f"{b.host}:{b.stomp_port}, Redis {settings.redis.url}"
-        )
-        raise typer.Exit(2) from err
+        redis = mask(settings.redis.url)
+        raise InletError(
+            f"{type(err).__name__}: {err}",
+            f"is the lake up (`inlet lake status`)? The broker is {b.host}:{b.stomp_port}, Redis {redis}",
+        ) from err
     totals = counts(chunks)
     first = settings.uploader.first_rse
     meta = {

@@ -13,10 +13,11 @@ from rich.markup import escape
 from rich.table import Table
 from sqlalchemy import func, select
 
-from inlet.catalog.db import CatalogError, open_catalog
+from inlet.catalog.db import open_catalog
 from inlet.catalog.models import FileAvailability, Run, RunFile
 from inlet.catalog.states import parse_state
 from inlet.config import load_settings
+from inlet.errors import InletError
 
 console = Console(stderr=True, soft_wrap=True)
 _RELATIVE = re.compile(r"^(\d+)([smhdw])$")
@@ -89,13 +90,8 @@ def runs(
         if state:
             parse_state(state)
     except ValueError as err:
-        console.print(f"[bold red]error:[/] {escape(str(err))}")
-        raise typer.Exit(code=2) from err
-    try:
-        catalog = open_catalog(load_settings().catalog_url())
-    except CatalogError as err:
-        console.print(f"[bold red]error:[/] {escape(str(err))}")
-        raise typer.Exit(code=2) from err
+        raise InletError(str(err), "see `inlet runs -h`") from err
+    catalog = open_catalog(load_settings().catalog_url())
     with catalog.session() as s:
         rows = list_runs(s, state, since_t, experiment)
     catalog.dispose()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -12,9 +11,9 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from inlet.catalog.db import CatalogError, open_catalog
+from inlet.catalog.db import open_catalog
 from inlet.config import load_settings
-from inlet.select.grammar import SelectSyntaxError
+from inlet.select.grammar import parse_selection
 from inlet.select.resolve import SelectedFile, select_files
 
 console = Console(stderr=True, soft_wrap=True)
@@ -61,18 +60,13 @@ def select(
     ] = False,
     limit: Annotated[int | None, typer.Option("--limit", min=1, help="At most this many files.")] = None,
 ) -> None:
-    try:
-        catalog = open_catalog(load_settings().catalog_url())
-    except CatalogError as err:
-        console.print(f"[bold red]error:[/] {escape(str(err))}")
-        raise typer.Exit(code=2) from err
+    # A bad selection, or a catalogue that cannot be opened, is an InletError: the CLI's one
+    # handler prints it as one line and exits 2.
+    parse_selection(expr)
+    catalog = open_catalog(load_settings().catalog_url())
     try:
         with catalog.session() as s:
             files = select_files(s, expr, limit=limit)
-    except SelectSyntaxError as err:
-        console.print(f"[bold red]error:[/] {escape(err.message)} at column {err.pos + 1}", highlight=False)
-        console.print(f"  {escape(err.text)}\n  {' ' * err.pos}[bold red]^[/]", highlight=False)
-        raise typer.Exit(code=2) from err
     finally:
         catalog.dispose()
     if as_json:
@@ -97,7 +91,9 @@ def _rucio_env() -> None:
 
 def fetch(
     expr: Annotated[str, typer.Argument(help="The selection (see `inlet select --help`).")],
-    to: Annotated[Path, typer.Option("--to", help="Destination directory (files land in DIR/<scope>/<name>).")],
+    to: Annotated[
+        str, typer.Option("--to", help="Destination directory (files land in DIR/<scope>/<name>); created if missing.")
+    ],
     recall_to: Annotated[
         str, typer.Option("--recall-to", help="RSE expression of the disk cache for tape recalls.")
     ] = "rse_type=DISK",
@@ -113,25 +109,24 @@ def fetch(
     request per run dataset so that a tape is mounted once per group. Resumable: files already
     in --to with the catalogue's adler32 are skipped, and recall rules are reused.
     """
+    from inlet.select.fetch import check_destination
+
+    # Both checked before the catalogue or Rucio is touched: a typo costs nothing.
+    parse_selection(expr)
+    dest = check_destination(to)
+    catalog = open_catalog(load_settings().catalog_url())
     try:
-        catalog = open_catalog(load_settings().catalog_url())
         with catalog.session() as s:
             files = select_files(s, expr)
+    finally:
         catalog.dispose()
-    except CatalogError as err:
-        console.print(f"[bold red]error:[/] {escape(str(err))}")
-        raise typer.Exit(code=2) from err
-    except SelectSyntaxError as err:
-        console.print(f"[bold red]error:[/] {escape(err.message)} at column {err.pos + 1}", highlight=False)
-        console.print(f"  {escape(err.text)}\n  {' ' * err.pos}[bold red]^[/]", highlight=False)
-        raise typer.Exit(code=2) from err
     if not files:
         console.print("nothing selected")
         return
     _rucio_env()
-    from inlet.select.fetch import Fetcher, FetchError
+    from inlet.select.fetch import Fetcher
 
-    fetcher = Fetcher(to, recall_to=recall_to, lifetime=lifetime, workers=workers, recall_timeout=recall_timeout)
+    fetcher = Fetcher(dest, recall_to=recall_to, lifetime=lifetime, workers=workers, recall_timeout=recall_timeout)
     with Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
     ) as bar:
@@ -142,11 +137,7 @@ def fetch(
                 tasks[stage] = bar.add_task(stage, total=total)
             bar.update(tasks[stage], completed=done, total=total)
 
-        try:
-            report = fetcher.run(files, progress)
-        except FetchError as err:
-            console.print(f"[bold red]error:[/] {escape(str(err))}")
-            raise typer.Exit(code=1) from err
+        report = fetcher.run(files, progress)  # a FetchError (exit 1) goes to the CLI's handler
     console.print(
         f"{len(files)} selected: {len(report.skipped)} already present and verified, "
         f"{len(report.downloaded)} downloaded, {len(report.recall_rules)} recall rule(s) in "

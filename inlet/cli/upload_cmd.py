@@ -13,8 +13,29 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from inlet.errors import InletError
+
 console = Console(stderr=True, soft_wrap=True)
 app = typer.Typer(help="The paced uploader's operator view: status of the queue, DAQ-disk release.")
+
+
+def require_redis(url: str) -> None:
+    """Say at once when Redis (Celery's broker) does not answer.
+
+    Without this, Celery logs twenty reconnection attempts over 20 s and then dies with a
+    RuntimeError that does not name Redis.
+    """
+    import redis
+
+    from inlet.cli.failures import LAKE_FIX, mask
+
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=5).ping()
+    except redis.RedisError as err:
+        raise InletError(
+            f"Redis, the uploader's queue, does not answer at {mask(url)}: {type(err).__name__}: {err}",
+            f"check [redis] url / INLET_REDIS__URL (a password goes in redis://:PASSWORD@HOST:PORT/DB); {LAKE_FIX}",
+        ) from err
 
 
 def upload(
@@ -42,14 +63,10 @@ def upload(
     Celery workers (`celery -A inlet.uploader worker`) do the work; this command checks
     every name first (nothing is queued if one is refused), then follows the batches.
     """
-    from inlet.uploader import api
-    from inlet.uploader.plan import BadInput
+    from inlet.uploader import api, app_runtime
 
-    try:
-        items = api.check_files(files, run, stream, experiment)
-    except BadInput as err:
-        console.print(f"[bold red]error:[/] {escape(str(err))}")
-        raise typer.Exit(code=2) from err
+    items = api.check_files(files, run, stream, experiment)  # BadInput: the CLI's one handler, exit 2
+    require_redis(app_runtime.settings().redis.url)
     results, end = api.submit(
         items, run, stream, experiment, batch_size=batch_size, every=every, end_run=end_run,
         expected_files=len(items) if end_run else None,
@@ -87,6 +104,7 @@ def status() -> None:
     from inlet.uploader import app_runtime, pacing
 
     s = app_runtime.settings()
+    require_redis(s.redis.url)
     r = app_runtime.redis_client(s.redis.url)
     now = time.time()
     recent = [g for g in pacing.grants(r) if now - float(g["at"]) <= 60]

@@ -36,6 +36,7 @@ def watch(
     A file whose name breaks the naming schema, or that cannot be read, is moved to the
     quarantine directory by the worker, with a reason file beside it.
     """
+    from inlet.cli.upload_cmd import require_redis
     from inlet.uploader import api, app_runtime
     from inlet.uploader.events import Publisher, file_quarantined
     from inlet.uploader.pipeline import state_path
@@ -43,6 +44,7 @@ def watch(
     from inlet.uploader.watch import ClosedFileDetector
 
     s = app_runtime.settings()
+    require_redis(s.redis.url)
     # The Celery app (celery, kombu, the broker URL) now rather than when the first file closes:
     # that file would wait for the imports.
     from inlet.uploader import celery_app  # noqa: F401

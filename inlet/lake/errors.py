@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from inlet.errors import InletError
 
-class LakeError(Exception):
+
+class LakeError(InletError):
     """A lake problem with the fix spelled out: ``str(err)`` is what the CLI prints."""
 
     def __init__(self, problem: str, fix: str) -> None:

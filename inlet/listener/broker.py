@@ -24,6 +24,7 @@ import stomp
 from stomp.exception import StompException
 
 from inlet.config import BrokerSettings, ListenerSettings
+from inlet.errors import InletError
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +37,7 @@ DLQ_HANDLER = "inlet_dlq_handler"
 DLQ_ORIGINAL_ID = "inlet_original_message_id"
 
 
-class BrokerUnavailable(Exception):
+class BrokerUnavailable(InletError):
     """The broker could not be reached or refused us; the message says why."""
 
 

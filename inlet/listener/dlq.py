@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import stomp
 
 from inlet.config import BrokerSettings, ListenerSettings
+from inlet.errors import InletError
 from inlet.listener.broker import (
     DLQ_AT,
     DLQ_HANDLER,
@@ -28,7 +29,7 @@ from inlet.listener.broker import (
 )
 
 
-class DLQError(Exception):
+class DLQError(InletError):
     """An operator request that cannot be carried out; the message says what to do."""
 
 

@@ -13,13 +13,14 @@ from dataclasses import dataclass
 from importlib.metadata import entry_points
 
 from inlet.config import ListenerRoute, ListenerSettings
+from inlet.errors import InletError
 from inlet.listener.events import Event
 from inlet.listener.handlers.base import Handler, HandlerFactory
 
 ENTRY_POINT_GROUP = "inlet.handlers"
 
 
-class RoutingError(Exception):
+class RoutingError(InletError):
     """A configuration problem in the routes, with the fix in the message."""
 
 

@@ -25,13 +25,14 @@ from pathlib import Path
 from typing import Any
 
 from inlet.config import Settings
+from inlet.errors import InletError
 from inlet.rehearse.chunks import StrainSource, chunk_name, gps_now, write_chunk
 from inlet.rehearse.timeline import ChunkTimes, Timeline
 
 log = logging.getLogger(__name__)
 
 
-class RehearsalError(RuntimeError):
+class RehearsalError(InletError, RuntimeError):
     """The rehearsal cannot run as asked; the message says why and what to change."""
 
 

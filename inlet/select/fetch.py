@@ -20,6 +20,7 @@ The Rucio client is imported lazily: the process must have RUCIO_CONFIG set firs
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -28,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from inlet.errors import InletError
 from inlet.plugins.checksums import file_adler32
 from inlet.select.resolve import SelectedFile, group_by_dataset
 
@@ -57,8 +59,29 @@ class FetchReport:
         return not self.failed
 
 
-class FetchError(Exception):
-    """The fetch cannot go on; the message says what to do."""
+class FetchError(InletError):
+    """The fetch cannot go on (exit 1: a problem found on the way, not bad input)."""
+
+    exit_code = 1
+
+
+def check_destination(text: str) -> Path:
+    """The ``--to`` directory, refused up front if files could not land there.
+
+    An empty value would silently mean the current directory, and an existing non-directory
+    (``/dev/null``, a file) would fail only after the recalls; both are input errors.
+    """
+    if not text.strip():
+        raise InletError("--to is empty", "name the destination directory, e.g. --to ./data (--to . for here)")
+    dest = Path(text)
+    if dest.exists() and not dest.is_dir():
+        raise InletError(f"--to {text}: exists and is not a directory", "name a directory, or a path to create")
+    existing = next((p for p in (dest, *dest.absolute().parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise InletError(f"--to {text}: {existing} is not a directory", "name a directory, or a path to create")
+    if existing is not None and not os.access(existing, os.W_OK | os.X_OK):
+        raise InletError(f"--to {text}: {existing} is not writable", "choose a directory you may write to")
+    return dest
 
 
 Progress = Callable[[str, int, int], None]

@@ -6,10 +6,12 @@ knows, at each failure, what it expected and where, which is the error message u
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 
 from inlet.catalog.query import OPS, And, Cmp, Node, Not, Op, Or, Value
+from inlet.errors import InletError
 
 _TOKEN = re.compile(
     r"""
@@ -27,12 +29,33 @@ _TOKEN = re.compile(
 KEYWORDS = {"and", "or", "not", "in", "between", "true", "false"}
 
 
-class SelectSyntaxError(ValueError):
-    """A selection that does not parse; ``str()`` shows the text with a caret under the spot."""
+#: Limits on a selection, so that hostile or runaway text gets a clear refusal, never a
+#: RecursionError in the parser or a database refusing the SQL (SQLite's expression tree stops
+#: near 1,000 terms). Generous for people: `between` covers ranges, and `in` lists of a few
+#: hundred runs fit.
+MAX_LENGTH = 20_000
+MAX_COMPARISONS = 500
+MAX_DEPTH = 50
+#: Numbers are compared with 64-bit database columns; beyond this they overflow the driver.
+MAX_NUMBER = 2**63 - 1
+GRAMMAR_FIX = "see `inlet select -h` for the grammar and examples"
 
-    def __init__(self, message: str, text: str, pos: int) -> None:
+
+class SelectSyntaxError(InletError, ValueError):
+    """A selection that does not parse; ``str()`` shows the text with a caret under the spot.
+
+    As an :class:`InletError`, ``problem`` is one line: the message, the column, and the text
+    near it (the CLI prints that; a caret needs a second line).
+    """
+
+    def __init__(self, message: str, text: str, pos: int, fix: str = GRAMMAR_FIX) -> None:
         self.message, self.text, self.pos = message, text, pos
-        super().__init__(f"{message} at column {pos + 1}\n  {text}\n  {' ' * pos}^")
+        near = text[max(0, pos - 20) : pos + 20].strip()
+        problem = f"selection: {message} at column {pos + 1}" + (f", near {near!r}" if near else "")
+        super().__init__(problem, fix)
+
+    def __str__(self) -> str:
+        return f"{self.message} at column {self.pos + 1}\n  {self.text}\n  {' ' * self.pos}^"
 
 
 @dataclass(frozen=True)
@@ -73,6 +96,8 @@ class _Parser:
         self.text = text
         self.tokens = tokenize(text)
         self.i = 0
+        self.depth = 0  # open parentheses and `not`s around the current factor
+        self.comparisons = 0
 
     @property
     def tok(self) -> Token:
@@ -122,18 +147,44 @@ class _Parser:
         return items[0] if len(items) == 1 else And(tuple(items))
 
     def factor(self) -> Node:
+        if (self.tok.kind, self.tok.text.lower()) not in (("kw", "not"), ("punct", "(")):
+            return self.comparison()
+        # One level deeper: the parser recurses here, so this bound is what keeps it off
+        # Python's recursion limit.
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise SelectSyntaxError(
+                f"more than {MAX_DEPTH} nested parentheses or 'not's",
+                self.text,
+                self.tok.pos,
+                "flatten the expression: 'and'/'or' chains need no parentheses, 'not not' cancels out",
+            )
+        try:
+            return self._nested()
+        finally:
+            self.depth -= 1
+
+    def _nested(self) -> Node:
         if self.kw("not"):
             return Not(self.factor())
-        if self.tok.kind == "punct" and self.tok.text == "(":
-            open_tok = self.tok
-            self.i += 1
-            node = self.expr()
-            if not self.punct(")"):
-                if self.tok.kind == "end":
-                    raise SelectSyntaxError("unclosed '(' (add the matching ')')", self.text, open_tok.pos)
-                raise self.error("')' or 'and'/'or'")
-            return node
-        return self.comparison()
+        open_tok = self.tok
+        self.i += 1
+        node = self.expr()
+        if not self.punct(")"):
+            if self.tok.kind == "end":
+                raise SelectSyntaxError("unclosed '(' (add the matching ')')", self.text, open_tok.pos)
+            raise self.error("')' or 'and'/'or'")
+        return node
+
+    def count(self, n: int, pos: int) -> None:
+        self.comparisons += n
+        if self.comparisons > MAX_COMPARISONS:
+            raise SelectSyntaxError(
+                f"more than {MAX_COMPARISONS} comparisons",
+                self.text,
+                pos,
+                "select less at once: use 'between LOW and HIGH' for ranges, or split the selection",
+            )
 
     def comparison(self) -> Node:
         key_tok = self.tok
@@ -151,6 +202,7 @@ class _Parser:
                 values.append(self.value())
             if not self.punct(")"):
                 raise self.error("',' or ')' in the 'in' list")
+            self.count(len(values), key_tok.pos)
             cmps = tuple(Cmp(key, "=", v, key_tok.pos) for v in values)
             return cmps[0] if len(cmps) == 1 else Or(cmps)
         if self.kw("between"):
@@ -158,6 +210,7 @@ class _Parser:
             if not self.kw("and"):
                 raise self.error("'and' in 'between LOW and HIGH'")
             high = self.value()
+            self.count(2, key_tok.pos)
             return And((Cmp(key, ">=", low, key_tok.pos), Cmp(key, "<=", high, key_tok.pos)))
         if self.tok.kind != "op":
             raise self.error(f"an operator ({', '.join(OPS)}), 'in' or 'between' after {key!r}")
@@ -165,6 +218,7 @@ class _Parser:
         assert op_text in OPS
         op: Op = op_text
         self.i += 1
+        self.count(1, key_tok.pos)
         return Cmp(key, op, self.value(), key_tok.pos)
 
     def value(self) -> Value:
@@ -175,10 +229,7 @@ class _Parser:
             return re.sub(r"\\(.)", r"\1", body)
         if tok.kind == "number":
             self.i += 1
-            number = float(tok.text)
-            if re.fullmatch(r"[+-]?\d+", tok.text):
-                return int(tok.text)
-            return number
+            return self.number(tok)
         if tok.kind == "kw" and tok.text.lower() in ("true", "false"):
             self.i += 1
             return tok.text.lower() == "true"
@@ -187,9 +238,34 @@ class _Parser:
             return tok.text
         raise self.error("a value (a number, 'quoted text' or a bare word)")
 
+    def number(self, tok: Token) -> int | float:
+        """An int or a float within what a 64-bit column holds; checked before converting, so
+        that neither a 5,000-digit integer (Python's int() refuses it) nor 1e999 (inf) gets through."""
+        out_of_range = SelectSyntaxError(
+            f"number {tok.text[:30]}{'...' if len(tok.text) > 30 else ''} is out of range",
+            self.text,
+            tok.pos,
+            f"write a number between -{MAX_NUMBER} and {MAX_NUMBER}",
+        )
+        if re.fullmatch(r"[+-]?\d+", tok.text):
+            if len(tok.text.lstrip("+-").lstrip("0")) > len(str(MAX_NUMBER)) or abs(int(tok.text)) > MAX_NUMBER:
+                raise out_of_range
+            return int(tok.text)
+        number = float(tok.text)
+        if not math.isfinite(number) or abs(number) > MAX_NUMBER:
+            raise out_of_range
+        return number
+
 
 def parse_selection(text: str) -> Selection:
     """Parse a selection; raises :class:`SelectSyntaxError` with the column of the problem."""
     if not text.strip():
         raise SelectSyntaxError('empty selection; write e.g. "raw:run_number=5000" or "*:"', text, 0)
+    if len(text) > MAX_LENGTH:
+        raise SelectSyntaxError(
+            f"the selection is {len(text)} characters long, more than {MAX_LENGTH}",
+            text[:60],
+            0,
+            "select less at once: use 'between LOW and HIGH' for ranges, or split the selection",
+        )
     return _Parser(text).selection()

@@ -12,11 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from inlet.config import Settings, StreamPolicy
+from inlet.errors import InletError
 from inlet.policies.naming import NamingSettings
 from inlet.policies.schema_rules import expected
 
 
-class BadInput(ValueError):
+class BadInput(InletError, ValueError):
     """A file the uploader refuses as given (name, run, stream); the message says how to fix it."""
 
 

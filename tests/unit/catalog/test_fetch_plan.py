@@ -6,10 +6,12 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import pytest
 from rucio.common.exception import DuplicateRule
 
+from inlet.errors import InletError
 from inlet.plugins.checksums import file_adler32
-from inlet.select.fetch import Fetcher, FetchReport, verified
+from inlet.select.fetch import Fetcher, FetchReport, check_destination, verified
 from inlet.select.resolve import SelectedFile
 
 
@@ -73,3 +75,20 @@ def test_verified_needs_size_and_adler32(tmp_path: Path) -> None:
     assert not verified(p, SelectedFile("s", "x", 5, "00000001", None, "e", 1, "ON_TAPE", None))
     assert not verified(p, SelectedFile("s", "x", 6, None, None, "e", 1, "ON_TAPE", None))
     assert not verified(tmp_path / "missing", good)
+
+
+def test_destination_is_checked_before_anything_is_fetched(tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("x")
+    refused = {
+        "": "--to is empty",
+        "   ": "--to is empty",
+        "/dev/null": "is not a directory",
+        str(tmp_path / "a-file"): "is not a directory",
+        str(tmp_path / "a-file" / "below"): "a-file is not a directory",
+    }
+    for text, says in refused.items():
+        with pytest.raises(InletError) as err:
+            check_destination(text)
+        assert says in err.value.problem and err.value.fix, text
+    assert check_destination(str(tmp_path / "new" / "dir")) == tmp_path / "new" / "dir"  # created later
+    assert check_destination(str(tmp_path)) == tmp_path

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from inlet.catalog.query import And, Cmp, Not, Or
 from inlet.select.grammar import Selection, SelectSyntaxError, parse_selection
@@ -72,3 +74,44 @@ def test_errors_point_at_the_problem(text: str, pos: int, message: str) -> None:
     lines = str(err.value).splitlines()
     assert lines[-1].index("^") - 2 == pos
     assert f"column {pos + 1}" in lines[0]
+
+
+HOSTILE = [
+    ("run = 1e999", "number 1e999 is out of range"),
+    ("run = -1e999", "is out of range"),
+    ("run = 1234567890123456789012345", "is out of range"),
+    ("run = 9223372036854775808", "is out of range"),  # 2**63
+    ("run = " + "9" * 5000, "is out of range"),  # past Python's int() digit limit
+    ("size < 1e300", "is out of range"),
+    (" or ".join(["run=1"] * 3000), "characters long"),
+    ("run in (" + ",".join(map(str, range(3000))) + ")", "more than 500 comparisons"),
+    (" or ".join(["a=1"] * 501), "more than 500 comparisons"),
+    ("(" * 3000 + "run=1" + ")" * 3000, "nested parentheses"),
+    ("not " * 3000 + "run=1", "nested parentheses or 'not's"),
+]
+
+
+@pytest.mark.parametrize(("text", "message"), HOSTILE, ids=lambda v: v[:30] if isinstance(v, str) else v)
+def test_hostile_selections_are_refused_with_a_fix(text: str, message: str) -> None:
+    with pytest.raises(SelectSyntaxError) as err:
+        parse_selection(text)
+    assert message in err.value.message
+    assert err.value.fix and "\n" not in err.value.problem and len(err.value.problem) < 200
+
+
+def test_limits_leave_room_for_real_selections() -> None:
+    assert parse_selection("run = 9223372036854775807 and size >= -12.5e3 and run = 0007")
+    assert parse_selection("run in (" + ",".join(map(str, range(500))) + ")")
+    assert parse_selection("(" * 50 + "run=1" + ")" * 50)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.text(alphabet=st.sampled_from(list("()'\"=<>!*:,. -+e0123456789abnotrdi\\\n\t")), max_size=300))
+def test_any_text_parses_or_is_a_selection_error(text: str) -> None:
+    error: SelectSyntaxError | None = None
+    try:
+        parse_selection(text)
+    except SelectSyntaxError as err:  # anything else (RecursionError, OverflowError...) fails the test
+        error = err
+    if error is not None:
+        assert 0 <= error.pos <= len(text) and error.problem and error.fix
