@@ -63,21 +63,21 @@ def run_path(scope: str, name: str, run: int) -> str:
 def check_path(path: str) -> None:
     """Refuse a relative path that could leave, or alias inside, the directory it is joined to."""
     if path.startswith("/"):
-        raise UnsafePath(f"path {ascii(path)} is absolute: it would not stay under the RSE prefix")
+        raise UnsafePath(f"path {path!a} is absolute: it would not stay under the RSE prefix")
     if any(ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F for c in path):
-        raise UnsafePath(f"path {ascii(path)} contains a control character: fix the DID name")
+        raise UnsafePath(f"path {path!a} contains a control character: fix the DID name")
     if len(path.encode()) > MAX_KEY_BYTES:
         raise UnsafePath(f"path {path[:80]}... is longer than {MAX_KEY_BYTES} bytes (S3 key limit): use a shorter name")
     for part in path.split("/"):
         if part in ("", ".", ".."):
             raise UnsafePath(
-                f"path {ascii(path)} has an empty, '.' or '..' component: it could leave the RSE prefix or alias "
+                f"path {path!a} has an empty, '.' or '..' component: it could leave the RSE prefix or alias "
                 "another file; fix the DID name (or the name pattern)"
             )
         if len(part.encode()) > MAX_COMPONENT_BYTES:
             raise UnsafePath(f"path component {part[:40]}... exceeds {MAX_COMPONENT_BYTES} bytes (POSIX limit)")
         if "\x00" in part or "\\" in part:
-            raise UnsafePath(f"path {ascii(path)} contains NUL or backslash: not portable between S3 and POSIX")
+            raise UnsafePath(f"path {path!a} contains NUL or backslash: not portable between S3 and POSIX")
 
 
 def stays_under(prefix: str, path: str) -> bool:
@@ -93,7 +93,7 @@ def confined(scope: str, name: str, path: str) -> str:
         check_path(path)
     except UnsafePath as exc:
         # ascii(): Rucio copies the message into an HTTP header, which must stay Latin-1.
-        raise UnsafePath(f"refusing a storage path for DID {scope}:{ascii(name)}: {exc}") from None
+        raise UnsafePath(f"refusing a storage path for DID {scope}:{name!a}: {exc}") from None
     return path
 
 

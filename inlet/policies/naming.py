@@ -78,9 +78,7 @@ def name_problem(name: str) -> str | None:
     for ch in name:
         if ch not in NAME_CHARS:
             kind = "a control character" if ord(ch) < 0x20 or 0x7F <= ord(ch) <= 0x9F else "the character"
-            return (
-                f"the name contains {kind} U+{ord(ch):04X}; use only ASCII letters, digits, '.', '-', '_' and '/'"
-            )
+            return f"the name contains {kind} U+{ord(ch):04X}; use only ASCII letters, digits, '.', '-', '_' and '/'"
     if name.startswith("/"):
         return "the name starts with '/'; DID names are relative (drop the leading '/')"
     for segment in name.split("/"):

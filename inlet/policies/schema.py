@@ -3,8 +3,10 @@
 Rucio validates every DID it is asked to create (``add_did`` and its content, ``add_replicas``,
 ``attach_dids``...) against these JSON schemas inside the server, so a name that breaks the
 rules is refused whoever sends it. One route escapes: the bulk ``add_dids`` gateway validates
-nothing, so the permission check must refuse with :meth:`NamingSettings.did_problem` there. ``jsonschema`` reports the failing ``pattern`` and the
-``description`` next to it, which is how the client's error message shows the expected form.
+nothing, so the permission check must refuse with
+:meth:`~inlet.policies.naming.NamingSettings.did_problem` there. ``jsonschema`` reports the
+failing ``pattern`` and the ``description`` next to it, which is how the client's error message
+shows the expected form.
 
 Only what changes is defined here; everything else resolves to ``rucio.common.schema.generic``
 (Rucio looks a name up in this module first, then in the generic one).

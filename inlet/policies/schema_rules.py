@@ -7,7 +7,7 @@ Two things shape them besides the rules themselves:
   ``\\Z`` (``$`` would accept a trailing newline) and carries ``(?a)`` where it uses ``\\d``.
 * Rucio copies the first 125 characters of an error into an HTTP header; gunicorn answers
   HTTP 500 if that header holds a character beyond Latin-1, and ``jsonschema`` quotes the
-  offending value first (``'run٠١٢٣٤٥.raw' does not match ...``). So a value that is not printable
+  offending value first (``'run<Arabic-Indic digits>.raw' does not match ...``). So a value that is not printable
   ASCII is refused by one ``if``/``else`` rule whose message (``'<explanation>' was expected``)
   does not quote it, and the other rules only look at printable-ASCII values.
 """
@@ -37,7 +37,12 @@ _NAME_CHECKS: list[dict[str, Any]] = [
             "pattern": r"(?:^|/)\.\.?(?:/|\Z)",
         }
     },
-    {"not": {"description": "a DID name must not have an empty path segment ('//' or a trailing '/')", "pattern": r"//|/\Z"}},
+    {
+        "not": {
+            "description": "a DID name must not have an empty path segment ('//' or a trailing '/')",
+            "pattern": r"//|/\Z",
+        }
+    },
     {
         "description": "a DID name uses ASCII letters, digits, '.', '-', '_' and '/', starts with a letter or digit, "
         "and has no '.', '..' or empty path segment",

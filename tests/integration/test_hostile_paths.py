@@ -64,7 +64,9 @@ def hostile(lake: Lake, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ho
 
 def refused(out: Outcome, *fragments: str) -> bool:
     """Refused by the schema with a reason, not with a bare HTTP 500."""
-    return out.error == "InvalidObject" and NO_INFORMATION not in out.message and all(f in out.message for f in fragments)
+    return (
+        out.error == "InvalidObject" and NO_INFORMATION not in out.message and all(f in out.message for f in fragments)
+    )
 
 
 # -- the issue's alias attack -------------------------------------------------------------------
@@ -77,7 +79,11 @@ def test_alias_attack_is_refused_with_the_reason(hostile: Hostile) -> None:
         ("attach_dids", [h.scope, ds, [embargoed]], {"rse": "SITE_A_DISK"}),
         ("add_replicas", ["SITE_A_DISK", [embargoed]], {}),
         ("add_dataset", [h.scope, f"{ds}-2"], {"files": [embargoed], "rse": "SITE_A_DISK"}),
-        ("attach_dids", [h.scope, ds, [_file(h.scope, "a/../../../../cygno.raw/0912/run.mid.gz")]], {"rse": "SITE_A_DISK"}),
+        (
+            "attach_dids",
+            [h.scope, ds, [_file(h.scope, "a/../../../../cygno.raw/0912/run.mid.gz")]],
+            {"rse": "SITE_A_DISK"},
+        ),
     )
     assert out[0].ok, out[0]
     for o in out[1:4]:
