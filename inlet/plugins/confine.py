@@ -7,8 +7,8 @@ as ``/../../other.rse/file`` made the conveyor, running as root, create director
 every RSE, and would let the reaper delete any file it can reach. inlet's lfn2pfn already refuses
 such paths (:mod:`inlet.policies.lfn2pfn`); this module is the check at the point of use, for
 every path whatever produced it: a location must be ``<prefix>/<relative path>`` where the
-relative path has no empty, ``.`` or ``..`` component (so that no normalisation, by the OS,
-an HTTP client or an S3 endpoint, can move it) and no control character.
+relative path has no ``.`` or ``..`` component (so that no normalisation, by the OS, an HTTP
+client or an S3 endpoint, can move it) and no control character.
 """
 
 from __future__ import annotations
@@ -17,8 +17,6 @@ import posixpath
 from urllib.parse import unquote, urlparse
 
 from rucio.common import exception as rucio_exc
-
-from inlet.policies.lfn2pfn import UnsafePath, check_path
 
 
 class OutsideRSE(rucio_exc.RSEOperationNotSupported):  # type: ignore[misc]
@@ -39,19 +37,29 @@ def url_path(location: str) -> str:
 def relative_inside(prefix: str, location: str, rse: str) -> str:
     """The path of ``location`` relative to ``prefix``; OutsideRSE unless it is safely inside.
 
-    Both the raw and the percent-decoded path are checked, since either may reach the storage.
+    Repeated slashes are read as one, as Rucio's own PFN parser and POSIX read them (some
+    non-deterministic conventions produce them); a ``.`` or ``..`` component, a control
+    character, or no file name at all is refused. Both the raw and the percent-decoded path are
+    checked, since either may reach the storage.
     """
-    root = "/" + prefix.strip("/")
+    root = "/" + "/".join(p for p in prefix.split("/") if p)
+    under = root.rstrip("/") + "/"
     raw = url_path(location)
+    relative = ""
     for path in dict.fromkeys((raw, unquote(raw))):
-        if not path.startswith(root.rstrip("/") + "/"):
-            raise OutsideRSE(f"{location} is outside RSE {rse}: not under its prefix {root}/; refused")
-        rest = path[len(root.rstrip("/")) + 1 :]
-        try:
-            check_path(rest)
-        except UnsafePath as exc:
-            raise OutsideRSE(f"{location} could resolve outside RSE {rse} (prefix {root}/): {exc}; refused") from None
-    return raw[len(root.rstrip("/")) + 1 :]
+        squashed = "/".join(p for p in path.split("/") if p)
+        squashed = ("/" if path.startswith("/") else "") + squashed
+        if not squashed.startswith(under) or path.endswith("/"):
+            raise OutsideRSE(f"{location} is outside RSE {rse}: not a file under its prefix {under}; refused")
+        relative = relative or squashed[len(under) :]
+        parts = squashed[len(under) :].split("/")
+        if any(p in (".", "..") for p in parts):
+            raise OutsideRSE(
+                f"{location} could resolve outside RSE {rse} (prefix {under}): it has a '.' or '..' component; refused"
+            )
+        if any(ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F for c in path):
+            raise OutsideRSE(f"{ascii(location)} has a control character; refused on RSE {rse}")
+    return relative
 
 
 def local_path_inside(prefix: str, location: str, rse: str, real_root: str | None = None) -> str:

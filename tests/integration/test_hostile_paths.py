@@ -12,10 +12,12 @@ RSE's protocol as the server declares it, as the reaper does) and the file outsi
 from __future__ import annotations
 
 import uuid
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import pytest
 
@@ -219,3 +221,64 @@ def test_replica_outside_its_rse_cannot_be_deleted(hostile: Hostile, tmp_path: P
     assert "REFUSED" in res.stdout, (res.stdout, res.stderr[-2000:])
     assert "outside RSE" in res.stdout or "could resolve outside" in res.stdout, res.stdout
     assert victim.read_bytes() == b"must survive"
+
+
+# -- the conveyor: a source outside its RSE is never copied ----------------------------------------
+def test_conveyor_never_copies_a_source_outside_its_rse(hostile: Hostile) -> None:
+    """The alias on the transfer side: a replica registered at ``<prefix>/../<embargoed file>``,
+    with that file's checksum, is ruled to another RSE; the lake's conveyor (gfal2 transfertool)
+    fails the transfer with the reason and no byte reaches the destination."""
+    from inlet.lake.ports import wait_until
+    from inlet.lake.topology import _POSIX_IMPL
+
+    h = hostile
+    rse = f"HOSTSRC-{h.sfx.upper()}"
+    prefix = h.lake.paths.data / "rses" / rse
+    prefix.mkdir(parents=True)
+    secret = prefix.parent / f"secret-{h.sfx}.dat"
+    data = b"embargoed bytes " * 64
+    secret.write_bytes(data)
+    adler = f"{zlib.adler32(data) & 0xFFFFFFFF:08x}"
+    rw = {"read": 1, "write": 1, "delete": 1}
+    protocol = {
+        "scheme": "file",
+        "hostname": "localhost",
+        "port": 0,
+        "prefix": f"{prefix}/",
+        "impl": _POSIX_IMPL,
+        "domains": {"lan": rw, "wan": {**rw, "third_party_copy_read": 1, "third_party_copy_write": 1}},
+    }
+    name = f"alias-{h.sfx}.dat"
+    pfn = f"file://localhost{prefix}/../{secret.name}"
+    out = expect_ok(
+        h.root.run(
+            ("add_rse", [rse], {"deterministic": False}),
+            ("add_protocol", [rse, protocol], {}),
+            ("add_distance", [rse, "SITE_B_DISK", {"distance": 1}], {}),
+            (
+                "add_replicas",
+                [rse, [{"scope": "test", "name": name, "bytes": len(data), "adler32": adler, "pfn": pfn}]],
+                {},
+            ),
+            ("add_replication_rule", [[{"scope": "test", "name": name}], 1, "SITE_B_DISK"], {}),
+        )
+    )
+    rule_id = out[-1].result[0]
+    last: dict[str, Any] = {}
+
+    def failed() -> bool:
+        nonlocal last
+        got = h.root.call("get_replication_rule", rule_id)
+        last = got.result if got.ok else {}
+        return "OUTSIDE RSE" in str(last.get("error"))
+
+    try:
+        assert wait_until(failed, 180, interval=1.0), f"the rule never failed with the reason: {last}"
+        assert "SOURCE OUTSIDE RSE" in str(last["error"]), last
+        assert last["state"] != "OK"
+        dst = h.root.call("lfns2pfns", "SITE_B_DISK", [f"test:{name}"], operation="write")
+        assert dst.ok, dst
+        assert not Path(urlparse(dst.result[f"test:{name}"]).path).exists()
+        assert secret.read_bytes() == data
+    finally:
+        h.root.call("delete_replication_rule", rule_id, purge_replicas=True)

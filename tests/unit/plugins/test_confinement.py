@@ -59,6 +59,9 @@ def lake(tmp_path: Path, _rucio_config: None) -> dict[str, Path]:
         ("file://localhost/d/R/s/ab/cd/f", True),
         ("file:///d/R/s/f", True),
         ("http://h:1/d/R/s/f", True),
+        ("file://localhost/d/R//s//f", True),  # repeated slashes: the same file, as Rucio parses it
+        ("file://localhost//d/R/s/f", True),
+        ("file://localhost/d/R/s/a\x01b", False),
         ("file://localhost/d/R/s/ab/cd//../../../../x", False),
         ("file://localhost/d/R/../S/f", False),
         ("file://localhost/d/R2/f", False),  # a sibling whose name starts with the prefix
