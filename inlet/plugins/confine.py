@@ -58,7 +58,7 @@ def relative_inside(prefix: str, location: str, rse: str) -> str:
                 f"{location} could resolve outside RSE {rse} (prefix {under}): it has a '.' or '..' component; refused"
             )
         if any(ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F for c in path):
-            raise OutsideRSE(f"{ascii(location)} has a control character; refused on RSE {rse}")
+            raise OutsideRSE(f"{location!a} has a control character; refused on RSE {rse}")
     return relative
 
 
