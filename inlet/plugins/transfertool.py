@@ -185,7 +185,7 @@ def outside_reason(end: Endpoint, side: str) -> str | None:
         for location in dict.fromkeys((end.pfn, end.url)):
             relative_inside(end.prefix, location, end.rse)
     except OutsideRSE as exc:
-        return f"{side} OUTSIDE RSE {exc}"
+        return f"{side} OUTSIDE RSE {exc.args[0]}"
     return None
 
 

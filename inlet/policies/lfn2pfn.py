@@ -93,7 +93,7 @@ def confined(scope: str, name: str, path: str) -> str:
         check_path(path)
     except UnsafePath as exc:
         # ascii(): Rucio copies the message into an HTTP header, which must stay Latin-1.
-        raise UnsafePath(f"refusing a storage path for DID {scope}:{name!a}: {exc}") from None
+        raise UnsafePath(f"refusing a storage path for DID {scope}:{name!a}: {exc.args[0]}") from None
     return path
 
 

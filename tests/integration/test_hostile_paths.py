@@ -282,3 +282,27 @@ def test_conveyor_never_copies_a_source_outside_its_rse(hostile: Hostile) -> Non
         assert secret.read_bytes() == data
     finally:
         h.root.call("delete_replication_rule", rule_id, purge_replicas=True)
+
+
+def test_every_layout_refuses_a_path_outside_the_rse(hostile: Hostile) -> None:
+    """inlet's run layout (the lake's RSEs) and Rucio's hash layout (any RSE without the attribute,
+    where the policy package's default algorithm applies) both refuse, and say why."""
+    h = hostile
+    rse = f"PLAIN-{h.sfx.upper()}"
+    rw = {"read": 1, "write": 1, "delete": 1}
+    protocol = {
+        "scheme": "file",
+        "hostname": "localhost",
+        "port": 0,
+        "prefix": f"{h.lake.paths.data / 'rses' / rse}/",
+        "impl": "inlet.plugins.posix.Default",
+        "domains": {"lan": rw, "wan": rw},
+    }
+    expect_ok(h.root.run(("add_rse", [rse], {}), ("add_protocol", [rse, protocol], {})))
+    for target in (rse, "SITE_A_DISK"):
+        ok = h.root.call("lfns2pfns", target, ["test:plain-name.dat"], operation="write")
+        assert ok.ok and ok.result["test:plain-name.dat"].endswith("/test/75/fe/plain-name.dat"), ok
+        for name in (ALIAS, "a/../../../b"):
+            out = h.root.call("lfns2pfns", target, [f"test:{name}"], operation="write")
+            assert not out.ok, (target, name, out)
+            assert "refusing a storage path" in out.message and "could leave the RSE prefix" in out.message, out
