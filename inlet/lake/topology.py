@@ -25,7 +25,9 @@ log = logging.getLogger("inlet.lake.topology")
 
 TB = 10**12
 
-_POSIX_IMPL = "rucio.rse.protocols.posix.Default"
+#: Rucio's POSIX protocol confined to the RSE prefix (inlet.plugins.posix): a replica whose path
+#: resolves outside the RSE can be neither written nor deleted by upload, download or the reaper.
+_POSIX_IMPL = "inlet.plugins.posix.Default"
 _ALL_DOMAINS = {
     "lan": {"read": 1, "write": 1, "delete": 1},
     "wan": {"read": 1, "write": 1, "delete": 1, "third_party_copy_read": 1, "third_party_copy_write": 1},

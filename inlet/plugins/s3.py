@@ -56,6 +56,7 @@ from rucio.common import exception as rucio_exc
 from rucio.rse.protocols.protocol import RSEProtocol
 
 from inlet.plugins.checksums import ChecksumReader
+from inlet.plugins.confine import relative_inside
 
 log = logging.getLogger(__name__)
 
@@ -188,6 +189,12 @@ class S3Protocol(RSEProtocol):  # type: ignore[misc]
         return s3_client(self.endpoint, self.creds)
 
     def _locate(self, pfn: str) -> tuple[str, str]:
+        """(bucket, key) of a PFN of this RSE; OutsideRSE for another bucket or a key that could escape it.
+
+        S3 keys are flat strings, but HTTP clients, gfal2 and some endpoints normalise ``..`` in
+        URL paths, so a key with such a segment could name an object of another bucket.
+        """
+        relative_inside(self.attributes["prefix"], pfn, self.rse.get("rse", "?"))
         _, bucket, key = split_pfn(pfn)
         return bucket, key
 
@@ -254,6 +261,7 @@ class S3Protocol(RSEProtocol):  # type: ignore[misc]
         local = os.path.join(source_dir, source) if source_dir else source
         if not os.path.isfile(local):
             raise rucio_exc.SourceNotFound(f"upload: local file {local} does not exist")
+        self._locate(target)
         upload_file_verified(self._client(), local, target, self.creds)
 
     def delete(self, path: str) -> None:

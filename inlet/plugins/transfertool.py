@@ -21,6 +21,11 @@ second time would double the cost of every copy for a check that could only agre
 A failed hop reports gfal2's own reason, so Rucio's retry policy and suspicious-replica
 patterns apply unchanged.
 
+Every source and destination must lie inside its RSE's protocol prefix (the bucket on S3) as a
+plain relative path (:mod:`inlet.plugins.confine`); otherwise the hop fails with
+``DESTINATION OUTSIDE RSE`` / ``SOURCE OUTSIDE RSE`` and the reason, and gfal2 is never called
+for it (no byte copied, no directory created).
+
 Tape sources (``rse_type`` TAPE) are "recalled" before the copy: a POSIX-backed tape has
 nothing to stage, so a configurable delay (``[conveyor] gfal2_tape_recall_delay`` or the RSE
 attribute ``recall_delay``, seconds) stands in for the mount, and Rucio's staging timestamps
@@ -53,6 +58,7 @@ from rucio.db.sqla.constants import RequestState
 from rucio.transfertool.transfertool import TransferStatusReport, Transfertool, TransferToolBuilder
 
 from inlet.plugins.checksums import same_adler32
+from inlet.plugins.confine import OutsideRSE, relative_inside
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +82,8 @@ class Endpoint:
     recall_delay: float = 0.0
     #: stat() of the RSE's own protocol when it knows checksums gfal2 cannot see (S3 metadata).
     stat: Any = None
+    #: The RSE protocol's prefix (a directory, or /bucket/ on S3): the copy never leaves it.
+    prefix: str = ""
 
 
 @dataclass(frozen=True)
@@ -169,12 +177,39 @@ def _matches(algorithm: str, a: str, b: str) -> bool:
     return same_adler32(a, b) if algorithm == "ADLER32" else a.lower() == b.lower()
 
 
+def outside_reason(end: Endpoint, side: str) -> str | None:
+    """Why ``end`` is not inside its RSE (both the Rucio PFN and the URL gfal2 is given), or None."""
+    if not end.prefix:
+        return None
+    try:
+        for location in dict.fromkeys((end.pfn, end.url)):
+            relative_inside(end.prefix, location, end.rse)
+    except OutsideRSE as exc:
+        return f"{side} OUTSIDE RSE {exc.args[0]}"
+    return None
+
+
 def copy_hop(hop: Hop) -> HopResult:
-    """Copy one file, trying its sources in order; never raises."""
+    """Copy one file, trying its sources in order; never raises.
+
+    A destination or source outside its RSE's prefix is refused before gfal2 touches anything
+    (no copy, no parent directory created): Rucio's conveyor runs with the rights of the
+    storage, so a hostile DID name must not choose where it writes or what it reads.
+    """
     ctx = gfal2_context(hop.options)
     last = HopResult(RequestState.FAILED, reason="no source")
+    refused = outside_reason(hop.dst, "DESTINATION")
+    if refused is not None:
+        log.error("transfer of %s refused: %s", hop.did, refused)
+        return HopResult(RequestState.FAILED, reason=refused, dst=hop.dst, transferred_at=_utcnow())
     for src in hop.sources:
         result = HopResult(RequestState.FAILED, source=src, dst=hop.dst)
+        refused = outside_reason(src, "SOURCE")
+        if refused is not None:
+            log.error("source of %s refused: %s", hop.did, refused)
+            result.reason = refused
+            last = result
+            continue  # another source may be inside its RSE
         try:
             if src.is_tape:
                 result.staging_started_at = _utcnow()
@@ -465,6 +500,7 @@ def _endpoint(rse: Any, pfn: str, protocol: Any) -> tuple[Endpoint, tuple[GfalOp
         is_tape=bool(rse.is_tape()),
         recall_delay=delay,
         stat=protocol.stat if to_gfal else None,
+        prefix=str(protocol.attributes.get("prefix") or "/"),
     )
     return end, options
 

@@ -9,7 +9,12 @@ This module is shared by two worlds that must agree on one definition:
 
 So it imports only pydantic and the standard library (and rucio's config reader, lazily).
 
-Patterns are Python regular expressions matched against the WHOLE name. Run file patterns must
+Patterns are Python regular expressions matched against the WHOLE name (``fullmatch``; in the
+server's JSON schema they are anchored with ``\\Z``, because ``$`` also matches before a final
+newline) with ASCII semantics (``\\d`` is 0-9 only, not Arabic-Indic or other Unicode digits).
+Whatever the patterns say, every name in every scope must also be a safe relative path
+(:func:`name_problem`): no leading ``/``, no empty, ``.`` or ``..`` segment, no control or
+non-ASCII character. Run file patterns must
 name the run with a ``(?P<run>...)`` group: the run-partitioned lfn2pfn reads the run from it.
 ``{tier}`` in a dataset or container pattern stands for the tier of the scope (``raw``...).
 
@@ -25,6 +30,7 @@ import functools
 import json
 import os
 import re
+import string
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -37,7 +43,52 @@ NAMING_FILE_ENV = "INLET_NAMING_FILE"
 NAMING_FILE_OPTION = "inlet_naming_file"
 
 _NAMED_GROUP = re.compile(r"(?<!\\)\(\?P<(\w+)>")
-_NAME_TOKEN = re.compile(r"^[a-z][a-z0-9_-]*$")
+_NAME_TOKEN = re.compile(r"[a-z][a-z0-9_-]*", re.ASCII)
+
+#: Rucio's generic limit on DID names (rucio.common.schema.generic.NAME_LENGTH).
+NAME_LENGTH = 250
+#: Characters a DID name may use in any scope: Rucio's generic set (letters, digits, ``.-_/``), ASCII only.
+NAME_CHARS = frozenset(string.ascii_letters + string.digits + "._-/")
+#: Scope prefixes reserved for Rucio's conventions: ``user.<account>`` and ``group.<name>``.
+RESERVED_SCOPE_PREFIXES = ("user", "group")
+
+#: The same rules as :func:`name_problem`, as one regex for the server's JSON schema (checked
+#: against that function by property-based tests): a first segment that starts with a letter or
+#: digit, then ``/``-separated segments that are neither empty nor ``.`` nor ``..``; ``\Z``, not
+#: ``$``, so that a trailing newline cannot slip through.
+SAFE_NAME_REGEX = r"^[A-Za-z0-9][A-Za-z0-9._-]*(?:/(?!\.\.?(?:/|\Z))[A-Za-z0-9._-]+)*\Z"
+#: Printable ASCII only: names outside it are refused by one rule whose message does not echo the
+#: name (Rucio copies the message into an HTTP header, where a non-Latin-1 character is an HTTP 500).
+PRINTABLE_ASCII_REGEX = r"^[\x20-\x7e]*\Z"
+
+
+def name_problem(name: str) -> str | None:
+    """Why ``name`` is not a safe DID name in any scope, or None if it is.
+
+    A DID name becomes part of a storage path (``<prefix>/<scope>/.../<name>``), so it must stay
+    a plain relative path: no leading ``/``, no empty, ``.`` or ``..`` segment (they would let
+    the path leave the RSE or alias another DID's file), no control character (newline, NUL,
+    DEL...) and only Rucio's generic characters, ASCII. This is the reference the schema regex
+    is tested against, written as plain code on purpose.
+    """
+    if not name:
+        return "the name is empty"
+    if len(name) > NAME_LENGTH:
+        return f"the name has {len(name)} characters; at most {NAME_LENGTH} are allowed"
+    for ch in name:
+        if ch not in NAME_CHARS:
+            kind = "a control character" if ord(ch) < 0x20 or 0x7F <= ord(ch) <= 0x9F else "the character"
+            return f"the name contains {kind} U+{ord(ch):04X}; use only ASCII letters, digits, '.', '-', '_' and '/'"
+    if name.startswith("/"):
+        return "the name starts with '/'; DID names are relative (drop the leading '/')"
+    for segment in name.split("/"):
+        if segment == "":
+            return "the name has an empty path segment ('//' or a trailing '/')"
+        if segment in (".", ".."):
+            return f"the name has a {segment!r} path segment, which would leave or alias a storage directory"
+    if not name[0].isalnum():
+        return "the name must start with an ASCII letter or digit"
+    return None
 
 
 class NamingError(ValueError):
@@ -51,7 +102,7 @@ class _Strict(BaseModel):
 
 def _check_pattern(pattern: str, where: str) -> str:
     try:
-        re.compile(pattern)
+        re.compile(pattern, re.ASCII)
     except re.error as exc:
         raise NamingError(f"{where}: {pattern!r} is not a valid regular expression ({exc}); fix the pattern") from exc
     return pattern
@@ -84,7 +135,7 @@ class TierNaming(_Strict):
     def _files_have_run(cls, v: list[str]) -> list[str]:
         for p in v:
             _check_pattern(p, "file pattern")
-            if "run" not in re.compile(p).groupindex:
+            if "run" not in _compiled(p).groupindex:
                 raise NamingError(
                     f"file pattern {p!r} has no (?P<run>...) group; the run-partitioned storage path needs the "
                     "run number: add one, e.g. run(?P<run>\\d{6})\\.mid\\.gz"
@@ -109,7 +160,7 @@ class ExperimentNaming(_Strict):
         if not v:
             raise NamingError("an experiment needs at least one tier, e.g. tiers.raw")
         for tier in v:
-            if not _NAME_TOKEN.match(tier):
+            if not _NAME_TOKEN.fullmatch(tier):
                 raise NamingError(f"tier {tier!r}: use lower-case letters, digits, '-' or '_' (it becomes a scope)")
         return v
 
@@ -125,7 +176,7 @@ class ExperimentNaming(_Strict):
         for tier, rules in self.tiers.items():
             patterns = [*rules.files, *(p.replace("{tier}", tier) for p in (*self.datasets, *self.containers))]
             for example in rules.examples:
-                if not any(re.fullmatch(p, example) for p in patterns):
+                if not any(_compiled(p).fullmatch(example) for p in patterns):
                     raise NamingError(
                         f"example {example!r} of tier {tier!r} matches none of its patterns {patterns}; "
                         "fix the example or the patterns"
@@ -193,18 +244,18 @@ class NamingSettings(_Strict):
     )
     generic_scope_pattern: str = Field(
         r"[A-Za-z0-9_-]+",
-        description="Scopes outside the experiments (test, tooling) must match this regex; with no dot by default, "
-        "so that a dotted scope is always <exp>.<tier> or user.<account>.",
+        description="Scopes outside the experiments (test, tooling) must match this regex (whole, ASCII); with no "
+        "dot by default, so that a dotted scope is always <exp>.<tier>, user.<account> or group.<name>.",
     )
 
     @field_validator("experiments")
     @classmethod
     def _experiment_names(cls, v: dict[str, ExperimentNaming]) -> dict[str, ExperimentNaming]:
         for exp in v:
-            if not _NAME_TOKEN.match(exp) or exp == "user":
+            if not _NAME_TOKEN.fullmatch(exp) or exp in RESERVED_SCOPE_PREFIXES:
                 raise NamingError(
-                    f"experiment {exp!r}: use lower-case letters, digits, '-' or '_', and not 'user' "
-                    "(user.<account> scopes are reserved)"
+                    f"experiment {exp!r}: use lower-case letters, digits, '-' or '_', and not 'user' or 'group' "
+                    "(user.<account> and group.<name> scopes are reserved)"
                 )
         return v
 
@@ -251,16 +302,40 @@ class NamingSettings(_Strict):
         return [] if found is None else list(found[2].examples)
 
     def name_regex(self, scope: str) -> str:
-        """One anchored regex for the schema: the alternatives of ``name_patterns``."""
+        """One regex for the schema, matched whole: the alternatives of ``name_patterns``.
+
+        ``(?a)`` gives ASCII ``\\d``/``\\w`` (JSON schema has no flags), ``\\Z`` refuses a trailing newline.
+        """
         alts = "|".join(strip_group_names(p) for p in self.name_patterns(scope))
-        return f"^(?:{alts})$"
+        return f"(?a)^(?:{alts})\\Z"
 
     def scope_regex(self) -> str:
+        """The scope schema's regex, matched whole and ASCII (see :meth:`name_regex`)."""
         exps = "|".join(
             f"{re.escape(exp)}\\.(?:{'|'.join(re.escape(t) for t in e.tiers)})" for exp, e in self.experiments.items()
         )
-        alts = [r"user\.[a-z0-9_-]+", *([exps] if exps else []), f"(?:{self.generic_scope_pattern})"]
-        return "^(?:" + "|".join(alts) + ")$"
+        # Rucio's conventions: user.<account> and group.<name> (account names are lower case in Rucio,
+        # but sites commonly create user.JDoe-style scopes by hand).
+        alts = [
+            *(rf"{prefix}\.[A-Za-z0-9_-]+" for prefix in RESERVED_SCOPE_PREFIXES),
+            *([exps] if exps else []),
+            f"(?:{self.generic_scope_pattern})",
+        ]
+        return "(?a)^(?:" + "|".join(alts) + ")\\Z"
+
+    def did_problem(self, scope: str, name: str) -> str | None:
+        """Why ``scope:name`` may not be created, or None: the safe-name rules, then the scope's patterns.
+
+        The same decision as the server's schema, for routes Rucio does not validate with it
+        (bulk ``add_dids`` and the content it registers): a permission check can refuse with this.
+        """
+        problem = name_problem(name)
+        if problem is not None:
+            return f"{scope}:{name!r}: {problem}"
+        patterns = self.name_patterns(scope)
+        if patterns and not any(_compiled(p).fullmatch(name) for p in patterns):
+            return f"{scope}:{name}: names in scope {scope} must match one of: {', '.join(patterns)}"
+        return None
 
     def run_of(self, scope: str, name: str) -> int | None:
         """The run number of a file name in an experiment scope, or None if it is not a run file."""
@@ -276,7 +351,8 @@ class NamingSettings(_Strict):
 
 @functools.cache
 def _compiled(pattern: str) -> re.Pattern[str]:
-    return re.compile(pattern)
+    # ASCII: a run number is 0-9 digits; int() would happily read Arabic-Indic ones.
+    return re.compile(pattern, re.ASCII)
 
 
 def parse_naming(data: dict[str, Any], source: str) -> NamingSettings:

@@ -4,12 +4,24 @@ byte-identical fallback to Rucio's hash layout, and S3/POSIX safety."""
 from __future__ import annotations
 
 import itertools
+import posixpath
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from rucio.rse.translation import RSEDeterministicTranslation
 
 from inlet.policies import SUPPORTED_VERSION, get_algorithms
-from inlet.policies.lfn2pfn import ALGORITHM_NAME, UnsafePath, check_path, hash_path, path_for, run_partitioned
+from inlet.policies.lfn2pfn import (
+    ALGORITHM_NAME,
+    UnsafePath,
+    check_path,
+    hash_path,
+    lfn2pfn,
+    path_for,
+    run_partitioned,
+    stays_under,
+)
 from inlet.policies.naming import NamingSettings
 
 # Pinned: changing any line here moves files that are already stored. Never edit, only append.
@@ -67,6 +79,8 @@ def test_one_run_is_one_directory() -> None:
         ("s/0000/000001/a//b", "empty"),
         ("s/0000/000001/../x", "'..'"),
         ("s/0000/000001/a\\b", "backslash"),
+        ("/abs/x", "absolute"),
+        ("s/ab/cd/a\nb", "control character"),
     ],
 )
 def test_unsafe_paths_refused(path: str, message: str) -> None:
@@ -80,3 +94,60 @@ def test_registered_for_rucio() -> None:
     from rucio.version import current_version
 
     assert current_version() in SpecifierSet(SUPPORTED_VERSION)
+
+
+# -- confinement: every path the algorithms return stays under the RSE prefix ------------------
+_segment = st.one_of(
+    st.text("abcXYZ019._-", min_size=1, max_size=6), st.sampled_from(["", ".", "..", "..."]), st.text(max_size=3)
+)
+_names = st.lists(_segment, min_size=1, max_size=6).map("/".join)
+_scopes = st.sampled_from(["test", "user.jdoe", "group.phys", "cygno.raw", "kloe.raw"])
+
+
+@settings(max_examples=500, deadline=None)
+@given(_scopes, _names, st.sampled_from(["/data/SITE_A_DISK/", "/b/", "/srv/rse/X"]))
+def test_every_path_stays_under_the_prefix(scope: str, name: str, prefix: str) -> None:
+    for algorithm in (run_partitioned, lfn2pfn):
+        try:
+            path = algorithm(scope, name, "RSE", {}, {})
+        except UnsafePath:
+            with pytest.raises(UnsafePath, match="refusing a storage path"):
+                algorithm(scope, name, "RSE", {}, {})
+            continue
+        assert stays_under(prefix, path)
+        # Nothing for any normalisation to change: the file is where the plain join says.
+        joined = prefix.rstrip("/") + "/" + path
+        assert posixpath.normpath(joined) == joined
+
+
+def test_the_issues_alias_is_refused_by_every_layout() -> None:
+    name = "/../../../../cygno.raw/0912/912345/run912345.mid.gz"
+    for algorithm in (run_partitioned, lfn2pfn):
+        with pytest.raises(UnsafePath, match="could leave the RSE prefix"):
+            algorithm("test", name, "SITE_A_DISK", {}, {})
+
+
+@pytest.mark.parametrize(("scope", "name", "path"), PINNED)
+def test_default_algorithm_is_rucios_hash_for_safe_names(scope: str, name: str, path: str) -> None:
+    assert lfn2pfn(scope, name, "RSE", {}, {}) == hash_path(scope, name)
+
+
+def test_policy_package_default_replaces_rucios_hash() -> None:
+    # Rucio takes the policy package's default from <package>.lfn2pfn.lfn2pfn (rucio.common.plugins).
+    import importlib
+
+    assert importlib.import_module("inlet.policies.lfn2pfn").lfn2pfn is lfn2pfn
+
+
+@pytest.mark.parametrize(
+    ("prefix", "path", "inside"),
+    [
+        ("/d/R/", "s/a", True),
+        ("/d/R", "../R2/s", False),
+        ("/d/R/", "", False),
+        ("/", "a", True),
+        ("/d/R/", "a/../../x", False),
+    ],
+)
+def test_stays_under(prefix: str, path: str, inside: bool) -> None:
+    assert stays_under(prefix, path) is inside
