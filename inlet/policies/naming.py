@@ -331,7 +331,7 @@ class NamingSettings(_Strict):
         """
         problem = name_problem(name)
         if problem is not None:
-            return f"{scope}:{name!r}: {problem}"
+            return f"{scope}:{name!a}: {problem}"
         patterns = self.name_patterns(scope)
         if patterns and not any(_compiled(p).fullmatch(name) for p in patterns):
             return f"{scope}:{name}: names in scope {scope} must match one of: {', '.join(patterns)}"

@@ -635,7 +635,15 @@ def perm_add_did(issuer: InternalAccount, kwargs: dict[str, Any], session: Sessi
 def perm_add_dids(issuer: InternalAccount, kwargs: dict[str, Any], session: Session) -> PermissionResult:
     # Entries carry their content and RSE (for add_replicas' new files, the registration itself
     # is checked by perm_add_replicas); "dids" marks them as entries for perm_add_did.
+    # Rucio's bulk add_dids never runs the DID schema, so the naming rules are applied here, to
+    # every account: the same decision the schema makes on the other routes.
+    naming = active_naming()
     for did in kwargs["dids"]:
+        for item in [did, *(did.get("dids") or [])]:
+            scope = item.get("scope")
+            problem = naming.did_problem(str(getattr(scope, "external", scope)), str(item.get("name")))
+            if problem is not None:
+                return _result(False, f"Refused name {problem}; rename the DID to follow the naming rules.")
         entry = {**did}
         entry.setdefault("dids", [])
         result = perm_add_did(issuer, entry, session)

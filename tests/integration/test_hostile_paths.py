@@ -22,7 +22,7 @@ from urllib.parse import urlparse
 import pytest
 
 from inlet.lake.lake import Lake
-from tests.integration.test_policies_server import PASSWORD, Actor, Outcome, expect_ok
+from tests.integration.actors import PASSWORD, Actor, Outcome, expect_ok
 
 ALIAS = "/../../../../cygno.raw/0912/912345/run912345.mid.gz"
 #: What gunicorn lets through in Rucio's ExceptionMessage header; a 500 comes back without it.
@@ -306,3 +306,19 @@ def test_every_layout_refuses_a_path_outside_the_rse(hostile: Hostile) -> None:
             out = h.root.call("lfns2pfns", target, [f"test:{name}"], operation="write")
             assert not out.ok, (target, name, out)
             assert "refusing a storage path" in out.message and "could leave the RSE prefix" in out.message, out
+
+
+def test_bulk_add_dids_applies_the_naming_rules(hostile: Hostile) -> None:
+    """Rucio's bulk add_dids skips the DID schema; the policy applies the same rules there."""
+    h = hostile
+    out = h.plain.run(
+        ("add_dids", [[{"scope": h.scope, "name": ALIAS, "type": "DATASET"}]], {}),
+        ("add_dids", [[{"scope": h.scope, "name": f"ok/../../x-{h.sfx}", "type": "DATASET"}]], {}),
+        ("add_dids", [[{"scope": h.scope, "name": f"bulk\u0661-{h.sfx}", "type": "DATASET"}]], {}),
+        ("add_dids", [[{"scope": h.scope, "name": f"bulk-{h.sfx}", "type": "DATASET"}]], {}),
+    )
+    assert out[0].error == "AccessDenied" and "starts with '/'" in out[0].message, out[0]
+    assert out[1].error == "AccessDenied" and "'..' path segment" in out[1].message, out[1]
+    assert out[2].error == "AccessDenied" and "U+0661" in out[2].message, out[2]
+    assert NO_INFORMATION not in out[2].message, out[2]
+    assert out[3].ok, out[3]
