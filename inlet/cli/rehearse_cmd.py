@@ -136,10 +136,12 @@ def rehearse(
         console.print(f"[bold red]error:[/] {err}")
         raise typer.Exit(2) from err
     except (ConnectionError, OSError) as err:
+        from inlet.lake.services.redis import masked_url
+
         b = settings.broker
         console.print(
             f"[bold red]error:[/] {err}\nfix: is the lake up (`inlet lake status`)? The broker is "
-            f"{b.host}:{b.stomp_port}, Redis {settings.redis.url}"
+            f"{b.host}:{b.stomp_port}, Redis {masked_url(settings.redis.url)}"
         )
         raise typer.Exit(2) from err
     totals = counts(chunks)
