@@ -122,6 +122,8 @@ def parse_sidecar(data: bytes) -> Sidecar:
         raise BadSidecar("the sidecar nests too deeply to be read; a sidecar is one flat JSON object") from None
     except ValueError as exc:
         raise BadSidecar(f"the sidecar is not JSON ({exc})") from None
+    if doc is None:
+        raise BadSidecar('the sidecar is JSON null, not an object like {"run": 123, ...}')
     return check_sidecar(doc)
 
 
@@ -137,11 +139,12 @@ def read_sidecar(path: Path) -> Sidecar | None:
         if exc.errno in (errno.ENXIO, errno.EISDIR):
             raise BadSidecar(f"{path.name} is not a regular file") from None
         raise BadSidecar(f"{path.name} cannot be read ({exc.strerror or exc})") from None
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        what = "a directory" if stat.S_ISDIR(st.st_mode) else "a FIFO, socket or device"
+        raise BadSidecar(f"{path.name} is {what}, not a regular file")
     with os.fdopen(fd, "rb") as fh:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            what = "a directory" if stat.S_ISDIR(st.st_mode) else "a FIFO, socket or device"
-            raise BadSidecar(f"{path.name} is {what}, not a regular file")
         try:
             data = fh.read(MAX_BYTES + 1)
         except OSError as exc:
