@@ -224,8 +224,9 @@ def test_bad_sidecars_are_quarantined_with_reasons_while_the_good_files_are_regi
                                    env=env, stdout=out, stderr=subprocess.STDOUT)  # fmt: skip
     try:
         ds = f"run{run:06d}.raw"
-        wait_for("the good files in the run dataset", lambda: ask(env, ["content", SCOPE, ds]) == [
-            sorted(f.name for f in good)], 180)  # fmt: skip
+        want = [sorted(f.name for f in good)]
+        wait_for("the good files in the run dataset", lambda: ask(env, ["exists", SCOPE, ds]) == [True] and ask(
+            env, ["content", SCOPE, ds]) == want, 180)  # fmt: skip
         wait_for("a reason file for every bad sidecar",
                  lambda: all((qdir(env) / f"{f.name}.reason.json").exists() for f in bad.values()), 60)  # fmt: skip
         assert watcher.poll() is None, log.read_text()[-3000:]
