@@ -120,14 +120,17 @@ class Redis(Service):
 
     def ready(self) -> bool:
         try:
+            # No password in the URL: a plain PING, which a Redis requiring one answers with NOAUTH (not ready).
+            password = redis_password(self.settings.redis.url)
+            hello = _resp("AUTH", password) if password else b""
             with socket.create_connection(("127.0.0.1", self.port), timeout=2) as sock:
-                sock.sendall(_resp("AUTH", self.password) + _resp("PING"))
-                got = b""
-                while got.count(b"\r\n") < 2:
+                sock.sendall(hello + _resp("PING"))
+                got, lines = b"", 2 if password else 1
+                while got.count(b"\r\n") < lines:
                     chunk = sock.recv(256)
                     if not chunk:
                         break
                     got += chunk
-                return got.startswith(b"+OK\r\n+PONG")
+                return got.startswith(b"+OK\r\n+PONG" if password else b"+PONG")
         except OSError:
             return False
