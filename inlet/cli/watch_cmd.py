@@ -89,7 +89,10 @@ def watch(
         try:
             for c in det.scan():
                 if c.run is None:
-                    refuse(c.path, f"{c.path}: no run number in the name or the sidecar", "bad-name")
+                    try:
+                        refuse(c.path, f"{c.path}: no run number in the name or the sidecar", "bad-name")
+                    except Exception as exc:  # the next candidates of this scan still go in
+                        console.print(f"could not quarantine {escape(str(c.path))} ({escape(str(exc))})")
                     continue
                 backlog.setdefault(c.run, []).append({"path": str(c.path), "size": c.size, "sidecar": c.sidecar})
         except Exception as exc:

@@ -98,8 +98,9 @@ class ClosedFileDetector:
         self._bad_side.pop(path, None)
         try:
             self.on_refused(path, reason, kind, companions)
-        except Exception:
-            log.exception("refusing %s failed; it is offered again once it changes", path)
+        except Exception as exc:
+            log.error("refusing %s failed (%s); it is looked at again once it changes", path, exc)
+            log.debug("refusal of %s", path, exc_info=True)
 
     def scan(self, now: float | None = None) -> list[Candidate]:
         wall = time.time()
@@ -112,9 +113,10 @@ class ClosedFileDetector:
         for path in sorted(self.directory.iterdir()):
             try:
                 got = self._consider(path, now)
-            except Exception:
+            except Exception as exc:
                 # One entry never stops the scan (nor the watcher): it is looked at again next time.
-                log.exception("skipping %s in this scan", path)
+                log.error("skipping %s in this scan (%s: %s)", path, type(exc).__name__, exc)
+                log.debug("scan of %s", path, exc_info=True)
                 continue
             if got is True:
                 waiting = True

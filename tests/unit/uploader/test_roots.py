@@ -6,8 +6,11 @@ import json
 import os
 import socket
 from pathlib import Path
+from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from inlet.config import Settings, UploaderSettings
 from inlet.uploader.plan import BadInput, check_task
@@ -175,3 +178,33 @@ def test_malformed_items_are_refused_one_by_one() -> None:
     assert good == [{"path": "/daq/a"}]
     assert len(refused_items) == 5
     assert json.dumps(refused_items)  # every reason is plain text
+
+
+_KEYS = st.sampled_from(["path", "size", "sidecar", "x"])
+json_like = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=30),
+    lambda c: st.lists(c, max_size=4) | st.dictionaries(_KEYS, c, max_size=4),
+    max_leaves=15,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(json_like, json_like, json_like, json_like)
+def test_any_task_arguments_are_checked_or_refused_never_crash(items: Any, run: Any, stream: Any, exp: Any) -> None:
+    try:
+        good, refused_items = check_task(items, run, stream, exp)
+    except BadInput as exc:
+        message = str(exc)
+        assert message.startswith("task refused:"), message
+        return
+    for item in good:
+        assert isinstance(item["path"], str) and set(item) <= {"path", "size", "sidecar", "submitted_at"}
+    assert len(good) + len(refused_items) == len(items)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(alphabet="ab./\x00 ", max_size=30))
+def test_any_path_string_is_checked_or_refused_never_crash(path: str) -> None:
+    roots = DaqRoots([Path("/nonexistent-root")])
+    with pytest.raises(Refused):
+        roots.check(path)
