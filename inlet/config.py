@@ -89,7 +89,11 @@ class S3Settings(_Section):
 class RedisSettings(_Section):
     """Redis, the Celery broker."""
 
-    url: str = Field("redis://127.0.0.1:26379/0", description="Redis URL used as the Celery broker.")
+    url: str = Field(
+        "redis://:inlet-secret@127.0.0.1:26379/0",
+        description="Redis URL used as the Celery broker, with its password (redis://:PASSWORD@host:port/db; "
+        "the lake's Redis requires it). The default password is for the local lake only.",
+    )
 
 
 class CatalogSettings(_Section):
@@ -378,6 +382,13 @@ class UploaderSettings(_Section):
     )
     container_span: int = Field(
         1000, ge=1, description="Runs per run container (runsNNNNNN-MMMMMM.<tier>) when [naming] defines containers."
+    )
+    daq_roots: list[Path] = Field(
+        default_factory=list,
+        description="Directories the uploader may read DAQ files from; a path (symlinks resolved) outside "
+        "them is refused, by the CLI and again by the worker. Empty: `inlet upload` and `inlet watch` grant "
+        "the directories they are given (each file's directory, DIR) in the uploader's state directory, and "
+        "workers sharing that state directory accept those; set it in production.",
     )
     quarantine_dir: Path = Field(
         Path("quarantine"), description="Bad files go here with a <name>.reason.json (relative: under state_dir)."

@@ -101,24 +101,40 @@ def status() -> None:
     """Queue depth, batches waiting for pacing tokens, files registered, errors, recent grant rate."""
     import time
 
+    import redis
+
+    from inlet.lake.services.redis import masked_url
     from inlet.uploader import app_runtime, pacing
 
     s = app_runtime.settings()
     require_redis(s.redis.url)
     r = app_runtime.redis_client(s.redis.url)
-    now = time.time()
-    recent = [g for g in pacing.grants(r) if now - float(g["at"]) <= 60]
-    depth: Any = r.llen(s.uploader.queue)
-    queued = int(depth)
-    out = {
-        "queue": s.uploader.queue,
-        "queued": queued,
-        "waiting_for_tokens": pacing.counter(r, pacing.WAITING),
-        "registered_total": pacing.counter(r, pacing.REGISTERED),
-        "errors_total": pacing.counter(r, pacing.ERRORS),
-        "files_per_s_last_minute": sum(int(g["files"]) for g in recent) / 60.0,
-        "rse_slots_in_use": {rse: app_runtime.slots(s).in_use(rse) for rse in s.uploader.rse_concurrency},
-    }
+    try:
+        now = time.time()
+        recent = [g for g in pacing.grants(r) if now - float(g["at"]) <= 60]
+        depth: Any = r.llen(s.uploader.queue)
+        queued = int(depth)
+        out = {
+            "queue": s.uploader.queue,
+            "queued": queued,
+            "waiting_for_tokens": pacing.counter(r, pacing.WAITING),
+            "registered_total": pacing.counter(r, pacing.REGISTERED),
+            "errors_total": pacing.counter(r, pacing.ERRORS),
+            "files_per_s_last_minute": sum(int(g["files"]) for g in recent) / 60.0,
+            "rse_slots_in_use": {rse: app_runtime.slots(s).in_use(rse) for rse in s.uploader.rse_concurrency},
+        }
+    except redis.AuthenticationError:
+        console.print(
+            f"[bold red]error:[/] Redis at {escape(masked_url(s.redis.url))} refused the password; "
+            "fix: put Redis's password in \\[redis] url (INLET_REDIS__URL=redis://:PASSWORD@host:port/db)"
+        )
+        raise typer.Exit(code=2) from None
+    except redis.RedisError as err:
+        console.print(
+            f"[bold red]error:[/] cannot reach Redis at {escape(masked_url(s.redis.url))} ({escape(str(err))}); "
+            "fix: start it (`inlet lake up`) or point \\[redis] url at it"
+        )
+        raise typer.Exit(code=2) from None
     typer.echo(json.dumps(out, indent=2))
 
 

@@ -136,6 +136,8 @@ class Rehearsal:
             "INLET_UPLOADER__STREAMS": json.dumps({"rehearse": self.stream_policy()}),
             "INLET_UPLOADER__STATE_DIR": str(self.out / "uploader-state"),
             "INLET_UPLOADER__QUARANTINE_DIR": str(self.out / "quarantine"),
+            # The rehearsal's DAQ directory is the one root its worker reads from.
+            "INLET_UPLOADER__DAQ_ROOTS": json.dumps([str(self.daq.absolute())]),
         }
         os.environ.update(env)
         return {**os.environ, **env}

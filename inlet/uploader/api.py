@@ -15,6 +15,7 @@ from typing import Any
 from inlet.config import Settings
 from inlet.uploader import app_runtime
 from inlet.uploader.plan import BadInput, plan_file, run_collections
+from inlet.uploader.roots import Refused, command_line_roots, grant, normalise
 
 Progress = Callable[[dict[str, Any]], None]
 
@@ -35,31 +36,36 @@ class UploadOutcome:
 def check_files(
     paths: Iterable[Path], run: int, stream: str, experiment: str | None = None, settings: Settings | None = None
 ) -> list[dict[str, Any]]:
-    """Items for the workers; raises :class:`BadInput` listing every refused file (none is queued)."""
+    """Items for the workers; raises :class:`BadInput` listing every refused file (none is queued).
+
+    Each file must be a regular file inside the DAQ roots (``[uploader] daq_roots``; empty:
+    the directories of the files given, granted to the workers once every file checked out).
+    """
     s = settings or app_runtime.settings()
     coll = run_collections(s, run, stream, experiment)
+    paths = list(paths)
+    try:
+        roots, to_grant = command_line_roots(s, [normalise(p).parent for p in paths])
+    except Refused as exc:
+        raise BadInput(f"nothing was uploaded: {exc}") from None
     items, problems = [], []
     seen: set[str] = set()
-    for path in paths:
-        path = path.absolute()
+    for given in paths:
         try:
-            plan_file(path, coll, s.naming)
-            if not path.is_file():
-                raise BadInput(f"{path}: no such file")
-            size = path.stat().st_size
-        except BadInput as exc:
+            daq = roots.check(given)
+            plan_file(daq.path, coll, s.naming)
+        except (BadInput, Refused) as exc:
             problems.append(str(exc))
             continue
-        except OSError as exc:
-            problems.append(f"{path}: cannot stat ({exc})")
+        if daq.path.name in seen:
+            problems.append(f"{daq.path}: the name {daq.path.name} is given twice (one DID per name)")
             continue
-        if path.name in seen:
-            problems.append(f"{path}: the name {path.name} is given twice (one DID per name)")
-            continue
-        seen.add(path.name)
-        items.append({"path": str(path), "size": size})
+        seen.add(daq.path.name)
+        items.append({"path": str(daq.path), "size": daq.size})
     if problems:
         raise BadInput("nothing was uploaded:\n  " + "\n  ".join(problems))
+    for d in to_grant:
+        grant(s, d)
     return items
 
 

@@ -33,6 +33,9 @@ _settings = app_runtime.settings()
 
 app = Celery("inlet.uploader", broker=_settings.redis.url, backend=_settings.redis.url)
 app.conf.update(
+    # Kombu's Redis transport, except that an item pushed into a queue that is not a task message
+    # is dropped with an alarm instead of ending the worker (inlet.uploader.broker_transport).
+    broker_transport="inlet.uploader.broker_transport:Transport",
     task_acks_late=True,
     task_reject_on_worker_lost=True,
     worker_prefetch_multiplier=1,
@@ -110,14 +113,26 @@ def _backoff(retries: int) -> float:
 def upload_batch(
     self: Task, items: list[dict[str, Any]], run: int, stream: str, experiment: str | None = None
 ) -> dict[str, Any]:
-    from inlet.uploader.plan import BadInput
+    from inlet.uploader.plan import BadInput, check_task
+    from inlet.uploader.roots import Refused, worker_roots
 
     s = app_runtime.settings()
     r = app_runtime.redis_client(s.redis.url)
+    try:
+        # A task message is input: malformed arguments end this task (no retry), never the worker.
+        items, refused = check_task(items, run, stream, experiment)
+    except BadInput as exc:
+        log.error("ALARM %s", exc)
+        bump(r, ERRORS)
+        raise
+    for what, why in refused.items():
+        log.error("ALARM upload task of run %s: %s refused: %s", run, what, why)
+    # Pacing counts the bytes on disk of files inside the DAQ roots, not what the message claims.
+    roots = worker_roots(s)
     nbytes = 0
     for item in items:
-        with contextlib.suppress(TypeError, ValueError):
-            nbytes += int(item.get("size") or 0)
+        with contextlib.suppress(Refused):
+            nbytes += roots.check(item["path"]).size
     app_runtime.bucket(s).take(len(items), nbytes, who=self.request.hostname)
     started = time.monotonic()
     try:
@@ -132,6 +147,7 @@ def upload_batch(
         delay = _backoff(self.request.retries)
         log.warning("batch of run %s failed (%s: %s); retry in %.1f s", run, type(exc).__name__, exc, delay)
         raise self.retry(exc=exc, countdown=delay, **WORKER_PUBLISH) from exc
+    res.failed.update(refused)
     bump(r, REGISTERED, len(res.registered))
     bump(r, ERRORS, len(res.failed) + len(res.quarantined))
     if res.retry:
@@ -148,12 +164,18 @@ def upload_batch(
 @app.task(bind=True, name="inlet.end_run", max_retries=None)  # type: ignore[untyped-decorator]
 def end_run(self: Task, run: int, stream: str, experiment: str | None = None, expected_files: int | None = None) -> str:
     from inlet.uploader.pipeline import RunNotComplete
+    from inlet.uploader.plan import BadInput, check_task
 
+    check_task([], run, stream, experiment)  # a malformed task fails at once (BadInput), never retried
+    if expected_files is not None and (isinstance(expected_files, bool) or not isinstance(expected_files, int)):
+        raise BadInput(f"task refused: expected_files {str(expected_files)[:40]!r} is not a whole number")
     try:
         state: str = uploader().end_run(run, stream, experiment, expected_files)
         return state
     except RunNotComplete as exc:
         raise self.retry(exc=exc, countdown=2.0, **WORKER_PUBLISH) from exc
+    except BadInput:
+        raise
     except Exception as exc:
         if self.request.retries >= app_runtime.settings().uploader.retries:
             raise

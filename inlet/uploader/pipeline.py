@@ -31,11 +31,13 @@ from inlet.catalog.models import FileAvailability, OutboxMessage, RunFile, utcno
 from inlet.catalog.states import RunState
 from inlet.catalog.upsert import insert_ignore
 from inlet.config import Settings
-from inlet.uploader.checksum import digest_file
+from inlet.uploader.checksum import digest_stream
 from inlet.uploader.events import FILE_REGISTERED, Publisher, envelope, file_quarantined, file_registered_id
 from inlet.uploader.plan import BadInput, FilePlan, RunCollections, plan_file, run_collections, stream_policy
 from inlet.uploader.quarantine import quarantine_info
 from inlet.uploader.release import Pending, PendingStore
+from inlet.uploader.roots import DaqFile, DaqRoots, Refused, worker_roots
+from inlet.uploader.sidecar import BadSidecar, check_sidecar
 from inlet.uploader.storage import AlreadyStoredDifferently, ChecksumMismatch, FileChanged, FirstRse, Placed
 
 log = logging.getLogger(__name__)
@@ -111,29 +113,52 @@ class Uploader:
     def upload_batch(
         self, items: list[dict[str, Any]], run: int, stream: str, experiment: str | None = None
     ) -> BatchResult:
-        """Upload ``items`` ({"path", optional "sidecar": {adler32, md5, size, closed_at}})."""
+        """Upload ``items`` ({"path", optional "sidecar": {run, adler32, md5, size}}).
+
+        Every item is input (a task message may be forged): its path must be a regular file
+        inside the DAQ roots (:mod:`inlet.uploader.roots`), its sidecar must pass
+        :func:`inlet.uploader.sidecar.check_sidecar`, its name the naming schema. A file that
+        fails is quarantined on its own (moved only if it is a regular file inside the roots);
+        the rest of the batch goes on.
+        """
         res = BatchResult()
         coll = run_collections(self.settings, run, stream, experiment)
-        plans: list[tuple[FilePlan, dict[str, Any]]] = []
-        submitted = {str(Path(i["path"])): i["submitted_at"] for i in items if i.get("submitted_at")}
+        roots = worker_roots(self.settings)
+        plans: list[tuple[FilePlan, dict[str, Any], DaqFile]] = []
+        submitted = {str(i["path"]): i["submitted_at"] for i in items if i.get("submitted_at")}
         for item in items:
-            path = Path(item["path"])
+            given = item["path"]
+            try:
+                daq = roots.check(given)
+            except Refused as exc:
+                self._quarantine(res, given, str(exc), exc.kind, coll, roots)
+                continue
+            path = daq.path
+            try:
+                side = check_sidecar(item.get("sidecar")).as_dict()
+            except BadSidecar as exc:
+                self._quarantine(res, path, f"{path}: bad sidecar: {exc}", "bad-sidecar", coll, roots)
+                continue
+            if side.get("run", run) != run:
+                why = f"{path}: bad sidecar: it says run {side['run']}, the batch is run {run}"
+                self._quarantine(res, path, why, "bad-sidecar", coll, roots)
+                continue
             try:
                 plan = plan_file(path, coll, self.settings.naming)
             except BadInput as exc:
-                self._quarantine(res, path, str(exc), "bad-name", coll)
+                self._quarantine(res, path, str(exc), "bad-name", coll, roots)
                 continue
-            if not os.access(path, os.R_OK) or not path.is_file():
-                self._quarantine(res, path, f"{path} is not a readable regular file", "unreadable", coll)
+            if not os.access(daq.real, os.R_OK):
+                self._quarantine(res, path, f"{path} is not a readable regular file", "unreadable", coll, roots)
                 continue
-            plans.append((plan, item.get("sidecar") or {}))
+            plans.append((plan, side, daq))
         if not plans:
             return res
-        plans = self._skip_known(plans, res)
+        plans = self._skip_known(plans, res, roots)
         if not plans:
             self._file_rules(coll, res.skipped)
             return res
-        placed = self._place(plans, res)
+        placed = self._place(plans, res, roots)
         if not placed:
             self._file_rules(coll, res.skipped)
             return res
@@ -152,8 +177,10 @@ class Uploader:
         self._file_rules(coll, [p.did for p, _ in registered] + res.skipped)
         return res
 
-    def _quarantine(self, res: BatchResult, path: Path, reason: str, kind: str, coll: RunCollections) -> None:
-        info = quarantine_info(path, self.quarantine_dir, reason, kind)
+    def _quarantine(
+        self, res: BatchResult, path: str | Path, reason: str, kind: str, coll: RunCollections, roots: DaqRoots
+    ) -> None:
+        info = quarantine_info(path, self.quarantine_dir, reason, kind, roots)
         res.quarantined[str(path)] = reason
         ev = file_quarantined(info, experiment=coll.experiment, run=coll.run, stream=coll.stream)
         try:
@@ -170,23 +197,28 @@ class Uploader:
         self._announce([ev])
 
     def _skip_known(
-        self, plans: list[tuple[FilePlan, dict[str, Any]]], res: BatchResult
-    ) -> list[tuple[FilePlan, dict[str, Any]]]:
+        self, plans: list[tuple[FilePlan, dict[str, Any], DaqFile]], res: BatchResult, roots: DaqRoots
+    ) -> list[tuple[FilePlan, dict[str, Any], DaqFile]]:
         """Files the catalogue already has: identical content is a no-op, other content is refused."""
-        keys = [(p.scope, p.name) for p, _ in plans]
+        keys = [(p.scope, p.name) for p, _, _ in plans]
         with self.catalog.session() as s:
             known = {(f.scope, f.name): (f.size, f.adler32) for f in s.scalars(
                 select(RunFile).where(tuple_(RunFile.scope, RunFile.name).in_(keys)))}  # fmt: skip
         left = []
-        for plan, side in plans:
+        for plan, side, daq in plans:
             have = known.get((plan.scope, plan.name))
             if have is None:
-                left.append((plan, side))
+                left.append((plan, side, daq))
                 continue
             try:
-                d = digest_file(plan.path)
+                with daq.open() as fh:
+                    d = digest_stream(fh)
+            except Refused as exc:
+                self._quarantine(res, plan.path, str(exc), exc.kind, plan.collections, roots)
+                continue
             except OSError as exc:
-                self._quarantine(res, plan.path, f"{plan.path} is unreadable: {exc}", "unreadable", plan.collections)
+                why = f"{plan.path} is unreadable: {exc}"
+                self._quarantine(res, plan.path, why, "unreadable", plan.collections, roots)
                 continue
             if (d.size, d.adler32) == have:
                 res.skipped.append(plan.did)
@@ -197,15 +229,21 @@ class Uploader:
                 )
         return left
 
-    def _place(self, plans: list[tuple[FilePlan, dict[str, Any]]], res: BatchResult) -> list[tuple[FilePlan, Placed]]:
+    def _place(
+        self, plans: list[tuple[FilePlan, dict[str, Any], DaqFile]], res: BatchResult, roots: DaqRoots
+    ) -> list[tuple[FilePlan, Placed]]:
         from inlet.uploader.app_runtime import slots
 
-        pfns = self.first.pfns([(p.scope, p.name) for p, _ in plans])
+        pfns = self.first.pfns([(p.scope, p.name) for p, _, _ in plans])
         placed: list[tuple[FilePlan, Placed]] = []
         with slots(self.settings).hold(self.u.first_rse):
-            for plan, side in plans:
+            for plan, side, daq in plans:
                 try:
-                    placed.append((plan, self.first.put(plan.path, plan.scope, plan.name, pfns[plan.did], side)))
+                    placed.append((plan, self.first.put(daq.real, plan.scope, plan.name, pfns[plan.did], side,
+                                                        daq.open)))  # fmt: skip
+                except Refused as exc:
+                    # Swapped for a symlink, a FIFO or another file since the check: never read.
+                    self._quarantine(res, plan.path, str(exc), exc.kind, plan.collections, roots)
                 except FileChanged as exc:
                     log.warning("%s", exc)
                     res.retry.append({"path": str(plan.path), "sidecar": side})
@@ -214,7 +252,7 @@ class Uploader:
                     res.failed[str(plan.path)] = str(exc)
                 except PermissionError as exc:
                     why = f"{plan.path} is unreadable: {exc}"
-                    self._quarantine(res, plan.path, why, "unreadable", plan.collections)
+                    self._quarantine(res, plan.path, why, "unreadable", plan.collections, roots)
         return placed
 
     def _ensure_collections(self, coll: RunCollections) -> None:

@@ -7,9 +7,11 @@ with the server's own wording, before a byte moves.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from inlet.config import Settings, StreamPolicy
 from inlet.errors import InletError
@@ -104,3 +106,44 @@ def plan_file(path: Path, collections: RunCollections, naming: NamingSettings) -
             f"pass --run {file_run} or rename the file"
         )
     return FilePlan(path, collections.scope, name, collections)
+
+
+#: Longest path a task may name (PATH_MAX); a longer string is not a file on this host.
+_MAX_PATH = 4096
+#: More files than any batch holds: a task beyond this is not one inlet sent.
+MAX_TASK_ITEMS = 100_000
+
+
+def check_task(items: Any, run: Any, stream: Any, experiment: Any) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    """The arguments of an upload task, checked as the input they are (a task may be forged).
+
+    Returns the well-formed items (``path`` a string, ``size`` and ``submitted_at`` numbers or
+    absent) and, keyed by a short rendering, the items refused with the reason. Raises
+    :class:`BadInput` if the task as a whole is malformed (run, stream, experiment, items).
+    """
+    if isinstance(run, bool) or not isinstance(run, int) or not 0 <= run <= 999_999:
+        raise BadInput(f"task refused: run {str(run)[:40]!r} is not a run number (a whole number 0-999999)")
+    if not isinstance(stream, str) or not (experiment is None or isinstance(experiment, str)):
+        raise BadInput("task refused: stream and experiment must be strings")
+    if not isinstance(items, list) or len(items) > MAX_TASK_ITEMS:
+        raise BadInput(f"task refused: items must be a list of at most {MAX_TASK_ITEMS} files")
+    good: list[dict[str, Any]] = []
+    refused: dict[str, str] = {}
+    for n, item in enumerate(items):
+        key = f"item {n}: {str(item)[:120]}"
+        if not isinstance(item, dict):
+            refused[key] = "not an object with a 'path'"
+            continue
+        path = item.get("path")
+        if not isinstance(path, str) or not path or len(path) > _MAX_PATH or "\x00" in path:
+            refused[key] = f"'path' must be a file path string of at most {_MAX_PATH} characters"
+            continue
+        clean: dict[str, Any] = {"path": path}
+        if "sidecar" in item:
+            clean["sidecar"] = item["sidecar"]  # checked per file by inlet.uploader.sidecar
+        for num in ("size", "submitted_at"):
+            v = item.get(num)
+            if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) and 0 <= v < 2**63:
+                clean[num] = v
+        good.append(clean)
+    return good, refused

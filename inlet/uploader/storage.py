@@ -13,9 +13,10 @@ from __future__ import annotations
 import contextlib
 import os
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 from urllib.parse import urlparse
 
 from inlet.uploader.checksum import Digest, FileState, digest_file, digest_stream
@@ -50,7 +51,10 @@ def _check_expected(path: Path, digest: Digest, expect: dict[str, Any]) -> None:
                 "is corrupt or the sidecar is stale: nothing was registered"
             )
     size = expect.get("size")
-    if size is not None and int(size) != digest.size:
+    if size is not None and (isinstance(size, bool) or not isinstance(size, int)):
+        # Validated upstream (inlet.uploader.sidecar); a per-file refusal here, never an exception that fails the batch.
+        raise ChecksumMismatch(f"{path}: the sidecar's size {str(size)[:40]!r} is not a whole number")
+    if size is not None and size != digest.size:
         raise ChecksumMismatch(f"{path}: size mismatch: the sidecar says {size} bytes, the file has {digest.size}")
 
 
@@ -67,12 +71,18 @@ def _unchanged(path: Path, before: FileState) -> FileState:
     return after
 
 
-def put_posix(src: Path, target: Path, expect: dict[str, Any] | None = None) -> tuple[Digest, FileState]:
+Opener = Callable[[], BinaryIO]
+
+
+def put_posix(
+    src: Path, target: Path, expect: dict[str, Any] | None = None, open_src: Opener | None = None
+) -> tuple[Digest, FileState]:
+    """Copy ``src`` to ``target``; ``open_src`` opens it safely (see :meth:`inlet.uploader.roots.DaqFile.open`)."""
     before = FileState.of(src)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.inlet-{uuid.uuid4().hex[:8]}")
     try:
-        with src.open("rb") as fin, tmp.open("wb") as fout:
+        with open_src() if open_src is not None else src.open("rb") as fin, tmp.open("wb") as fout:
             digest = digest_stream(fin, fout)
         state = _unchanged(src, before)
         if digest.size != state.size:
@@ -117,13 +127,21 @@ class FirstRse:
         lfns = [{"scope": s, "name": n} for s, n in dids]
         return dict(self._rsemgr.lfns2pfns(self.info, lfns, operation="write"))
 
-    def put(self, src: Path, scope: str, name: str, pfn: str, expect: dict[str, Any] | None = None) -> Placed:
+    def put(
+        self, src: Path, scope: str, name: str, pfn: str, expect: dict[str, Any] | None = None,
+        open_src: Opener | None = None,
+    ) -> Placed:  # fmt: skip
+        """Place ``src`` (its resolved path; ``open_src`` opens it without following a swapped path)."""
         parsed = urlparse(pfn)
         if parsed.scheme == "file":
-            digest, state = put_posix(src, Path(parsed.path), expect)
+            digest, state = put_posix(src, Path(parsed.path), expect, open_src)
             return Placed(pfn, digest, state)
         before = FileState.of(src)
-        digest = digest_file(src)
+        if open_src is not None:
+            with open_src() as fh:
+                digest = digest_stream(fh)
+        else:
+            digest = digest_file(src)
         if expect:
             _check_expected(src, digest, expect)
         _unchanged(src, before)

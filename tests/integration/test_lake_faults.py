@@ -31,7 +31,7 @@ REPO = Path(__file__).resolve().parents[2]
 def mini_lake(state: Path, manage: list[str], **lake_opts: object) -> Lake:
     settings = Settings(
         lake=LakeSettings(state_dir=state, manage=manage, postgres_port=free_port(), **lake_opts),  # type: ignore[arg-type]
-        redis=RedisSettings(url=f"redis://127.0.0.1:{free_port()}/0"),
+        redis=RedisSettings(url=f"redis://:mini-secret@127.0.0.1:{free_port()}/0"),
     )
     return Lake(settings)
 

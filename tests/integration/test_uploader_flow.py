@@ -56,6 +56,8 @@ def env(lake: Lake, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
         "INLET_UPLOADER__STATE_DIR": str(state / "state"),
         "INLET_UPLOADER__QUARANTINE_DIR": str(state / "quarantine"),
         "INLET_UPLOADER__STREAMS": json.dumps(streams),
+        # The DAQ files of these tests live under pytest's temporary directory.
+        "INLET_UPLOADER__DAQ_ROOTS": json.dumps([str(tmp_path_factory.getbasetemp())]),
     }
 
 

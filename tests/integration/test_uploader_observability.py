@@ -55,6 +55,8 @@ def env(lake: Lake, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
         "INLET_UPLOADER__STATE_DIR": str(state / "state"),
         "INLET_UPLOADER__QUARANTINE_DIR": str(state / "quarantine"),
         "INLET_UPLOADER__METRICS_PORT": str(free_port()),
+        # The DAQ files of these tests live under pytest's temporary directory.
+        "INLET_UPLOADER__DAQ_ROOTS": json.dumps([str(tmp_path_factory.getbasetemp())]),
     }
 
 
@@ -218,6 +220,9 @@ def listener(
         # Rucio's events are not this test's business: a queue nothing feeds.
         "INLET_LISTENER__RUCIO_QUEUE": f"/queue/test.obs.{tag}.rucio",
         "INLET_LISTENER__ALARMS__RULE_CHECK_INTERVAL": "0",
+        # Earlier tests (test_hostile_uploader) leave dozens of quarantine alarms on the inlet queue:
+        # the shared rate limit must not hold back the one this test waits for.
+        "INLET_LISTENER__ALARMS__RATE_LIMIT": "100000",
     }
     proc = subprocess.Popen([str(BIN / "inlet"), "-v", "listen"], env=lenv, stdout=log.open("wb"),
                             stderr=subprocess.STDOUT)  # fmt: skip
