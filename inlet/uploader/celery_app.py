@@ -24,12 +24,17 @@ from typing import Any
 
 from celery import Celery, Task, signals
 
+from inlet.config import secret_values
+from inlet.logs import install_secret_filter
 from inlet.uploader import app_runtime
 from inlet.uploader.pacing import ERRORS, REGISTERED, bump
 
 log = logging.getLogger(__name__)
 
 _settings = app_runtime.settings()
+# Workers log through Celery's own handlers, not inlet's set-up: mask at the record factory, so
+# a Redis URL or a Rucio password in an error never reaches a worker log.
+install_secret_filter(secret_values(_settings))
 
 app = Celery("inlet.uploader", broker=_settings.redis.url, backend=_settings.redis.url)
 app.conf.update(

@@ -135,3 +135,22 @@ def test_masking_survives_a_later_logging_reconfiguration() -> None:
         root.handlers[:], _ = saved
         root.setLevel(saved[1])
         install_secret_filter(set())
+
+
+def test_uploader_worker_masks_its_log_records() -> None:
+    """Celery workers log through Celery's handlers, not inlet's set-up; the app masks anyway."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import logging, sys; logging.basicConfig(stream=sys.stdout)\n"
+        "import inlet.uploader.celery_app\n"
+        "logging.getLogger('worker').warning('broker redis://:Wk3rSecretPw@127.0.0.1:1/0 auth Wk3rSecretPw')\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INLET_")}
+    env["INLET_REDIS__URL"] = "redis://:Wk3rSecretPw@127.0.0.1:1/0"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "broker redis://" in out.stdout
+    assert "Wk3rSecretPw" not in out.stdout + out.stderr
