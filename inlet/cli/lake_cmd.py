@@ -31,10 +31,10 @@ def _masked(text: str) -> str:
     return mask_text(text, secret_values(load_settings()))
 
 
-def _fail(err: LakeError) -> typer.Exit:
-    console.print(f"[bold red]error:[/] {escape(_masked(err.problem))}")
-    console.print(f"[yellow]fix:[/] {escape(err.fix)}")
-    return typer.Exit(code=2)
+def _fail(err: LakeError) -> LakeError:
+    """The same error, its problem masked (it may quote a service's last log lines), for the CLI's
+    one handler, which prints it as one line."""
+    return LakeError(_masked(err.problem), err.fix)
 
 
 def _table(rows: list[ServiceStatus]) -> Table:
