@@ -32,6 +32,7 @@ def publish(
     """Publish an inlet event on \\[broker] inlet_topic (persistent; the listener's queue keeps it)."""
     from inlet.listener.broker import connection
     from inlet.listener.events import make_inlet_event
+    from inlet.stomp_login import BrokerLoginError, login
 
     try:
         body = json.loads(payload)
@@ -43,9 +44,9 @@ def publish(
     envelope = make_inlet_event(event_type, body, event_id)
     conn = connection(s.broker)
     try:
-        conn.connect(s.broker.username, s.broker.password, wait=True)
-    except Exception as err:
-        raise _fail(f"cannot reach the broker at {s.broker.host}:{s.broker.stomp_port}: {err}") from err
+        login(conn, s.broker.host, s.broker.stomp_port, s.broker.username, s.broker.password)
+    except BrokerLoginError as err:
+        raise _fail(str(err)) from err
     try:
         conn.send(s.broker.inlet_topic, json.dumps(envelope), headers={"persistent": "true", "event_type": event_type})
     finally:

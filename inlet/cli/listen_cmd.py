@@ -63,8 +63,13 @@ def listen(
     listener.install_signal_handlers()
     log.info("listener %s starting on %s and %s", settings.listener.consumer,
              settings.listener.rucio_queue, settings.listener.inlet_queue)  # fmt: skip
+    from inlet.listener.broker import BrokerUnavailable
+
     try:
         handled = listener.run(max_events=max_events)
+    except BrokerUnavailable as err:
+        console.print(f"[bold red]error:[/] {escape(str(err))}", soft_wrap=True)
+        raise typer.Exit(code=2) from err
     finally:
         catalog.dispose()
     log.info("listener stopped after %d events", handled)

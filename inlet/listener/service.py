@@ -104,16 +104,20 @@ class Listener:
         try:
             while not self.stopping.is_set():
                 if not self.link.is_connected():
-                    if not first:
+                    if first:
+                        # At start a refused login or an absent broker is a configuration
+                        # error: say so and stop (BrokerUnavailable), rather than retry forever.
+                        self.link.connect()
+                    else:
                         metrics.RECONNECTS.inc()
                         log.warning("lost the broker connection; reconnecting")
                         self._forget_old_deliveries()
-                    if not self.link.connect_with_backoff(self.stopping):
-                        break
+                        if not self.link.connect_with_backoff(self.stopping):
+                            break
                     first = False
                 batch = self._take()
                 if batch:
-                    self.process(batch)
+                    self._process_guarded(batch)
                 self._sweep_outbox()
                 self._refresh_dlq_size()
                 self._check_rules()
@@ -153,20 +157,49 @@ class Listener:
         return batch
 
     # -- one batch ---------------------------------------------------------------------------
+    def _process_guarded(self, batch: list[Delivery]) -> None:
+        """:meth:`process`, with a last line of defence: an error that escaped it ends no process.
+
+        Every known failure is handled inside :meth:`process` (bad bodies, failing handlers, a
+        failing database). Anything else is a bug met on these messages: they are retried with
+        backoff like a failing handler, and after ``handler_attempts`` go to the DLQ with the
+        error as the reason, so one message cannot stop the listener (nor loop in it forever).
+        """
+        try:
+            self.process(batch)
+        except Exception as exc:
+            log.exception("unexpected error on a batch of %d message(s)", len(batch))
+            why = f"internal error: {type(exc).__name__}: {str(exc)[:300]}"
+            for d in batch:
+                key = f"message:{d.message_id}"
+                n = self.attempts.get(key, 0) + 1
+                self.attempts[key] = n
+                if n >= self.ls.handler_attempts:
+                    self.attempts.pop(key, None)
+                    self._dead_letter(d, None, f"{why} ({n} attempts)", None)
+                else:
+                    self.retries.append((time.monotonic() + self.ls.retry_backoff * (2 ** (n - 1)), d))
+
     def process(self, batch: list[Delivery]) -> None:
         items: list[_Item] = []
         for d in batch:
             if d.redelivered:
                 metrics.REDELIVERIES.inc()
+                self._count_delivery(d)
+                continue
             try:
                 event = parse_message(d.body, d.headers, self.ls.max_body_bytes)
+                handlers = self.router.handlers_for(event)
             except BadEvent as exc:
                 self._dead_letter(d, None, str(exc), None)
+                continue
+            except Exception as exc:  # the message boundary: nothing a body holds may end the listener
+                self._dead_letter(d, None, f"cannot route the message: {type(exc).__name__}: {str(exc)[:300]}", None)
                 continue
             created = event.created()
             if created is not None:
                 metrics.LAG.observe(max(0.0, (dt.datetime.now(dt.UTC) - created).total_seconds()))
-            items.append(_Item(d, event, self.router.handlers_for(event)))
+            items.append(_Item(d, event, handlers))
         if not items:
             return
         work = [i for i in items if i.handlers]
@@ -189,6 +222,28 @@ class Listener:
                 return
         for item in items:
             self._settle(item)
+
+    def _count_delivery(self, d: Delivery) -> None:
+        """A redelivered message: dead-letter it after ``max_deliveries``, else requeue it counted.
+
+        The broker redelivers what a listener held when it died (or was stopped). A message
+        that *kills* the listener while it is handled would do so again on every restart; so
+        each such delivery is counted (the count travels with the message, see
+        :meth:`BrokerLink.requeue`) and the message is handled again from the queue's end,
+        until the count reaches ``[listener] max_deliveries``: then it goes to the DLQ.
+        """
+        n = d.deliveries + 1
+        if n >= self.ls.max_deliveries:
+            self._dead_letter(
+                d,
+                None,
+                f"delivered {n} times without being settled: a listener holding it died or was stopped "
+                f"each time ([listener] max_deliveries = {self.ls.max_deliveries})",
+                None,
+            )
+        elif self.link.requeue(d, n):
+            log.info("message %s was delivered before, unsettled (%d of %d): requeued", d.message_id, n,
+                     self.ls.max_deliveries)  # fmt: skip
 
     def _consumer(self, handler: Handler) -> str:
         return f"{self.ls.consumer}:{handler.name}"[:64]
@@ -299,7 +354,9 @@ class Listener:
 
     def _dead_letter(self, d: Delivery, event: Event | None, reason: str, handler: str | None) -> None:
         kind = "handler" if handler else "bad-message"
-        what = event.event_type if event else (d.headers.get("event_type") or "message")
+        # A rejected message's own event_type header is not trusted as a metric label or in the
+        # alarm text: anyone who can publish could fill the registry with labels.
+        what = event.event_type if event else "message"
         try:
             # The alarm is queued before the message moves: if we die in between, the
             # redelivered message raises the same alarm, which the dedup key drops.

@@ -29,6 +29,7 @@ import stomp
 from inlet.config import BrokerSettings
 from inlet.plugins.checksums import file_adler32
 from inlet.rehearse.timeline import CORRUPTED, DOWNLOADED, Timeline, rucio_time
+from inlet.stomp_login import login
 
 log = logging.getLogger(__name__)
 
@@ -181,12 +182,9 @@ class EventDownloader:
         """Subscribe to both topics and return once the broker has confirmed both subscriptions."""
         conn = stomp.Connection12([(self.broker.host, self.broker.stomp_port)])
         conn.set_listener("rehearse", self.listener)
-        try:
-            conn.connect(self.broker.username, self.broker.password, wait=True)
-        except stomp.exception.ConnectFailedException as exc:
-            raise ConnectionError(
-                f"cannot connect to the broker at {self.broker.host}:{self.broker.stomp_port} over STOMP"
-            ) from exc
+        b = self.broker
+        # A reader: the rehearsal only listens, so it uses the read-only login.
+        login(conn, b.host, b.stomp_port, b.reader_username, b.reader_password, "[broker] reader_username/reader_password")
         subs = (
             # A selector, so the broker does not ship every other hermes event to us.
             (self.broker.rucio_topic, {"selector": "event_type = 'transfer-done'"}),

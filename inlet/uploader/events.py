@@ -24,6 +24,7 @@ from typing import Any
 import stomp
 
 from inlet.config import BrokerSettings
+from inlet.stomp_login import login
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +60,7 @@ def file_quarantined(info: dict[str, Any], **context: Any) -> dict[str, Any]:
 
 def _connect(broker: BrokerSettings) -> stomp.Connection12:
     conn = stomp.Connection12([(broker.host, broker.stomp_port)], reconnect_attempts_max=1)
-    conn.connect(broker.username, broker.password, wait=True)
+    login(conn, broker.host, broker.stomp_port, broker.username, broker.password)
     return conn
 
 
@@ -129,7 +130,7 @@ class Subscription:
         self.listener.disconnected.clear()
         conn = stomp.Connection12([(self.broker.host, self.broker.stomp_port)], reconnect_attempts_max=1)
         conn.set_listener("inlet-uploader", self.listener)
-        conn.connect(self.broker.username, self.broker.password, wait=True)
+        login(conn, self.broker.host, self.broker.stomp_port, self.broker.username, self.broker.password)
         receipt = threading.Event()
 
         class _R(stomp.ConnectionListener):  # type: ignore[misc]
