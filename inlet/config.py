@@ -71,7 +71,9 @@ class BrokerSettings(_Section):
     reader_username: str = Field(
         "reader", description="STOMP login of readers (analysts, the rehearsal's downloader): read both topics only."
     )
-    reader_password: str = Field("reader-secret", description="Readers' STOMP passcode. Development default: change it.")
+    reader_password: str = Field(
+        "reader-secret", description="Readers' STOMP passcode. Development default: change it."
+    )
     rucio_topic: str = Field("/topic/rucio.events", description="Where hermes publishes Rucio events.")
     inlet_topic: str = Field("/topic/inlet.events", description="Where inlet publishes its own events.")
 

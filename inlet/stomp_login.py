@@ -41,7 +41,14 @@ class _ErrorFrames(stomp.ConnectionListener):  # type: ignore[misc]
         self.seen.set()
 
 
-def login(conn: stomp.Connection12, host: str, port: int, username: str, password: str, what: str = "[broker] username/password") -> None:
+def login(
+    conn: stomp.Connection12,
+    host: str,
+    port: int,
+    username: str,
+    password: str,
+    what: str = "[broker] username/password",
+) -> None:
     """``conn.connect(username, password, wait=True)``, failing with a :class:`BrokerLoginError`.
 
     ``what`` names the settings that hold these credentials, for the message (e.g.
@@ -67,6 +74,4 @@ def login(conn: stomp.Connection12, host: str, port: int, username: str, passwor
     finally:
         conn.remove_listener("inlet-login")
     if not conn.is_connected():
-        raise BrokerLoginRefused(
-            f"the broker at {host}:{port} refused the login of {username!r} (check {what})"
-        )
+        raise BrokerLoginRefused(f"the broker at {host}:{port} refused the login of {username!r} (check {what})")

@@ -18,13 +18,13 @@ import stomp
 
 from inlet.config import BrokerSettings, ListenerSettings
 from inlet.listener.broker import (
+    DELIVERIES,
     DLQ_AT,
     DLQ_HANDLER,
     DLQ_ID,
     DLQ_ORIGINAL_ID,
     DLQ_REASON,
     DLQ_SOURCE,
-    DELIVERIES,
     connection,
 )
 from inlet.stomp_login import BrokerLoginError, login

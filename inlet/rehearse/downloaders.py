@@ -184,7 +184,8 @@ class EventDownloader:
         conn.set_listener("rehearse", self.listener)
         b = self.broker
         # A reader: the rehearsal only listens, so it uses the read-only login.
-        login(conn, b.host, b.stomp_port, b.reader_username, b.reader_password, "[broker] reader_username/reader_password")
+        creds = "[broker] reader_username/reader_password"
+        login(conn, b.host, b.stomp_port, b.reader_username, b.reader_password, creds)
         subs = (
             # A selector, so the broker does not ship every other hermes event to us.
             (self.broker.rucio_topic, {"selector": "event_type = 'transfer-done'"}),

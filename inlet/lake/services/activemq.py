@@ -31,6 +31,11 @@ BROKER_XML = """<beans xmlns="http://www.springframework.org/schema/beans"
     <destinationInterceptors><virtualDestinationInterceptor><virtualDestinations>
 {composites}
     </virtualDestinations></virtualDestinationInterceptor></destinationInterceptors>
+    <!-- The forwarded-to queues exist from start: a forward would otherwise create the queue on the
+         publisher's behalf, which needs the "admin" right that hermes is not given. -->
+    <destinations>
+{queues}
+    </destinations>
     <destinationPolicy>
       <policyMap><policyEntries>
         <!-- Messages that exhaust their redeliveries go to ActiveMQ.DLQ.<destination>, not one shared DLQ. -->
@@ -120,6 +125,7 @@ class ActiveMQ(Service):
             openwire=b.openwire_port,
             stomp=b.stomp_port,
             composites=self.composite_topics(),
+            queues=self.listener_queues(),
             authorization=self.authorization_entries(),
         )
         _write_private(conf / "activemq.xml", xml)
@@ -133,6 +139,14 @@ class ActiveMQ(Service):
             f'      <compositeTopic name={quoteattr(_physical(topic))} forwardOnly="false"><forwardTo>'
             f"<queue physicalName={quoteattr(_physical(queue))}/></forwardTo></compositeTopic>"
             for topic, queue in pairs
+        )
+
+    def listener_queues(self) -> str:
+        """XML declaring the queues the composite topics forward into."""
+        listener = self.settings.listener
+        return "\n".join(
+            f"      <queue physicalName={quoteattr(_physical(q))}/>"
+            for q in (listener.rucio_queue, listener.inlet_queue)
         )
 
     def authorization_entries(self) -> str:

@@ -162,7 +162,7 @@ def _lake_broker_xml(tmp_path: Path) -> str:
     return BROKER_XML.format(
         data='"d"', kahadb='"k"', user='"u"', password='"p"', hermes_user='"h"', hermes_password='"hp"',
         reader_user='"r"', reader_password='"rp"', openwire=1, stomp=2, composites=amq.composite_topics(),
-        authorization=amq.authorization_entries(),
+        queues=amq.listener_queues(), authorization=amq.authorization_entries(),
     )  # fmt: skip
 
 
@@ -176,7 +176,7 @@ def _shape(broker: ET.Element, path: str) -> list[tuple[str, dict[str, str]]]:
 def test_the_broker_forwards_and_dead_letters_as_the_lakes(tmp_path: Path) -> None:
     ours = _broker((DOCKER / "activemq" / "activemq.xml").read_text())
     lake = _broker(_lake_broker_xml(tmp_path))
-    for path in ("a:destinationInterceptors", "a:destinationPolicy"):
+    for path in ("a:destinationInterceptors", "a:destinations", "a:destinationPolicy"):
         assert _shape(ours, path) == _shape(lake, path), path
     assert ours.get("persistent") == lake.get("persistent") == "true"
     auth = _shape(ours, "a:plugins")
