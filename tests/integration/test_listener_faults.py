@@ -67,6 +67,8 @@ class Probe:
             sa_event.listen(
                 ctx.session, "after_transaction_end", lambda s, t: t is root and os._exit(9)
             )
+        elif action == "die":
+            os._exit(9)  # a message that kills the process whenever it is handled
         elif action == "fail-until" and not Path(p["file"]).exists():
             raise RuntimeError("probe told to fail until " + p["file"] + " exists")
         elif action == "sleep":
