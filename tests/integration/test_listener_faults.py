@@ -177,7 +177,8 @@ class Setup:
             **self.lake.exports(),
             "INLET_CONFIG": str(config),
             "INLET_CATALOG__URL": self.catalog_url,
-            "PYTHONPATH": str(self.plugin_path),
+            # The probe plugin first, then whatever the caller had (a worktree's own inlet, say).
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(self.plugin_path), os.environ.get("PYTHONPATH")])),
             "PROBE_INSTANCE": instance,
         }
         env.update(overrides)
