@@ -12,6 +12,7 @@ rehearsal all log in, and the uploader and the listener never import each other.
 
 from __future__ import annotations
 
+import logging
 import threading
 from typing import Any
 
@@ -56,6 +57,10 @@ def login(
     """
     errors = _ErrorFrames()
     conn.set_listener("inlet-login", errors)
+    # stomp.py logs each failed attempt itself; the one line raised below says it all.
+    stomp_log = logging.getLogger("stomp.py")
+    level = stomp_log.level
+    stomp_log.setLevel(logging.ERROR)
     try:
         conn.connect(username, password, wait=True)
     except (StompException, OSError) as exc:
@@ -66,12 +71,13 @@ def login(
                 f"the broker at {host}:{port} refused the login of {username!r} "
                 f"(check {what}): {errors.messages[0][:200]}"
             ) from None
-        detail = str(exc) or type(exc).__name__
+        detail = str(exc) or "no STOMP answer"
         raise BrokerUnreachable(
             f"cannot reach the broker at {host}:{port} ({detail}); is it up (`inlet lake status`), "
             "and are [broker] host/stomp_port right?"
         ) from None
     finally:
+        stomp_log.setLevel(level)
         conn.remove_listener("inlet-login")
     if not conn.is_connected():
         raise BrokerLoginRefused(f"the broker at {host}:{port} refused the login of {username!r} (check {what})")

@@ -99,6 +99,8 @@ class _Receiver(stomp.ConnectionListener):  # type: ignore[misc]
         self.link.receipts.put(frame.headers.get("receipt-id", ""))
 
     def on_error(self, frame: stomp.utils.Frame) -> None:
+        if not self.link.connected.is_set():
+            return  # a refused login: BrokerLink.connect raises it as one line
         log.error("broker error: %s %s", frame.headers.get("message", ""), frame.body[:500] if frame.body else "")
 
     def on_heartbeat_timeout(self) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import textwrap
@@ -192,3 +193,27 @@ def test_a_forged_transfer_done_from_inlets_own_login_does_not_put_a_run_on_tape
     finally:
         listener.terminate()
         listener.wait(timeout=60)
+
+
+@pytest.mark.parametrize("command", [["listen"], ["events", "dlq", "list"], ["events", "publish", "x"]])
+def test_a_wrong_broker_password_or_an_absent_broker_is_one_line_that_says_which(
+    lake: Lake, tmp_path: Path, command: list[str]
+) -> None:
+    env = {**os.environ, **lake.exports(), "INLET_CATALOG__URL": f"sqlite:///{tmp_path / 'c.db'}", "COLUMNS": "400"}
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        absent = free.getsockname()[1]
+    cases = {
+        "refused": (
+            {"INLET_BROKER__PASSWORD": "wrong"}, "refused the login of 'inlet' (check [broker] username/password)"
+        ),
+        "absent": ({"INLET_BROKER__STOMP_PORT": str(absent)}, f"cannot reach the broker at 127.0.0.1:{absent}"),
+    }  # fmt: skip
+    for what, (override, expected) in cases.items():
+        res = subprocess.run([venv_bin("inlet"), *command], env={**env, **override}, capture_output=True, text=True,
+                             timeout=120)  # fmt: skip
+        assert res.returncode != 0, (what, res.stderr)
+        lines = res.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: "), (what, res.stderr)
+        assert expected in lines[0], (what, lines[0])
+        assert "Traceback" not in res.stderr
