@@ -57,6 +57,7 @@ def publish(
 @dlq_app.command("list")
 def dlq_list() -> None:
     """List dead-lettered messages: id, time, event type, handler and reason."""
+    from inlet.listener.broker import header_safe
     from inlet.listener.dlq import DeadLetterQueue, DLQError
 
     s = load_settings()
@@ -67,7 +68,8 @@ def dlq_list() -> None:
     # One line per message, tab-separated: readable, and greppable by scripts.
     for letter in letters:
         fields = (letter.dlq_id, letter.at, letter.event_type or "-", letter.handler or "-", letter.reason)
-        typer.echo("\t".join(fields))
+        # Anyone who can publish wrote parts of these: no control character reaches the terminal.
+        typer.echo("\t".join(header_safe(f, 2000) for f in fields))
     typer.echo(f"{len(letters)} message(s) in {s.listener.dlq}")
 
 
@@ -76,6 +78,7 @@ def dlq_show(
     dlq_id: Annotated[str, typer.Argument(help="Id from `inlet events dlq list` (a unique prefix works).")],
 ) -> None:
     """Print one dead-lettered message: its headers, then its body as received."""
+    from inlet.listener.broker import header_safe
     from inlet.listener.dlq import DeadLetterQueue, DLQError
 
     s = load_settings()
@@ -84,9 +87,11 @@ def dlq_show(
     except DLQError as err:
         raise _fail(str(err)) from err
     for key in sorted(letter.headers):
-        typer.echo(f"{key}: {letter.headers[key]}")
+        typer.echo(header_safe(f"{key}: {letter.headers[key]}", 2000))
     typer.echo("")
-    typer.echo(letter.body.decode("utf-8", errors="replace"))
+    # The body as received, but with control characters (terminal escapes) shown as \xNN.
+    text = letter.body.decode("utf-8", errors="replace")
+    typer.echo("".join(c if c.isprintable() or c in "\n\t" else f"\\x{ord(c):02x}" for c in text))
 
 
 @dlq_app.command("replay")

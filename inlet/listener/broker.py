@@ -44,6 +44,15 @@ _BROKER_HEADERS = frozenset(
 )  # fmt: skip
 
 
+def header_safe(text: str, limit: int) -> str:
+    """``text`` fit for a STOMP header we write: printable characters only, at most ``limit``.
+
+    A reason can quote the rejected message; a control character (a NUL ends a frame) would
+    break the DLQ frame, and an escape sequence would reach the operator's terminal.
+    """
+    return "".join(c if c.isprintable() else "?" for c in text[:limit])
+
+
 class BrokerUnavailable(Exception):
     """The broker could not be reached or refused us; the message says why."""
 
@@ -203,7 +212,7 @@ class BrokerLink:
         dlq_id = uuid.uuid4().hex
         headers = {
             DLQ_ID: dlq_id,
-            DLQ_REASON: reason.replace("\n", " ")[:1000],
+            DLQ_REASON: header_safe(reason, 1000),
             DLQ_SOURCE: delivery.headers.get("destination", ""),
             DLQ_AT: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             DLQ_ORIGINAL_ID: delivery.message_id,
@@ -212,7 +221,7 @@ class BrokerLink:
         if handler:
             headers[DLQ_HANDLER] = handler
         if "event_type" in delivery.headers:
-            headers["event_type"] = delivery.headers["event_type"][:200]
+            headers["event_type"] = header_safe(delivery.headers["event_type"], 200)
         if not self._move(conn, delivery, self.settings.dlq, headers, "dead-lettering"):
             return None
         return dlq_id

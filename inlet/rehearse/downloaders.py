@@ -148,13 +148,17 @@ class _StompEvents(stomp.ConnectionListener):  # type: ignore[misc]
 
     def on_message(self, frame: Any) -> None:
         now = time.time()
+        # stomp.py's receiver thread: nothing a message holds may escape from here.
         try:
             doc = json.loads(frame.body)
-        except ValueError:
-            log.warning("ignoring a non-JSON message: %.200s", frame.body)
+        except (ValueError, RecursionError):
+            log.warning("ignoring a message that is not JSON: %.200r", frame.body)
             return
         if isinstance(doc, dict) and isinstance(doc.get("payload"), dict):
-            self.on_doc(doc, now)
+            try:
+                self.on_doc(doc, now)
+            except Exception as exc:
+                log.warning("ignoring an event that could not be handled: %s: %.200s", type(exc).__name__, exc)
 
     def on_receipt(self, frame: Any) -> None:
         ev = self.receipts.get(frame.headers.get("receipt-id", ""))

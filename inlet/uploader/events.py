@@ -106,13 +106,18 @@ class _Listener(stomp.ConnectionListener):  # type: ignore[misc]
         self.disconnected = threading.Event()
 
     def on_message(self, frame: Any) -> None:
+        # stomp.py's receiver thread: nothing a message holds may escape from here (ValueError
+        # covers 5,001-digit integers, RecursionError deep nesting), or the subscription dies.
         try:
             doc = json.loads(frame.body)
-        except ValueError:
-            log.warning("ignoring a non-JSON message on the inlet topic")
+        except (ValueError, RecursionError):
+            log.warning("ignoring a message on the inlet topic that is not JSON")
             return
         if isinstance(doc, dict):
-            self.on_event(doc)
+            try:
+                self.on_event(doc)
+            except Exception as exc:
+                log.warning("ignoring an inlet event that could not be handled: %s: %.200s", type(exc).__name__, exc)
 
     def on_disconnected(self) -> None:
         self.disconnected.set()

@@ -123,3 +123,11 @@ def test_a_500_deep_document_is_rejected_before_anything_recurses_on_it() -> Non
     body = json.dumps({"event_type": "t", "payload": {"a": json.loads("[" * 500 + "]" * 500)}, "created_at": "x"})
     with pytest.raises(BadEvent, match="nested deeper than 32 levels"):
         parse_message(body.encode(), {}, MAX)
+
+
+@given(st.text(max_size=300))
+def test_a_dlq_header_written_from_any_reason_holds_no_control_character(reason: str) -> None:
+    from inlet.listener.broker import header_safe
+
+    safe = header_safe(reason, 100)
+    assert len(safe) <= 100 and safe.isprintable()
