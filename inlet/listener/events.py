@@ -147,16 +147,26 @@ def _constant(text: str) -> Any:
     raise BadEvent(f"{text} is not a JSON value")
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def _check_shape(doc: Any) -> None:
-    """Iteratively (no recursion): nesting at most MAX_DEPTH."""
+    """Iteratively (no recursion): nesting at most MAX_DEPTH, and text that is real Unicode.
+
+    JSON's ``\\udcff`` escapes decode to lone surrogates, which no UTF-8 encoder (database
+    driver, STOMP frame) accepts: such text would fail later, deep in a handler.
+    """
     stack: list[tuple[Any, int]] = [(doc, 1)]
     while stack:
         value, depth = stack.pop()
-        if isinstance(value, dict | list):
+        if isinstance(value, str):
+            if _SURROGATE.search(value):
+                raise BadEvent("text holds a lone surrogate (an invalid \\uXXXX escape)")
+        elif isinstance(value, dict | list):
             if depth > MAX_DEPTH:
                 raise BadEvent(f"JSON nested deeper than {MAX_DEPTH} levels")
-            children = value.values() if isinstance(value, dict) else value
-            stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+            children = [*value, *value.values()] if isinstance(value, dict) else value
+            stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list | str))
 
 
 def _brief(value: Any) -> str:

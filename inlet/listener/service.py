@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass, field
 from types import FrameType
 
-from sqlalchemy import select, tuple_
+from sqlalchemy import select, text, tuple_
 from sqlalchemy.exc import InternalError, OperationalError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
@@ -73,6 +73,8 @@ class Listener:
         self.link = BrokerLink(settings.broker, self.ls, [self.ls.rucio_queue, self.ls.inlet_queue])
         self.stopping = threading.Event()
         self.attempts: dict[str, int] = {}
+        #: Message ids to handle in a batch of their own (their batch's transaction failed).
+        self.alone: set[str] = set()
         self.retries: list[tuple[float, Delivery]] = []
         self.handled = 0
         self.dispatch = Dispatcher(
@@ -181,6 +183,17 @@ class Listener:
                     self.retries.append((time.monotonic() + self.ls.retry_backoff * (2 ** (n - 1)), d))
 
     def process(self, batch: list[Delivery]) -> None:
+        # Messages whose batch's transaction failed while the catalogue answered run alone,
+        # so that one whose content breaks the transaction is found (and, if it keeps doing
+        # so, dead-lettered) without holding back the others.
+        alone = [d for d in batch if d.message_id in self.alone] if len(batch) > 1 else []
+        for d in alone:
+            self._process_batch([d])
+        rest = [d for d in batch if d not in alone] if alone else batch
+        if rest:
+            self._process_batch(rest)
+
+    def _process_batch(self, batch: list[Delivery]) -> None:
         items: list[_Item] = []
         for d in batch:
             if d.redelivered:
@@ -214,14 +227,47 @@ class Listener:
                     # that only the failing handler's work is rolled back.
                     self.catalog.transaction(lambda s: self._apply(s, work, isolate=True))
             except Exception as exc:
-                # The database itself failed (down, or a race retried to exhaustion): nothing
-                # was committed; keep every event and try the whole batch again later.
+                # The transaction failed: nothing was committed; keep every event and try again.
                 log.error("catalogue transaction failed (%s: %s); retrying the batch", type(exc).__name__, exc)
-                due = time.monotonic() + max(self.ls.retry_backoff, 0.5)
-                self.retries.extend((due, i.delivery) for i in items)
+                self._transaction_failed(items, f"{type(exc).__name__}: {str(exc)[:300]}")
                 return
         for item in items:
             self._settle(item)
+
+    def _transaction_failed(self, items: list[_Item], why: str) -> None:
+        """Retry a batch whose transaction failed; dead-letter an event that alone keeps failing it.
+
+        If the catalogue does not answer, it is down: every event waits, however long, and no
+        attempt is counted. If it answers, this batch's content broke the transaction: each
+        event is retried alone, and one that still fails ``handler_attempts`` times alone goes
+        to the DLQ (a message must not stall the listener forever either).
+        """
+        due = time.monotonic() + max(self.ls.retry_backoff, 0.5)
+        if not self._catalog_answers():
+            self.retries.extend((due, i.delivery) for i in items)
+            return
+        for i in items:
+            d = i.delivery
+            if len(items) > 1:
+                self.alone.add(d.message_id)
+                self.retries.append((due, d))
+                continue
+            n = self.attempts.get(f"tx:{d.message_id}", 0) + 1
+            self.attempts[f"tx:{d.message_id}"] = n
+            if n >= self.ls.handler_attempts:
+                self.attempts.pop(f"tx:{d.message_id}", None)
+                self.alone.discard(d.message_id)
+                self._dead_letter(d, i.event, f"the catalogue transaction failed {n} times on this event alone, "
+                                  f"while the catalogue answers; last error: {why}", None)  # fmt: skip
+            else:
+                self.retries.append((due, d))
+
+    def _catalog_answers(self) -> bool:
+        try:
+            self.catalog.transaction(lambda s: s.execute(text("SELECT 1")))
+        except Exception:
+            return False
+        return True
 
     def _count_delivery(self, d: Delivery) -> None:
         """A redelivered message: dead-letter it after ``max_deliveries``, else requeue it counted.
@@ -330,6 +376,8 @@ class Listener:
 
     def _settle(self, item: _Item) -> None:
         event, d = item.event, item.delivery
+        self.alone.discard(d.message_id)
+        self.attempts.pop(f"tx:{d.message_id}", None)
         if not item.failed:
             self.attempts.pop(event.key, None)
             if self.link.ack(d):

@@ -103,6 +103,7 @@ CORPUS: dict[str, bytes] = {
     "run number of 5000 digits": json.dumps(_hermes(scope="c", name="run" + "1" * 5000)).encode(),
     "run number of 1000 digits": json.dumps(_hermes(scope="c", name="run" + "1" * 1000)).encode(),
     "run number in other digits": json.dumps(_hermes(scope="c", name="run\u0663\u0664")).encode(),
+    "lone surrogate": json.dumps(_hermes(scope="c", name="n")).replace('"n"}', '"\\udcff"}').encode(),
     "empty": b"",
     "null": b"null",
     "oversized": b'{"event_type": "' + b"x" * (MAX + 10) + b'"}',

@@ -202,3 +202,38 @@ def test_an_error_in_routing_or_a_bug_dead_letters_instead_of_ending_the_listene
     assert len(lst.retries) == 1 and len(link.dead) == 1
     lst._process_guarded([delivery(2)])
     assert link.dead[-1][:2] == ("m2", "internal error: RuntimeError: a bug (2 attempts)")
+
+
+class BreaksTheTransaction:
+    """Fails the way a database does (a transaction-level error) on events marked poison."""
+
+    name = "breaker"
+
+    def handle(self, event: Event, ctx: HandlerContext) -> None:
+        from sqlalchemy.exc import OperationalError
+
+        if event.payload.get("i") == 0:
+            raise OperationalError("INSERT ...", {}, Exception("Illegal mix of collations"))
+        ctx.session.execute(text("INSERT INTO effects (k) VALUES (:k)"), {"k": event.key})
+
+
+def test_an_event_that_alone_breaks_the_transaction_is_isolated_then_dead_lettered(catalog: Catalog) -> None:
+    lst, link = make(catalog, BreaksTheTransaction(), handler_attempts=2)
+    lst.process([delivery(0), delivery(1), delivery(2)])
+    assert effects(catalog) == 0 and lst.alone == {"m0", "m1", "m2"}
+    for _ in range(3):
+        batch, lst.retries = [d for _, d in lst.retries], []
+        lst.process(batch)
+    assert effects(catalog) == 2  # the others went through in batches of their own
+    assert [(m, why[:60]) for m, why, _ in link.dead] == [
+        ("m0", "the catalogue transaction failed 2 times on this event alone")
+    ]
+    assert lst.alone == set() and lst.retries == []
+
+
+def test_a_catalogue_that_does_not_answer_dead_letters_nothing(catalog: Catalog) -> None:
+    lst, link = make(catalog, BreaksTheTransaction(), handler_attempts=2)
+    lst._catalog_answers = lambda: False  # type: ignore[method-assign]
+    for _ in range(5):
+        lst.process([delivery(0)])
+    assert link.dead == [] and len(lst.retries) == 5 and lst.attempts == {}
