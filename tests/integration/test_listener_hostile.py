@@ -143,6 +143,7 @@ def test_a_message_that_kills_the_listener_is_dead_lettered_after_max_deliveries
     # A supervisor's restarts: each listener dies on the message until it is dead-lettered.
     for _ in range(6):
         proc = setup.start()
+
         def settled(p: subprocess.Popen[bytes] = proc) -> bool:
             return p.poll() is not None or queue_depth(setup.lake, setup.dlq) == 1
 
