@@ -148,9 +148,11 @@ def _constant(text: str) -> Any:
 
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
+#: Text decoded from valid UTF-8 holds surrogates only through such escapes: look for them first.
+_ESCAPED_SURROGATE = re.compile(r"\\u[dD][89abcdefABCDEF]")
 
 
-def _check_shape(doc: Any) -> None:
+def _check_shape(doc: Any, texts: bool = True) -> None:
     """Iteratively (no recursion): nesting at most MAX_DEPTH, and text that is real Unicode.
 
     JSON's ``\\udcff`` escapes decode to lone surrogates, which no UTF-8 encoder (database
@@ -160,13 +162,14 @@ def _check_shape(doc: Any) -> None:
     while stack:
         value, depth = stack.pop()
         if isinstance(value, str):
-            if _SURROGATE.search(value):
+            if texts and _SURROGATE.search(value):
                 raise BadEvent("text holds a lone surrogate (an invalid \\uXXXX escape)")
         elif isinstance(value, dict | list):
             if depth > MAX_DEPTH:
                 raise BadEvent(f"JSON nested deeper than {MAX_DEPTH} levels")
             children = [*value, *value.values()] if isinstance(value, dict) else value
-            stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list | str))
+            kinds = (dict, list, str) if texts else (dict, list)
+            stack.extend((child, depth + 1) for child in children if isinstance(child, kinds))
 
 
 def _brief(value: Any) -> str:
@@ -203,7 +206,7 @@ def _parse(body: bytes, headers: dict[str, str], max_bytes: int) -> Event:
         doc = json.loads(text, parse_int=_int, parse_float=_float, parse_constant=_constant)
     except json.JSONDecodeError as exc:
         raise BadEvent(f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
-    _check_shape(doc)
+    _check_shape(doc, texts=_ESCAPED_SURROGATE.search(text) is not None)
     if not isinstance(doc, dict):
         raise BadEvent(f"the body is JSON {type(doc).__name__}, not an object with {', '.join(ENVELOPE_REQUIRED)}")
     missing = [k for k in ENVELOPE_REQUIRED if k not in doc]
