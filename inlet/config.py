@@ -66,9 +66,21 @@ class BrokerSettings(_Section):
     host: str = Field("127.0.0.1", description="Broker host.")
     stomp_port: int = Field(26613, description="STOMP port.")
     openwire_port: int = Field(26616, description="OpenWire port (only the embedded broker opens it).")
-    username: str = Field("inlet", description="STOMP login.")
+    username: str = Field(
+        "inlet", description="STOMP login of inlet's services (publish inlet_topic, read both topics and queues)."
+    )
     password: str = Field(
-        "inlet-secret", description="STOMP passcode. The default is for development only: set your own."
+        "inlet-secret", description="STOMP passcode of that login. The default is for development only: set your own."
+    )
+    hermes_username: str = Field("hermes", description="STOMP login of Rucio's hermes: may only publish rucio_topic.")
+    hermes_password: str = Field(
+        "hermes-secret", description="hermes' STOMP passcode. The default is for development only: set your own."
+    )
+    reader_username: str = Field(
+        "reader", description="STOMP login of readers (analysts, the rehearsal's downloader): read both topics only."
+    )
+    reader_password: str = Field(
+        "reader-secret", description="Readers' STOMP passcode. The default is for development only: set your own."
     )
     rucio_topic: str = Field("/topic/rucio.events", description="Where hermes publishes Rucio events.")
     inlet_topic: str = Field("/topic/inlet.events", description="Where inlet publishes its own events.")
@@ -287,6 +299,12 @@ class ListenerSettings(_Section):
     max_body_bytes: int = Field(262144, ge=1024, description="Larger message bodies go to the DLQ unread.")
     handler_attempts: int = Field(
         3, ge=1, description="Attempts of a failing handler before its event goes to the DLQ."
+    )
+    max_deliveries: int = Field(
+        5,
+        ge=2,
+        description="Deliveries of one message that end unsettled (its listener died or was stopped while "
+        "holding it) before the message goes to the DLQ: a message that kills the listener cannot crash-loop it.",
     )
     retry_backoff: float = Field(0.5, ge=0, description="Seconds before the first retry of a failed handler (doubles).")
     outbox_interval: float = Field(2.0, gt=0, description="Seconds between sweeps of unsent outbox messages.")

@@ -30,6 +30,7 @@ def publish(
     """Publish an inlet event on \\[broker] inlet_topic (persistent; the listener's queue keeps it)."""
     from inlet.listener.broker import connection
     from inlet.listener.events import make_inlet_event
+    from inlet.stomp_login import login
 
     try:
         body = json.loads(payload)
@@ -40,13 +41,8 @@ def publish(
     s = load_settings()
     envelope = make_inlet_event(event_type, body, event_id)
     conn = connection(s.broker)
-    try:
-        conn.connect(s.broker.username, s.broker.password, wait=True)
-    except Exception as err:
-        raise _fail(
-            f"cannot connect to the broker at {s.broker.host}:{s.broker.stomp_port}: {type(err).__name__} {err}",
-            "check [broker] host, stomp_port, username and password; is it running? (`inlet lake status`)",
-        ) from err
+    # A BrokerLoginError says which of refused / unreachable: the CLI's one handler prints it.
+    login(conn, s.broker.host, s.broker.stomp_port, s.broker.username, s.broker.password)
     try:
         conn.send(s.broker.inlet_topic, json.dumps(envelope), headers={"persistent": "true", "event_type": event_type})
     finally:
@@ -57,6 +53,7 @@ def publish(
 @dlq_app.command("list")
 def dlq_list() -> None:
     """List dead-lettered messages: id, time, event type, handler and reason."""
+    from inlet.listener.broker import header_safe
     from inlet.listener.dlq import DeadLetterQueue
 
     s = load_settings()
@@ -64,7 +61,8 @@ def dlq_list() -> None:
     # One line per message, tab-separated: readable, and greppable by scripts.
     for letter in letters:
         fields = (letter.dlq_id, letter.at, letter.event_type or "-", letter.handler or "-", letter.reason)
-        typer.echo("\t".join(fields))
+        # Anyone who can publish wrote parts of these: no control character reaches the terminal.
+        typer.echo("\t".join(header_safe(f, 2000) for f in fields))
     typer.echo(f"{len(letters)} message(s) in {s.listener.dlq}")
 
 
@@ -73,14 +71,17 @@ def dlq_show(
     dlq_id: Annotated[str, typer.Argument(help="Id from `inlet events dlq list` (a unique prefix works).")],
 ) -> None:
     """Print one dead-lettered message: its headers, then its body as received."""
+    from inlet.listener.broker import header_safe
     from inlet.listener.dlq import DeadLetterQueue
 
     s = load_settings()
     letter = DeadLetterQueue(s.broker, s.listener).show(dlq_id)
     for key in sorted(letter.headers):
-        typer.echo(f"{key}: {letter.headers[key]}")
+        typer.echo(header_safe(f"{key}: {letter.headers[key]}", 2000))
     typer.echo("")
-    typer.echo(letter.body.decode("utf-8", errors="replace"))
+    # The body as received, but with control characters (terminal escapes) shown as \xNN.
+    text = letter.body.decode("utf-8", errors="replace")
+    typer.echo("".join(c if c.isprintable() or c in "\n\t" else f"\\x{ord(c):02x}" for c in text))
 
 
 @dlq_app.command("replay")

@@ -57,7 +57,9 @@ def listen(
     listener.install_signal_handlers()
     log.info("listener %s starting on %s and %s", settings.listener.consumer,
              settings.listener.rucio_queue, settings.listener.inlet_queue)  # fmt: skip
+
     try:
+        # BrokerUnavailable / BrokerRefused (a wrong password) reach the CLI's one handler.
         handled = listener.run(max_events=max_events)
     finally:
         catalog.dispose()

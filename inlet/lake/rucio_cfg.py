@@ -161,8 +161,8 @@ def render_rucio_cfg(settings: Settings, paths: LakePaths, db_url: str) -> str:
         "nonssl_port": str(b.stomp_port),
         "use_ssl": "False",
         "destination": b.rucio_topic,
-        "username": b.username,
-        "password": b.password,
+        "username": b.hermes_username,
+        "password": b.hermes_password,
         "voname": "inlet",
     }
     # Run-level metadata from inlet's run catalogue, then embargo_until (stored as JSON, but

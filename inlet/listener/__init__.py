@@ -33,4 +33,20 @@ carry idempotency keys.
 
 The listener never imports the uploader: it tells it that a DAQ-disk copy may go by
 publishing an inlet event on ``[broker] inlet_topic``.
+
+Hostile input
+-------------
+A message is input from whoever holds a broker login, so:
+
+* parsing is total (``inlet.listener.events.parse_message``): any body becomes an event or
+  goes to the DLQ with the reason; an error escaping routing, a handler or the batch logic
+  ends in retry, then the DLQ, never in the process's exit;
+* a message that was being handled when its listener died comes back ``redelivered``;
+  ActiveMQ's STOMP gives no count, so the listener requeues it carrying one
+  (``inlet_deliveries``) and dead-letters it after ``[listener] max_deliveries``: a message
+  that kills the process cannot crash-loop it;
+* the broker has one login per role (``inlet.lake.services.activemq``): only hermes may
+  publish Rucio's topic, only inlet's services inlet's topic and the queues;
+* an event is a claim, not a fact: before an irreversible step (ON_S3/ON_TAPE, a
+  reconstruction, a DAQ-disk release) the handlers ask Rucio.
 """

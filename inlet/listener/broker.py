@@ -25,6 +25,7 @@ from stomp.exception import StompException
 
 from inlet.config import BrokerSettings, ListenerSettings
 from inlet.errors import InletError
+from inlet.stomp_login import BrokerLoginError, BrokerLoginRefused, login
 
 log = logging.getLogger(__name__)
 
@@ -35,10 +36,30 @@ DLQ_SOURCE = "inlet_dlq_source"
 DLQ_AT = "inlet_dlq_at"
 DLQ_HANDLER = "inlet_dlq_handler"
 DLQ_ORIGINAL_ID = "inlet_original_message_id"
+#: How many deliveries of this message ended without being settled (see :meth:`BrokerLink.requeue`).
+DELIVERIES = "inlet_deliveries"
+#: Headers the broker sets on a delivery: never copied onto a message we send.
+_BROKER_HEADERS = frozenset(
+    {"message-id", "destination", "subscription", "ack", "redelivered", "expires", "timestamp", "priority",
+     "content-length", "content-type", "persistent", "receipt", "transaction", "JMSXUserID"}
+)  # fmt: skip
+
+
+def header_safe(text: str, limit: int) -> str:
+    """``text`` fit for a STOMP header we write: printable characters only, at most ``limit``.
+
+    A reason can quote the rejected message; a control character (a NUL ends a frame) would
+    break the DLQ frame, and an escape sequence would reach the operator's terminal.
+    """
+    return "".join(c if c.isprintable() else "?" for c in text[:limit])
 
 
 class BrokerUnavailable(InletError):
     """The broker could not be reached or refused us; the message says why."""
+
+
+class BrokerRefused(BrokerUnavailable):
+    """The broker refused our login: retrying with the same credentials cannot help."""
 
 
 @dataclass(frozen=True)
@@ -54,6 +75,12 @@ class Delivery:
     @property
     def redelivered(self) -> bool:
         return self.headers.get("redelivered", "false") == "true"
+
+    @property
+    def deliveries(self) -> int:
+        """Earlier deliveries of this event that ended unsettled (our own header; junk counts as 0)."""
+        text = self.headers.get(DELIVERIES, "")
+        return int(text) if text.isascii() and text.isdigit() and len(text) < 6 else 0
 
 
 def connection(broker: BrokerSettings, heartbeat_ms: int = 0) -> stomp.Connection12:
@@ -82,6 +109,8 @@ class _Receiver(stomp.ConnectionListener):  # type: ignore[misc]
         self.link.receipts.put(frame.headers.get("receipt-id", ""))
 
     def on_error(self, frame: stomp.utils.Frame) -> None:
+        if not self.link.connected.is_set():
+            return  # a refused login: BrokerLink.connect raises it as one line
         log.error("broker error: %s %s", frame.headers.get("message", ""), frame.body[:500] if frame.body else "")
 
     def on_heartbeat_timeout(self) -> None:
@@ -110,18 +139,13 @@ class BrokerLink:
         self.generation += 1
         conn = connection(self.broker, self.settings.heartbeat_ms)
         conn.set_listener("inlet", _Receiver(self, self.generation))
+        b = self.broker
         try:
-            conn.connect(self.broker.username, self.broker.password, wait=True)
-        except (StompException, OSError) as exc:
-            raise BrokerUnavailable(
-                f"cannot connect to the broker at {self.broker.host}:{self.broker.stomp_port}: "
-                f"{type(exc).__name__} {exc}"
-            ) from exc
-        if not conn.is_connected():
-            raise BrokerUnavailable(
-                f"the broker at {self.broker.host}:{self.broker.stomp_port} refused the connection "
-                "(check [broker] username/password)"
-            )
+            login(conn, b.host, b.stomp_port, b.username, b.password)
+        except BrokerLoginRefused as exc:
+            raise BrokerRefused(exc.problem, exc.fix) from None
+        except BrokerLoginError as exc:
+            raise BrokerUnavailable(exc.problem, exc.fix) from None
         self.conn = conn
         self.connected.set()
         for i, dest in enumerate(self.destinations):
@@ -176,7 +200,7 @@ class BrokerLink:
         try:
             with self._send_lock:
                 conn.ack(delivery.headers["ack"])
-        except (StompException, OSError) as exc:
+        except Exception as exc:  # StompException, OSError, or a frame without an ack id
             log.warning("ack of %s failed (%s): the broker will redeliver it", delivery.message_id, exc)
             return False
         return True
@@ -189,7 +213,7 @@ class BrokerLink:
         dlq_id = uuid.uuid4().hex
         headers = {
             DLQ_ID: dlq_id,
-            DLQ_REASON: reason.replace("\n", " ")[:1000],
+            DLQ_REASON: header_safe(reason, 1000),
             DLQ_SOURCE: delivery.headers.get("destination", ""),
             DLQ_AT: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             DLQ_ORIGINAL_ID: delivery.message_id,
@@ -198,17 +222,43 @@ class BrokerLink:
         if handler:
             headers[DLQ_HANDLER] = handler
         if "event_type" in delivery.headers:
-            headers["event_type"] = delivery.headers["event_type"]
+            headers["event_type"] = header_safe(delivery.headers["event_type"], 200)
+        if not self._move(conn, delivery, self.settings.dlq, headers, "dead-lettering"):
+            return None
+        return dlq_id
+
+    def requeue(self, delivery: Delivery, deliveries: int) -> bool:
+        """Put a copy of the message back at the end of its queue, counting ``deliveries``.
+
+        ActiveMQ tells a STOMP consumer only *that* a message was delivered before
+        (``redelivered: true``: a listener took it and died, or was stopped, before settling
+        it), not how often. The listener therefore carries the count itself: the copy holds
+        it in :data:`DELIVERIES`, and the send and the ack of the original are one broker
+        transaction, so the count is never lost nor the message doubled.
+        """
+        conn = self._current(delivery)
+        if conn is None:
+            return False
+        headers = {k: v for k, v in delivery.headers.items() if k not in _BROKER_HEADERS}
+        headers[DELIVERIES] = str(deliveries)
+        headers["persistent"] = "true"
+        return self._move(conn, delivery, delivery.headers.get("destination", ""), headers, "requeueing")
+
+    def _move(self, conn: stomp.Connection12, delivery: Delivery, to: str, headers: dict[str, str], what: str) -> bool:
+        """Send ``delivery``'s body to ``to`` and ack the delivery, in one broker transaction."""
+        if not to:
+            log.warning("%s %s: no destination; the broker will redeliver it", what, delivery.message_id)
+            return False
         try:
             with self._send_lock:
                 tx = conn.begin()
-                conn.send(self.settings.dlq, delivery.body, headers=headers, transaction=tx)
+                conn.send(to, delivery.body, headers=headers, transaction=tx)
                 conn.ack(delivery.headers["ack"], transaction=tx)
                 conn.commit(tx)
-        except (StompException, OSError) as exc:
-            log.warning("dead-lettering %s failed (%s): the broker will redeliver it", delivery.message_id, exc)
-            return None
-        return dlq_id
+        except Exception as exc:  # whatever the frame held: the message stays with the broker
+            log.warning("%s %s failed (%s): the broker will redeliver it", what, delivery.message_id, exc)
+            return False
+        return True
 
     def publish(self, destination: str, body: str, headers: dict[str, str]) -> None:
         if self.conn is None or not self.is_connected():

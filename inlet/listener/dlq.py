@@ -19,6 +19,7 @@ import stomp
 from inlet.config import BrokerSettings, ListenerSettings
 from inlet.errors import InletError
 from inlet.listener.broker import (
+    DELIVERIES,
     DLQ_AT,
     DLQ_HANDLER,
     DLQ_ID,
@@ -27,6 +28,7 @@ from inlet.listener.broker import (
     DLQ_SOURCE,
     connection,
 )
+from inlet.stomp_login import BrokerLoginError, login
 
 
 class DLQError(InletError):
@@ -83,13 +85,11 @@ class DeadLetterQueue:
         conn = connection(self.broker)
         collect = _Collect()
         conn.set_listener("dlq", collect)
+        b = self.broker
         try:
-            conn.connect(self.broker.username, self.broker.password, wait=True)
-        except (stomp.exception.StompException, OSError) as exc:
-            raise DLQError(
-                f"cannot reach the broker at {self.broker.host}:{self.broker.stomp_port} ({exc}); "
-                "is it up (`inlet lake status`)?"
-            ) from exc
+            login(conn, b.host, b.stomp_port, b.username, b.password)
+        except BrokerLoginError as exc:
+            raise DLQError(exc.problem, exc.fix) from None
         return conn, collect
 
     def letters(self) -> list[DeadLetter]:
@@ -157,7 +157,8 @@ class DeadLetterQueue:
                 keep = {
                     k: v
                     for k, v in headers.items()
-                    if k == "event_type" or (k.startswith("inlet_") and not k.startswith("inlet_dlq"))
+                    if k == "event_type"
+                    or (k.startswith("inlet_") and not k.startswith("inlet_dlq") and k != DELIVERIES)
                 }
                 keep["persistent"] = "true"
                 keep["inlet_replayed_from"] = letter.dlq_id

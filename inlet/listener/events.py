@@ -3,6 +3,13 @@
 hermes sends ``{"event_type", "payload", "created_at"}``; inlet's own events use the same
 envelope plus an ``id``. Anything else is rejected here, before a handler sees it, with a
 reason that names what is wrong, so that the message can go to the dead-letter queue.
+
+Parsing is *total*: whatever the bytes (huge integers that ``int()`` refuses, nesting deep
+enough to exhaust the stack, non-UTF-8, wrong types anywhere in the envelope or in the
+payload fields handlers read), :func:`parse_message` returns an :class:`Event` or raises
+:class:`BadEvent`, never anything else. A message is broker input anyone with a login can
+write: one body that escaped as another exception would end ``inlet listen`` and, being
+redelivered, end it again after every restart.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ import json
 import re
 import uuid
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 ENVELOPE_REQUIRED = ("event_type", "payload", "created_at")
@@ -20,6 +28,15 @@ ENVELOPE_ALLOWED = frozenset({*ENVELOPE_REQUIRED, "id"})
 
 #: Payload fields that name the event's subject, in order of preference, for the ledger key.
 _KEY_FIELDS = ("request-id", "rule_id", "rule-id", "id")
+#: Payload fields handlers and routes read as text: when present they must be strings (or null).
+STRING_FIELDS = ("scope", "name", "dataset", "rse", "dst-rse", "src-rse", "rule_id", "rule-id", "request-id")
+#: Longest accepted value of those fields (Rucio's own limits are far below: names 250, scopes 25).
+MAX_FIELD_CHARS = 1024
+#: Deepest accepted nesting of the JSON document (hermes' envelope is 3 levels deep).
+MAX_DEPTH = 32
+#: Longest accepted integer literal: larger ones are no id, size or time of any event.
+MAX_INT_DIGITS = 40
+EVENT_TYPE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}")
 
 
 class BadEvent(Exception):
@@ -37,7 +54,7 @@ class Event:
     body: bytes = b""
     headers: dict[str, str] = field(default_factory=dict)
 
-    @property
+    @cached_property
     def key(self) -> str:
         """The ledger key: the same for every delivery of this event, different for other events.
 
@@ -86,7 +103,12 @@ class Event:
             if candidate:
                 m = pattern.search(str(candidate))
                 if m:
-                    return int(m.group("run"))
+                    digits = m.group("run")
+                    # ASCII only and bounded: int() takes other scripts' digits, and refuses
+                    # (ValueError) strings of more than 4,300 digits.
+                    if digits and digits.isascii() and digits.isdigit() and len(digits) <= 18:
+                        return int(digits)
+                    return None
         return None
 
     def require(self, *keys: str) -> list[Any]:
@@ -108,18 +130,83 @@ def parse_time(text: Any) -> dt.datetime | None:
     return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
 
 
+def _int(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_INT_DIGITS:
+        raise BadEvent(f"an integer of {len(text)} digits (at most {MAX_INT_DIGITS} are accepted)")
+    return int(text)
+
+
+def _float(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise BadEvent(f"number {text[:40]!r} is out of range")
+    return value
+
+
+def _constant(text: str) -> Any:
+    raise BadEvent(f"{text} is not a JSON value")
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+#: Text decoded from valid UTF-8 holds surrogates only through such escapes: look for them first.
+_ESCAPED_SURROGATE = re.compile(r"\\u[dD][89abcdefABCDEF]")
+
+
+def _check_shape(doc: Any, texts: bool = True) -> None:
+    """Iteratively (no recursion): nesting at most MAX_DEPTH, and text that is real Unicode.
+
+    JSON's ``\\udcff`` escapes decode to lone surrogates, which no UTF-8 encoder (database
+    driver, STOMP frame) accepts: such text would fail later, deep in a handler.
+    """
+    stack: list[tuple[Any, int]] = [(doc, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, str):
+            if texts and _SURROGATE.search(value):
+                raise BadEvent("text holds a lone surrogate (an invalid \\uXXXX escape)")
+        elif isinstance(value, dict | list):
+            if depth > MAX_DEPTH:
+                raise BadEvent(f"JSON nested deeper than {MAX_DEPTH} levels")
+            children = [*value, *value.values()] if isinstance(value, dict) else value
+            kinds = (dict, list, str) if texts else (dict, list)
+            stack.extend((child, depth + 1) for child in children if isinstance(child, kinds))
+
+
+def _brief(value: Any) -> str:
+    """A short, always-printable description of a value for a reason line."""
+    text = value if isinstance(value, str) else type(value).__name__
+    return repr(text[:60]) + ("..." if len(text) > 60 else "")
+
+
 def parse_message(body: bytes, headers: dict[str, str], max_bytes: int) -> Event:
-    """Turn a broker message into an :class:`Event`, or raise :class:`BadEvent` with the reason."""
+    """Turn a broker message into an :class:`Event`, or raise :class:`BadEvent` with the reason.
+
+    Never raises anything else (property-tested in tests/unit/listener/test_events_hostile.py).
+    """
+    try:
+        return _parse(body, headers, max_bytes)
+    except BadEvent:
+        raise
+    except RecursionError:
+        raise BadEvent("JSON nested too deeply to parse") from None
+    except Exception as exc:  # the boundary: any other failure is this message's fault too
+        raise BadEvent(f"unparseable message ({type(exc).__name__}: {str(exc)[:200]})") from None
+
+
+def _parse(body: bytes, headers: dict[str, str], max_bytes: int) -> Event:
+    if not isinstance(body, bytes | bytearray):
+        raise BadEvent(f"the body is {type(body).__name__}, not bytes")
     if len(body) > max_bytes:
         raise BadEvent(f"oversized body: {len(body)} bytes > [listener] max_body_bytes = {max_bytes}; not parsed")
     try:
-        text = body.decode("utf-8")
+        text = bytes(body).decode("utf-8")
     except UnicodeDecodeError as exc:
         raise BadEvent(f"body is not UTF-8: {exc}") from None
     try:
-        doc = json.loads(text)
+        doc = json.loads(text, parse_int=_int, parse_float=_float, parse_constant=_constant)
     except json.JSONDecodeError as exc:
         raise BadEvent(f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    _check_shape(doc, texts=_ESCAPED_SURROGATE.search(text) is not None)
     if not isinstance(doc, dict):
         raise BadEvent(f"the body is JSON {type(doc).__name__}, not an object with {', '.join(ENVELOPE_REQUIRED)}")
     missing = [k for k in ENVELOPE_REQUIRED if k not in doc]
@@ -127,26 +214,37 @@ def parse_message(body: bytes, headers: dict[str, str], max_bytes: int) -> Event
         raise BadEvent(f"missing field(s) {', '.join(missing)} (an event needs {', '.join(ENVELOPE_REQUIRED)})")
     unknown = sorted(set(doc) - ENVELOPE_ALLOWED)
     if unknown:
-        raise BadEvent(f"unknown field(s) {', '.join(unknown)} (allowed: {', '.join(sorted(ENVELOPE_ALLOWED))})")
+        shown = ", ".join(_brief(k)[1:-1] for k in unknown[:5])
+        raise BadEvent(f"unknown field(s) {shown} (allowed: {', '.join(sorted(ENVELOPE_ALLOWED))})")
     event_type, payload, created_at = doc["event_type"], doc["payload"], doc["created_at"]
     if not isinstance(event_type, str) or not event_type:
-        raise BadEvent(f"event_type must be a non-empty string, got {event_type!r}")
+        raise BadEvent(f"event_type must be a non-empty string, got {_brief(event_type)}")
+    if not EVENT_TYPE.fullmatch(event_type):
+        raise BadEvent(f"event_type {_brief(event_type)} is not a name (letters, digits, _ . : -; at most 64)")
     if not isinstance(payload, dict):
         raise BadEvent(f"payload must be a JSON object, got {type(payload).__name__}")
-    if not isinstance(created_at, str) or parse_time(created_at) is None:
-        raise BadEvent(f"created_at must be a date-time string, got {created_at!r}")
+    if not isinstance(created_at, str) or len(created_at) > 64 or parse_time(created_at) is None:
+        raise BadEvent(f"created_at must be a date-time string, got {_brief(created_at)}")
     event_id = doc.get("id")
-    if event_id is not None and (not isinstance(event_id, str) or not event_id):
-        raise BadEvent(f"id must be a non-empty string, got {event_id!r}")
-    return Event(
+    if event_id is not None and (not isinstance(event_id, str) or not event_id or len(event_id) > 255):
+        raise BadEvent(f"id must be a non-empty string of at most 255 characters, got {_brief(event_id)}")
+    for k in STRING_FIELDS:
+        value = payload.get(k)
+        if value is not None and not isinstance(value, str):
+            raise BadEvent(f"payload field {k} must be a string, got {type(value).__name__}")
+        if isinstance(value, str) and len(value) > MAX_FIELD_CHARS:
+            raise BadEvent(f"payload field {k} is {len(value)} characters long (at most {MAX_FIELD_CHARS})")
+    event = Event(
         event_type=event_type.lower(),
         payload=payload,
         created_at=created_at,
         id=event_id,
-        message_id=headers.get("message-id", ""),
-        body=body,
+        message_id=str(headers.get("message-id", "")),
+        body=bytes(body),
         headers=headers,
     )
+    _ = event.key  # computed here, inside the boundary, and kept (cached) for the handlers
+    return event
 
 
 def make_inlet_event(event_type: str, payload: dict[str, Any], event_id: str | None = None) -> dict[str, Any]:

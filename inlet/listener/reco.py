@@ -54,6 +54,16 @@ class RecoHandler:
             # The life cycle reconstructs runs that are safe on tape; an earlier lock is logged.
             ctx.log.info("run %s is %s, not ON_TAPE: reconstruction not started yet", run.label, run.state)
             return
+        # The lock event could be forged: start the job only if Rucio has the data there.
+        files = ctx.rucio.dataset_files(scope, name)
+        missing = set(files) - ctx.rucio.available_on(rse, files)
+        if not files or missing:
+            ctx.log.warning(
+                "run %s: datasetlock_ok says %s:%s is on %s, but Rucio lists %d of its %d files as not AVAILABLE "
+                "there: reconstruction not started",
+                run.label, scope, name, rse, len(missing), len(files),
+            )  # fmt: skip
+            return
         job = {
             "experiment": run.experiment,
             "run_number": run.run_number,

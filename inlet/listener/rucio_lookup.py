@@ -38,6 +38,15 @@ class RucioClientLookup:
     def dataset_files(self, scope: str, name: str) -> list[tuple[str, str]]:
         return [(str(f["scope"]), str(f["name"])) for f in self.client.list_files(scope, name)]
 
+    def available_on(self, rse: str, files: list[tuple[str, str]]) -> set[tuple[str, str]]:
+        found: set[tuple[str, str]] = set()
+        for start in range(0, len(files), 500):
+            dids = [{"scope": sc, "name": n} for sc, n in files[start : start + 500]]
+            for r in self.client.list_replicas(dids, all_states=True, rse_expression=rse):
+                if str((r.get("states") or {}).get(rse, "")).split(".")[-1].upper() == "AVAILABLE":
+                    found.add((str(r["scope"]), str(r["name"])))
+        return found
+
     def problem_rules(self, not_ok_after: float) -> list[dict[str, str]]:
         # Rucio's rule filter takes the one-letter state codes and RFC 1123 dates.
         found = list(self.client.list_replication_rules({"state": "S"}))

@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass, field
 from types import FrameType
 
-from sqlalchemy import select, tuple_
+from sqlalchemy import select, text, tuple_
 from sqlalchemy.exc import InternalError, OperationalError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
@@ -73,6 +73,8 @@ class Listener:
         self.link = BrokerLink(settings.broker, self.ls, [self.ls.rucio_queue, self.ls.inlet_queue])
         self.stopping = threading.Event()
         self.attempts: dict[str, int] = {}
+        #: Message ids to handle in a batch of their own (their batch's transaction failed).
+        self.alone: set[str] = set()
         self.retries: list[tuple[float, Delivery]] = []
         self.handled = 0
         self.dispatch = Dispatcher(
@@ -104,16 +106,20 @@ class Listener:
         try:
             while not self.stopping.is_set():
                 if not self.link.is_connected():
-                    if not first:
+                    if first:
+                        # At start a refused login or an absent broker is a configuration
+                        # error: say so and stop (BrokerUnavailable), rather than retry forever.
+                        self.link.connect()
+                    else:
                         metrics.RECONNECTS.inc()
                         log.warning("lost the broker connection; reconnecting")
                         self._forget_old_deliveries()
-                    if not self.link.connect_with_backoff(self.stopping):
-                        break
+                        if not self.link.connect_with_backoff(self.stopping):
+                            break
                     first = False
                 batch = self._take()
                 if batch:
-                    self.process(batch)
+                    self._process_guarded(batch)
                 self._sweep_outbox()
                 self._refresh_dlq_size()
                 self._check_rules()
@@ -153,20 +159,60 @@ class Listener:
         return batch
 
     # -- one batch ---------------------------------------------------------------------------
+    def _process_guarded(self, batch: list[Delivery]) -> None:
+        """:meth:`process`, with a last line of defence: an error that escaped it ends no process.
+
+        Every known failure is handled inside :meth:`process` (bad bodies, failing handlers, a
+        failing database). Anything else is a bug met on these messages: they are retried with
+        backoff like a failing handler, and after ``handler_attempts`` go to the DLQ with the
+        error as the reason, so one message cannot stop the listener (nor loop in it forever).
+        """
+        try:
+            self.process(batch)
+        except Exception as exc:
+            log.exception("unexpected error on a batch of %d message(s)", len(batch))
+            why = f"internal error: {type(exc).__name__}: {str(exc)[:300]}"
+            for d in batch:
+                key = f"message:{d.message_id}"
+                n = self.attempts.get(key, 0) + 1
+                self.attempts[key] = n
+                if n >= self.ls.handler_attempts:
+                    self.attempts.pop(key, None)
+                    self._dead_letter(d, None, f"{why} ({n} attempts)", None)
+                else:
+                    self.retries.append((time.monotonic() + self.ls.retry_backoff * (2 ** (n - 1)), d))
+
     def process(self, batch: list[Delivery]) -> None:
+        # Messages whose batch's transaction failed while the catalogue answered run alone,
+        # so that one whose content breaks the transaction is found (and, if it keeps doing
+        # so, dead-lettered) without holding back the others.
+        alone = [d for d in batch if d.message_id in self.alone] if len(batch) > 1 else []
+        for d in alone:
+            self._process_batch([d])
+        rest = [d for d in batch if d not in alone] if alone else batch
+        if rest:
+            self._process_batch(rest)
+
+    def _process_batch(self, batch: list[Delivery]) -> None:
         items: list[_Item] = []
         for d in batch:
             if d.redelivered:
                 metrics.REDELIVERIES.inc()
+                self._count_delivery(d)
+                continue
             try:
                 event = parse_message(d.body, d.headers, self.ls.max_body_bytes)
+                handlers = self.router.handlers_for(event)
             except BadEvent as exc:
                 self._dead_letter(d, None, str(exc), None)
+                continue
+            except Exception as exc:  # the message boundary: nothing a body holds may end the listener
+                self._dead_letter(d, None, f"cannot route the message: {type(exc).__name__}: {str(exc)[:300]}", None)
                 continue
             created = event.created()
             if created is not None:
                 metrics.LAG.observe(max(0.0, (dt.datetime.now(dt.UTC) - created).total_seconds()))
-            items.append(_Item(d, event, self.router.handlers_for(event)))
+            items.append(_Item(d, event, handlers))
         if not items:
             return
         work = [i for i in items if i.handlers]
@@ -181,14 +227,69 @@ class Listener:
                     # that only the failing handler's work is rolled back.
                     self.catalog.transaction(lambda s: self._apply(s, work, isolate=True))
             except Exception as exc:
-                # The database itself failed (down, or a race retried to exhaustion): nothing
-                # was committed; keep every event and try the whole batch again later.
+                # The transaction failed: nothing was committed; keep every event and try again.
                 log.error("catalogue transaction failed (%s: %s); retrying the batch", type(exc).__name__, exc)
-                due = time.monotonic() + max(self.ls.retry_backoff, 0.5)
-                self.retries.extend((due, i.delivery) for i in items)
+                self._transaction_failed(items, f"{type(exc).__name__}: {str(exc)[:300]}")
                 return
         for item in items:
             self._settle(item)
+
+    def _transaction_failed(self, items: list[_Item], why: str) -> None:
+        """Retry a batch whose transaction failed; dead-letter an event that alone keeps failing it.
+
+        If the catalogue does not answer, it is down: every event waits, however long, and no
+        attempt is counted. If it answers, this batch's content broke the transaction: each
+        event is retried alone, and one that still fails ``handler_attempts`` times alone goes
+        to the DLQ (a message must not stall the listener forever either).
+        """
+        due = time.monotonic() + max(self.ls.retry_backoff, 0.5)
+        if not self._catalog_answers():
+            self.retries.extend((due, i.delivery) for i in items)
+            return
+        for i in items:
+            d = i.delivery
+            if len(items) > 1:
+                self.alone.add(d.message_id)
+                self.retries.append((due, d))
+                continue
+            n = self.attempts.get(f"tx:{d.message_id}", 0) + 1
+            self.attempts[f"tx:{d.message_id}"] = n
+            if n >= self.ls.handler_attempts:
+                self.attempts.pop(f"tx:{d.message_id}", None)
+                self.alone.discard(d.message_id)
+                self._dead_letter(d, i.event, f"the catalogue transaction failed {n} times on this event alone, "
+                                  f"while the catalogue answers; last error: {why}", None)  # fmt: skip
+            else:
+                self.retries.append((due, d))
+
+    def _catalog_answers(self) -> bool:
+        try:
+            self.catalog.transaction(lambda s: s.execute(text("SELECT 1")))
+        except Exception:
+            return False
+        return True
+
+    def _count_delivery(self, d: Delivery) -> None:
+        """A redelivered message: dead-letter it after ``max_deliveries``, else requeue it counted.
+
+        The broker redelivers what a listener held when it died (or was stopped). A message
+        that *kills* the listener while it is handled would do so again on every restart; so
+        each such delivery is counted (the count travels with the message, see
+        :meth:`BrokerLink.requeue`) and the message is handled again from the queue's end,
+        until the count reaches ``[listener] max_deliveries``: then it goes to the DLQ.
+        """
+        n = d.deliveries + 1
+        if n >= self.ls.max_deliveries:
+            self._dead_letter(
+                d,
+                None,
+                f"delivered {n} times without being settled: a listener holding it died or was stopped "
+                f"each time ([listener] max_deliveries = {self.ls.max_deliveries})",
+                None,
+            )
+        elif self.link.requeue(d, n):
+            log.info("message %s was delivered before, unsettled (%d of %d): requeued", d.message_id, n,
+                     self.ls.max_deliveries)  # fmt: skip
 
     def _consumer(self, handler: Handler) -> str:
         return f"{self.ls.consumer}:{handler.name}"[:64]
@@ -275,6 +376,8 @@ class Listener:
 
     def _settle(self, item: _Item) -> None:
         event, d = item.event, item.delivery
+        self.alone.discard(d.message_id)
+        self.attempts.pop(f"tx:{d.message_id}", None)
         if not item.failed:
             self.attempts.pop(event.key, None)
             if self.link.ack(d):
@@ -299,7 +402,9 @@ class Listener:
 
     def _dead_letter(self, d: Delivery, event: Event | None, reason: str, handler: str | None) -> None:
         kind = "handler" if handler else "bad-message"
-        what = event.event_type if event else (d.headers.get("event_type") or "message")
+        # A rejected message's own event_type header is not trusted as a metric label or in the
+        # alarm text: anyone who can publish could fill the registry with labels.
+        what = event.event_type if event else "message"
         try:
             # The alarm is queued before the message moves: if we die in between, the
             # redelivered message raises the same alarm, which the dedup key drops.

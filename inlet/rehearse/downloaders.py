@@ -29,6 +29,7 @@ import stomp
 from inlet.config import BrokerSettings
 from inlet.plugins.checksums import file_adler32
 from inlet.rehearse.timeline import CORRUPTED, DOWNLOADED, Timeline, rucio_time
+from inlet.stomp_login import login
 
 log = logging.getLogger(__name__)
 
@@ -147,13 +148,17 @@ class _StompEvents(stomp.ConnectionListener):  # type: ignore[misc]
 
     def on_message(self, frame: Any) -> None:
         now = time.time()
+        # stomp.py's receiver thread: nothing a message holds may escape from here.
         try:
             doc = json.loads(frame.body)
-        except ValueError:
-            log.warning("ignoring a non-JSON message: %.200s", frame.body)
+        except (ValueError, RecursionError):
+            log.warning("ignoring a message that is not JSON: %.200r", frame.body)
             return
         if isinstance(doc, dict) and isinstance(doc.get("payload"), dict):
-            self.on_doc(doc, now)
+            try:
+                self.on_doc(doc, now)
+            except Exception as exc:
+                log.warning("ignoring an event that could not be handled: %s: %.200s", type(exc).__name__, exc)
 
     def on_receipt(self, frame: Any) -> None:
         ev = self.receipts.get(frame.headers.get("receipt-id", ""))
@@ -181,12 +186,10 @@ class EventDownloader:
         """Subscribe to both topics and return once the broker has confirmed both subscriptions."""
         conn = stomp.Connection12([(self.broker.host, self.broker.stomp_port)])
         conn.set_listener("rehearse", self.listener)
-        try:
-            conn.connect(self.broker.username, self.broker.password, wait=True)
-        except stomp.exception.ConnectFailedException as exc:
-            raise ConnectionError(
-                f"cannot connect to the broker at {self.broker.host}:{self.broker.stomp_port} over STOMP"
-            ) from exc
+        b = self.broker
+        # A reader: the rehearsal only listens, so it uses the read-only login.
+        creds = "[broker] reader_username/reader_password"
+        login(conn, b.host, b.stomp_port, b.reader_username, b.reader_password, creds)
         subs = (
             # A selector, so the broker does not ship every other hermes event to us.
             (self.broker.rucio_topic, {"selector": "event_type = 'transfer-done'"}),

@@ -24,6 +24,7 @@ from typing import Any
 import stomp
 
 from inlet.config import BrokerSettings
+from inlet.stomp_login import login
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +60,7 @@ def file_quarantined(info: dict[str, Any], **context: Any) -> dict[str, Any]:
 
 def _connect(broker: BrokerSettings) -> stomp.Connection12:
     conn = stomp.Connection12([(broker.host, broker.stomp_port)], reconnect_attempts_max=1)
-    conn.connect(broker.username, broker.password, wait=True)
+    login(conn, broker.host, broker.stomp_port, broker.username, broker.password)
     return conn
 
 
@@ -105,13 +106,18 @@ class _Listener(stomp.ConnectionListener):  # type: ignore[misc]
         self.disconnected = threading.Event()
 
     def on_message(self, frame: Any) -> None:
+        # stomp.py's receiver thread: nothing a message holds may escape from here (ValueError
+        # covers 5,001-digit integers, RecursionError deep nesting), or the subscription dies.
         try:
             doc = json.loads(frame.body)
-        except ValueError:
-            log.warning("ignoring a non-JSON message on the inlet topic")
+        except (ValueError, RecursionError):
+            log.warning("ignoring a message on the inlet topic that is not JSON")
             return
         if isinstance(doc, dict):
-            self.on_event(doc)
+            try:
+                self.on_event(doc)
+            except Exception as exc:
+                log.warning("ignoring an inlet event that could not be handled: %s: %.200s", type(exc).__name__, exc)
 
     def on_disconnected(self) -> None:
         self.disconnected.set()
@@ -129,7 +135,7 @@ class Subscription:
         self.listener.disconnected.clear()
         conn = stomp.Connection12([(self.broker.host, self.broker.stomp_port)], reconnect_attempts_max=1)
         conn.set_listener("inlet-uploader", self.listener)
-        conn.connect(self.broker.username, self.broker.password, wait=True)
+        login(conn, self.broker.host, self.broker.stomp_port, self.broker.username, self.broker.password)
         receipt = threading.Event()
 
         class _R(stomp.ConnectionListener):  # type: ignore[misc]

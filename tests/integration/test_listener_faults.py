@@ -67,6 +67,8 @@ class Probe:
             sa_event.listen(
                 ctx.session, "after_transaction_end", lambda s, t: t is root and os._exit(9)
             )
+        elif action == "die":
+            os._exit(9)  # a message that kills the process whenever it is handled
         elif action == "fail-until" and not Path(p["file"]).exists():
             raise RuntimeError("probe told to fail until " + p["file"] + " exists")
         elif action == "sleep":
@@ -175,7 +177,8 @@ class Setup:
             **self.lake.exports(),
             "INLET_CONFIG": str(config),
             "INLET_CATALOG__URL": self.catalog_url,
-            "PYTHONPATH": str(self.plugin_path),
+            # The probe plugin first, then whatever the caller had (a worktree's own inlet, say).
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(self.plugin_path), os.environ.get("PYTHONPATH")])),
             "PROBE_INSTANCE": instance,
         }
         env.update(overrides)

@@ -2,11 +2,14 @@
 
 Debian's package ships no running broker and its default instance opens only OpenWire, so the
 lake writes its own broker XML: STOMP on loopback, persistence on (durable subscriptions and
-queued messages survive a broker restart), password authentication, and no web console.
+queued messages survive a broker restart), one login per role with ActiveMQ's authorization
+plugin (see :meth:`ActiveMQ.authorization_entries`), and no web console. The XML holds the
+passwords: it is written 0600.
 """
 
 from __future__ import annotations
 
+import os
 import socket
 from pathlib import Path
 from xml.sax.saxutils import quoteattr
@@ -18,17 +21,25 @@ BROKER_XML = """<beans xmlns="http://www.springframework.org/schema/beans"
        xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"
        xsi:schemaLocation="http://www.springframework.org/schema/beans http://www.springframework.org/schema/beans/spring-beans.xsd
        http://activemq.apache.org/schema/core http://activemq.apache.org/schema/core/activemq-core.xsd">
+  <!-- populateJMSXUserID: every message carries the login that published it (JMSXUserID), set by
+       the broker, so a dead letter shows who sent it. -->
   <broker xmlns="http://activemq.apache.org/schema/core" brokerName="inlet-lake" useJmx="false"
-          persistent="true" dataDirectory={data} schedulerSupport="false">
+          persistent="true" dataDirectory={data} schedulerSupport="false"
+          populateJMSXUserID="true" useAuthenticatedPrincipalForJMSXUserID="true">
     <!-- Each topic is also copied into a queue (forwardOnly=false keeps plain topic subscribers working):
          the queue holds events while no listener runs, and listener instances compete on it. -->
     <destinationInterceptors><virtualDestinationInterceptor><virtualDestinations>
 {composites}
     </virtualDestinations></virtualDestinationInterceptor></destinationInterceptors>
+    <!-- The forwarded-to queues exist from start: a forward would otherwise create the queue on the
+         publisher's behalf, which needs the "admin" right that hermes is not given. -->
+    <destinations>
+{queues}
+    </destinations>
     <destinationPolicy>
       <policyMap><policyEntries>
         <!-- Messages that exhaust their redeliveries go to ActiveMQ.DLQ.<destination>, not one shared DLQ. -->
-        <policyEntry queue="&gt;">
+        <policyEntry queue="&gt;" persistJMSRedelivered="true">
           <deadLetterStrategy>
             <individualDeadLetterStrategy queuePrefix="DLQ." useQueueForQueueMessages="true"/>
           </deadLetterStrategy>
@@ -37,10 +48,21 @@ BROKER_XML = """<beans xmlns="http://www.springframework.org/schema/beans"
       </policyEntries></policyMap>
     </destinationPolicy>
     <persistenceAdapter><kahaDB directory={kahadb}/></persistenceAdapter>
+    <!-- One login per role; what each may do is enforced here, not trusted to the clients:
+         hermes only publishes Rucio's topic; inlet's services publish inlet's topic and use the
+         queues (listener queues, DLQ); readers only subscribe to the two topics. Every client needs
+         the advisory topics (ActiveMQ publishes consumer/producer advisories on their behalf). -->
     <plugins>
       <simpleAuthenticationPlugin anonymousAccessAllowed="false">
-        <users><authenticationUser username={user} password={password} groups="users,admins"/></users>
+        <users>
+          <authenticationUser username={user} password={password} groups="inlet"/>
+          <authenticationUser username={hermes_user} password={hermes_password} groups="hermes"/>
+          <authenticationUser username={reader_user} password={reader_password} groups="readers"/>
+        </users>
       </simpleAuthenticationPlugin>
+      <authorizationPlugin><map><authorizationMap><authorizationEntries>
+{authorization}
+      </authorizationEntries></authorizationMap></map></authorizationPlugin>
     </plugins>
     <systemUsage><systemUsage>
       <memoryUsage><memoryUsage limit="128 mb"/></memoryUsage>
@@ -91,17 +113,22 @@ class ActiveMQ(Service):
         conf = self.base / "conf"
         for d in (conf, self.base / "data", self.base / "tmp"):
             d.mkdir(parents=True, exist_ok=True)
-        (conf / "activemq.xml").write_text(
-            BROKER_XML.format(
-                data=quoteattr(str(self.base / "data")),
-                kahadb=quoteattr(str(self.base / "data" / "kahadb")),
-                user=quoteattr(b.username),
-                password=quoteattr(b.password),
-                openwire=b.openwire_port,
-                stomp=b.stomp_port,
-                composites=self.composite_topics(),
-            )
+        xml = BROKER_XML.format(
+            data=quoteattr(str(self.base / "data")),
+            kahadb=quoteattr(str(self.base / "data" / "kahadb")),
+            user=quoteattr(b.username),
+            password=quoteattr(b.password),
+            hermes_user=quoteattr(b.hermes_username),
+            hermes_password=quoteattr(b.hermes_password),
+            reader_user=quoteattr(b.reader_username),
+            reader_password=quoteattr(b.reader_password),
+            openwire=b.openwire_port,
+            stomp=b.stomp_port,
+            composites=self.composite_topics(),
+            queues=self.listener_queues(),
+            authorization=self.authorization_entries(),
         )
+        _write_private(conf / "activemq.xml", xml)
         (conf / "log4j2.properties").write_text(LOG4J)
 
     def composite_topics(self) -> str:
@@ -112,6 +139,33 @@ class ActiveMQ(Service):
             f'      <compositeTopic name={quoteattr(_physical(topic))} forwardOnly="false"><forwardTo>'
             f"<queue physicalName={quoteattr(_physical(queue))}/></forwardTo></compositeTopic>"
             for topic, queue in pairs
+        )
+
+    def listener_queues(self) -> str:
+        """XML declaring the queues the composite topics forward into."""
+        listener = self.settings.listener
+        return "\n".join(
+            f"      <queue physicalName={quoteattr(_physical(q))}/>"
+            for q in (listener.rucio_queue, listener.inlet_queue)
+        )
+
+    def authorization_entries(self) -> str:
+        """XML of who may read, write (publish) and create ("admin") which destination.
+
+        ActiveMQ grants the union of every entry that matches a destination, so no catch-all
+        topic entry may grant a write: each topic is named.
+        """
+        b = self.settings.broker
+        rows = (
+            ("queue", ">", "inlet", "inlet", "inlet"),
+            ("topic", _physical(b.rucio_topic), "inlet,readers", "hermes", "inlet,readers,hermes"),
+            ("topic", _physical(b.inlet_topic), "inlet,readers", "inlet", "inlet,readers"),
+            ("topic", "ActiveMQ.Advisory.>", "inlet,hermes,readers", "inlet,hermes,readers", "inlet,hermes,readers"),
+        )
+        return "\n".join(
+            f"        <authorizationEntry {kind}={quoteattr(name)} read={quoteattr(read)} write={quoteattr(write)} "
+            f"admin={quoteattr(admin)}/>"
+            for kind, name, read, write, admin in rows
         )
 
     def argv(self) -> list[str]:
@@ -146,6 +200,14 @@ class ActiveMQ(Service):
             return reply.startswith(b"CONNECTED")
         except OSError:
             return False
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write a file that holds passwords: 0600 from its creation, also when it already existed."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.chmod(path, 0o600)
 
 
 def _physical(destination: str) -> str:

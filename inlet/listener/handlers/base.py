@@ -45,6 +45,14 @@ class RucioLookup(Protocol):
         """(scope, name) of the files in a dataset or container."""
         ...
 
+    def available_on(self, rse: str, files: list[tuple[str, str]]) -> set[tuple[str, str]]:
+        """Those of ``files`` that Rucio lists with an AVAILABLE replica on ``rse``.
+
+        Asked before an irreversible effect: an event says what happened, but anyone who can
+        publish can say it; Rucio's catalogue is the authority.
+        """
+        ...
+
     def problem_rules(self, not_ok_after: float) -> list[dict[str, str]]:
         """Rules that are STUCK, or still replicating ``not_ok_after`` s after creation (0: skip those)."""
         ...

@@ -7,6 +7,13 @@ Each records per-file, per-RSE availability times, then moves the run to ON_S3 /
 once all its files are there. A transition the life cycle refuses (a late S3 event for
 a run already on tape, a run the uploader has not yet marked UPLOADED) leaves the run
 where it is: the availability rows are still kept, so nothing that happened is lost.
+
+Events are trusted only as far as their publisher: a well-formed but false ``transfer-done``
+must not put a run ON_TAPE. The availability rows record what events *said*; the run's
+state, which decides irreversible steps later (releasing DAQ copies, reconstruction), moves
+only once Rucio itself lists an AVAILABLE replica of every file of the run on that RSE
+(one Rucio query per transition, not per event). When Rucio disagrees the run stays where it
+is, with a warning; the real events, which come later, move it.
 """
 
 from __future__ import annotations
@@ -50,7 +57,7 @@ class CatalogHandler:
             session.info.setdefault("inlet_keep", set()).add(f.run)
             # The file row is in hand: insert its availability directly (first time wins).
             insert_ignore(session, FileAvailability.__table__, [{"file_id": f.id, "rse": rse, "available_at": at}])  # type: ignore[arg-type]
-            self._advance(session, f.run, at, [rse])
+            self._advance(session, f.run, at, [rse], ctx)
         elif event.event_type == "datasetlock_ok":
             scope, name, rse = event.require("scope", "name", "rse")
             if rse in self.s3 | self.tape:
@@ -83,9 +90,11 @@ class CatalogHandler:
         for rse in rses:
             for rf in files:
                 catalog_runs.mark_available(session, rf.scope, rf.name, rse, when)
-        self._advance(session, run, when, rses)
+        self._advance(session, run, when, rses, ctx)
 
-    def _advance(self, session: Session, run: Run, when: dt.datetime | None, touched: list[str]) -> None:
+    def _advance(
+        self, session: Session, run: Run, when: dt.datetime | None, touched: list[str], ctx: HandlerContext
+    ) -> None:
         """Take every step whose RSE class now holds all of the run's files.
 
         Only the RSEs this event touched can have become complete, so only they are counted,
@@ -99,6 +108,7 @@ class CatalogHandler:
             if run.n_files == 0 or not candidates or target not in TRANSITIONS[run.state]:
                 continue
             complete = [r for r in candidates if catalog_runs.files_on(session, run, r) >= run.n_files]
+            complete = [r for r in complete if _rucio_agrees(run, r, ctx)]
             if complete:
                 try:
                     catalog_runs.transition(
@@ -107,6 +117,21 @@ class CatalogHandler:
                 except IllegalTransition:
                     continue  # another writer moved the run meanwhile: nothing left to do here
                 check = set(self.s3 | self.tape)
+
+
+def _rucio_agrees(run: Run, rse: str, ctx: HandlerContext) -> bool:
+    """True if Rucio lists an AVAILABLE replica on ``rse`` for every file of ``run``."""
+    files = [(f.scope, f.name) for f in run.files]
+    available = ctx.rucio.available_on(rse, files)
+    missing = [f for f in files if f not in available]
+    if missing:
+        ctx.log.warning(
+            "run %s: events say all %d files are on %s, but Rucio lists %d of them as not AVAILABLE there "
+            "(first: %s:%s); the run stays %s (a forged or premature event?)",
+            run.label, len(files), rse, len(missing), missing[0][0], missing[0][1], run.state,
+        )  # fmt: skip
+        return False
+    return True
 
 
 def _run_of_dataset(session: Session, scope: str, name: str) -> Run | None:

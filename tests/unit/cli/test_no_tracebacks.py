@@ -108,11 +108,11 @@ BAD: dict[tuple[str, ...], list[Bad]] = {
     ("daemon", "hermes"): [Bad(["--once"], "rucio.cfg does not exist"), Bad(["--sleep", "0"], "--sleep")],
     ("daemon", "judge-evaluator"): [Bad(["--once"], "rucio.cfg does not exist")],
     ("embargo", "release"): [Bad(["--dry-run"], "Cannot connect to the Rucio server", RUCIO_DOWN, process=True)],
-    ("events", "dlq", "list"): [Bad([], "cannot reach the broker at", process=True, fix=False)],
+    ("events", "dlq", "list"): [Bad([], "cannot reach the broker at", process=True)],
     ("events", "dlq", "replay"): [Bad([], "nothing to replay")],
-    ("events", "dlq", "show"): [Bad(["abc"], "cannot reach the broker at", process=True, fix=False)],
+    ("events", "dlq", "show"): [Bad(["abc"], "cannot reach the broker at", process=True)],
     ("events", "publish"): [
-        Bad(["run-closed"], "cannot connect to the broker", process=True),
+        Bad(["run-closed"], "cannot reach the broker at", process=True),
         Bad(["run-closed", "--payload", "{nope"], "--payload is not JSON"),
     ],
     ("fetch",): [

@@ -161,8 +161,10 @@ def _broker(xml: str) -> ET.Element:
 def _lake_broker_xml(tmp_path: Path) -> str:
     amq = ActiveMQ(Settings(), LakePaths(tmp_path))
     return BROKER_XML.format(
-        data='"d"', kahadb='"k"', user='"u"', password='"p"', openwire=1, stomp=2, composites=amq.composite_topics()
-    )
+        data='"d"', kahadb='"k"', user='"u"', password='"p"', hermes_user='"h"', hermes_password='"hp"',
+        reader_user='"r"', reader_password='"rp"', openwire=1, stomp=2, composites=amq.composite_topics(),
+        queues=amq.listener_queues(), authorization=amq.authorization_entries(),
+    )  # fmt: skip
 
 
 def _shape(broker: ET.Element, path: str) -> list[tuple[str, dict[str, str]]]:
@@ -175,13 +177,21 @@ def _shape(broker: ET.Element, path: str) -> list[tuple[str, dict[str, str]]]:
 def test_the_broker_forwards_and_dead_letters_as_the_lakes(tmp_path: Path) -> None:
     ours = _broker((DOCKER / "activemq" / "activemq.xml").read_text())
     lake = _broker(_lake_broker_xml(tmp_path))
-    for path in ("a:destinationInterceptors", "a:destinationPolicy"):
+    for path in ("a:destinationInterceptors", "a:destinations", "a:destinationPolicy"):
         assert _shape(ours, path) == _shape(lake, path), path
     assert ours.get("persistent") == lake.get("persistent") == "true"
     auth = _shape(ours, "a:plugins")
     assert ("simpleAuthenticationPlugin", {"anonymousAccessAllowed": "false"}) in auth
-    user = next(attrs for tag, attrs in auth if tag == "authenticationUser")
-    assert user["password"] == "${BROKER_PASSWORD}", "the password comes from the environment"
+    users = {attrs["groups"]: attrs for tag, attrs in auth if tag == "authenticationUser"}
+    assert users["inlet"]["password"] == "${BROKER_PASSWORD}", "the passwords come from the environment"
+    assert users["hermes"]["password"] == "${BROKER_HERMES_PASSWORD}"
+    assert users["readers"]["password"] == "${BROKER_READER_PASSWORD}"
+    lake_users = {attrs["groups"] for tag, attrs in _shape(lake, "a:plugins") if tag == "authenticationUser"}
+    assert set(users) == lake_users
+    # The same roles may do the same things as in the lake.
+    assert _shape(ours, "a:plugins/a:authorizationPlugin") == _shape(lake, "a:plugins/a:authorizationPlugin")
+    for attr in ("populateJMSXUserID", "useAuthenticatedPrincipalForJMSXUserID"):
+        assert ours.get(attr) == lake.get(attr) == "true"
     connectors = {attrs["name"]: attrs["uri"] for tag, attrs in _shape(ours, "a:transportConnectors")[1:]}
     assert connectors["stomp"].startswith("stomp://0.0.0.0:61613")
 
@@ -190,6 +200,11 @@ def test_broker_port_and_topics_agree_with_inlet_and_hermes() -> None:
     env = environment(services()["rucio-init"])
     s = Settings()
     assert env["RUCIO_CFG_MESSAGING_HERMES_DESTINATION"] == s.broker.rucio_topic
+    # hermes logs in with its own account, the one the broker lets publish Rucio's topic only.
+    broker_env = environment(services()["activemq"])
+    assert env["RUCIO_CFG_MESSAGING_HERMES_USERNAME"] == broker_env["BROKER_HERMES_USERNAME"] == "hermes"
+    assert env["RUCIO_CFG_MESSAGING_HERMES_PASSWORD"] == broker_env["BROKER_HERMES_PASSWORD"]
+    assert env["RUCIO_CFG_MESSAGING_HERMES_PASSWORD"] != broker_env["BROKER_PASSWORD"]
     assert environment(services()["listener"])["INLET_BROKER__STOMP_PORT"] == "61613"
     assert services()["activemq"]["ports"] == ["127.0.0.1:61613:61613"]
 

@@ -23,6 +23,8 @@ class FakeRucio:
         self.file_rules: dict[tuple[str, str], dict[str, str]] = {}
         self.contents: dict[tuple[str, str], list[tuple[str, str]]] = {}
         self.problems: list[dict[str, str]] = []
+        #: (rse, scope, name) Rucio does NOT list as AVAILABLE (everything else is).
+        self.not_available: set[tuple[str, str, str]] = set()
 
     def rule_rses(self, rule_id: str) -> list[str]:
         return self.rules[rule_id]
@@ -32,6 +34,9 @@ class FakeRucio:
 
     def dataset_files(self, scope: str, name: str) -> list[tuple[str, str]]:
         return self.contents.get((scope, name), [(scope, name)])
+
+    def available_on(self, rse: str, files: list[tuple[str, str]]) -> set[tuple[str, str]]:
+        return {(sc, n) for sc, n in files if (rse, sc, n) not in self.not_available}
 
     def problem_rules(self, not_ok_after: float) -> list[dict[str, str]]:
         return self.problems

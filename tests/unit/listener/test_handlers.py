@@ -134,3 +134,19 @@ def test_alarms_for_the_same_failure_are_queued_once_per_window(catalog: Catalog
         texts = [m.payload["text"] for m in s.scalars(select(OutboxMessage).order_by(OutboxMessage.id))]
     assert len(texts) == 2
     assert "transfer of cygno:a.dat to S3 failed" in texts[0] and "CHECKSUM MISMATCH" in texts[0]
+
+
+def test_a_forged_transfer_done_does_not_move_the_run_until_rucio_agrees(catalog: Catalog, rucio: FakeRucio) -> None:
+    catalog.transaction(uploaded_run)
+    h = CatalogHandler(SETTINGS, {})
+    apply(catalog, h, event("datasetlock_ok", scope="cygno", name="run42_raw", rse="S3", rule_id="r1"), rucio)
+    assert state(catalog) == RunState.ON_S3
+    # Well-formed events saying both files are on tape, while Rucio has one of them there only.
+    rucio.not_available.add(("TAPE", "cygno", "run42_1.dat"))
+    for name in ("run42_0.dat", "run42_1.dat"):
+        apply(catalog, h, event("transfer-done", scope="cygno", name=name, **{"dst-rse": "TAPE"}), rucio)
+    assert state(catalog) == RunState.ON_S3
+    # Once Rucio lists the replica, the real event moves the run.
+    rucio.not_available.clear()
+    apply(catalog, h, event("transfer-done", scope="cygno", name="run42_1.dat", **{"dst-rse": "TAPE", "x": 1}), rucio)
+    assert state(catalog) == RunState.ON_TAPE

@@ -25,6 +25,7 @@ class FakeLink:
         self.acked: list[str] = []
         self.dead: list[tuple[str, str, str | None]] = []
         self.published: list[tuple[str, str, dict[str, str]]] = []
+        self.requeued: list[tuple[str, int]] = []
         self.generation = 1
         self.inbox: queue.Queue[Delivery] = queue.Queue()
 
@@ -38,6 +39,10 @@ class FakeLink:
 
     def publish(self, destination: str, body: str, headers: dict[str, str]) -> None:
         self.published.append((destination, body, headers))
+
+    def requeue(self, d: Delivery, deliveries: int) -> bool:
+        self.requeued.append((d.message_id, deliveries))
+        return True
 
     def close(self) -> None:
         pass
@@ -157,3 +162,78 @@ def test_stuck_rules_raise_one_alarm_each(catalog: Catalog) -> None:
         ":warning: rule r1 (cygno:run1_raw → TAPE) is STUCK: no source",
         ":warning: rule r2 (cygno:run2_raw → S3) is REPLICATING",
     ]
+
+
+def test_a_redelivered_message_is_requeued_counted_then_dead_lettered(catalog: Catalog) -> None:
+    lst, link = make(catalog, Counting(), max_deliveries=3)
+    first = delivery(1)
+    again = Delivery({**first.headers, "redelivered": "true"}, first.body, 1)
+    lst.process([again])
+    assert (link.requeued, link.dead, effects(catalog)) == ([("m1", 1)], [], 0)
+    counted = Delivery({**again.headers, "inlet_deliveries": "1"}, first.body, 1)
+    lst.process([counted])
+    assert link.requeued[-1] == ("m1", 2)
+    lst.process([Delivery({**again.headers, "inlet_deliveries": "2"}, first.body, 1)])
+    assert [(m, why[:39]) for m, why, _ in link.dead] == [("m1", "delivered 3 times without being settled")]
+    # A junk counter counts as none, and a copy that comes back fresh is handled as usual.
+    lst.process([Delivery({**again.headers, "inlet_deliveries": "x" * 5000}, first.body, 1)])
+    assert link.requeued[-1] == ("m1", 1)
+    lst.process([Delivery({**first.headers, "inlet_deliveries": "2"}, first.body, 1)])
+    assert effects(catalog) == 1
+
+
+def test_an_error_in_routing_or_a_bug_dead_letters_instead_of_ending_the_listener(catalog: Catalog) -> None:
+    lst, link = make(catalog, Counting(), handler_attempts=2)
+
+    def broken(event: Event) -> list[Any]:
+        raise ValueError("Exceeds the limit (4300 digits)")
+
+    lst.router.handlers_for = broken  # type: ignore[method-assign]
+    lst._process_guarded([delivery(1)])
+    assert [(m, why) for m, why, _ in link.dead] == [
+        ("m1", "cannot route the message: ValueError: Exceeds the limit (4300 digits)")
+    ]
+
+    def crash(batch: list[Delivery]) -> None:
+        raise RuntimeError("a bug")
+
+    lst.process = crash  # type: ignore[method-assign]
+    lst._process_guarded([delivery(2)])
+    assert len(lst.retries) == 1 and len(link.dead) == 1
+    lst._process_guarded([delivery(2)])
+    assert link.dead[-1][:2] == ("m2", "internal error: RuntimeError: a bug (2 attempts)")
+
+
+class BreaksTheTransaction:
+    """Fails the way a database does (a transaction-level error) on events marked poison."""
+
+    name = "breaker"
+
+    def handle(self, event: Event, ctx: HandlerContext) -> None:
+        from sqlalchemy.exc import OperationalError
+
+        if event.payload.get("i") == 0:
+            raise OperationalError("INSERT ...", {}, Exception("Illegal mix of collations"))
+        ctx.session.execute(text("INSERT INTO effects (k) VALUES (:k)"), {"k": event.key})
+
+
+def test_an_event_that_alone_breaks_the_transaction_is_isolated_then_dead_lettered(catalog: Catalog) -> None:
+    lst, link = make(catalog, BreaksTheTransaction(), handler_attempts=2)
+    lst.process([delivery(0), delivery(1), delivery(2)])
+    assert effects(catalog) == 0 and lst.alone == {"m0", "m1", "m2"}
+    for _ in range(3):
+        batch, lst.retries = [d for _, d in lst.retries], []
+        lst.process(batch)
+    assert effects(catalog) == 2  # the others went through in batches of their own
+    assert [(m, why[:60]) for m, why, _ in link.dead] == [
+        ("m0", "the catalogue transaction failed 2 times on this event alone")
+    ]
+    assert lst.alone == set() and lst.retries == []
+
+
+def test_a_catalogue_that_does_not_answer_dead_letters_nothing(catalog: Catalog) -> None:
+    lst, link = make(catalog, BreaksTheTransaction(), handler_attempts=2)
+    lst._catalog_answers = lambda: False  # type: ignore[method-assign]
+    for _ in range(5):
+        lst.process([delivery(0)])
+    assert link.dead == [] and len(lst.retries) == 5 and lst.attempts == {}
