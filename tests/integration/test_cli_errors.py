@@ -90,7 +90,7 @@ def outcomes(lake: Lake, tmp_path_factory: pytest.TempPathFactory) -> dict[str, 
 
 
 EXPECTED = {
-    "broker password, publish": "username and password",
+    "broker password, publish": "username/password",
     "broker password, dlq list": "broker",
     "redis password": "Redis",
     "mariadb password, upgrade": "Access denied",
