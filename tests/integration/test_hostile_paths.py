@@ -64,6 +64,37 @@ def hostile(lake: Lake, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ho
     h.plain.close()
 
 
+# Registers replicas straight in Rucio's database, as root, without the REST API or its policy:
+# how a replica registered before inlet's policy was installed (or by database access) looks.
+_BEHIND_THE_POLICY = r"""
+import json, sys
+from rucio.common.types import InternalAccount, InternalScope
+from rucio.core.replica import add_replicas
+from rucio.core.rse import get_rse_id
+rse, files = sys.argv[1], json.loads(sys.argv[2])
+for f in files:
+    f["scope"] = InternalScope(f["scope"])
+add_replicas(rse_id=get_rse_id(rse=rse), files=files, account=InternalAccount("root"))
+print("REGISTERED")
+"""
+
+
+def register_behind_the_policy(h: Hostile, rse: str, files: list[dict[str, Any]]) -> None:
+    """The policy refuses such a replica through the API (first line of defence); this puts one in
+    anyway, so that the storage layer, the second line, can be shown to refuse it too."""
+    import json
+    import subprocess
+    import sys
+
+    refused = h.root.run(("add_replicas", [rse, files], {}))[0]
+    assert refused.error == "AccessDenied" and "a replica must be a file of the RSE" in refused.message, refused
+    res = subprocess.run(
+        [sys.executable, "-c", _BEHIND_THE_POLICY, rse, json.dumps(files)],
+        env=h.root.env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert "REGISTERED" in res.stdout, res.stderr[-2000:]
+
+
 def refused(out: Outcome, *fragments: str) -> bool:
     """Refused by the schema with a reason, not with a bare HTTP 500."""
     return (
@@ -202,9 +233,9 @@ def test_replica_outside_its_rse_cannot_be_deleted(hostile: Hostile, tmp_path: P
         h.root.run(
             ("add_rse", [rse], {"deterministic": False}),
             ("add_protocol", [rse, protocol], {}),
-            ("add_replicas", [rse, [{**_file("test", name), "pfn": pfn}]], {}),
         )
     )
+    register_behind_the_policy(h, rse, [{**_file("test", name), "pfn": pfn}])
     script = (
         "from rucio.rse import rsemanager as m\n"
         f"info = m.get_rse_info({rse!r})\n"
@@ -250,26 +281,24 @@ def test_conveyor_never_copies_a_source_outside_its_rse(hostile: Hostile) -> Non
     }
     name = f"alias-{h.sfx}.dat"
     pfn = f"file://localhost{prefix}/../{secret.name}"
-    out = expect_ok(
+    expect_ok(
         h.root.run(
             ("add_rse", [rse], {"deterministic": False}),
             ("add_protocol", [rse, protocol], {}),
             ("add_distance", [rse, "SITE_B_DISK", {"distance": 1}], {}),
-            (
-                "add_replicas",
-                [rse, [{"scope": "test", "name": name, "bytes": len(data), "adler32": adler, "pfn": pfn}]],
-                {},
-            ),
-            ("add_replication_rule", [[{"scope": "test", "name": name}], 1, "SITE_B_DISK"], {}),
         )
     )
+    register_behind_the_policy(
+        h, rse, [{"scope": "test", "name": name, "bytes": len(data), "adler32": adler, "pfn": pfn}]
+    )
+    out = expect_ok(h.root.run(("add_replication_rule", [[{"scope": "test", "name": name}], 1, "SITE_B_DISK"], {})))
     rule_id = out[-1].result[0]
     last: dict[str, Any] = {}
 
     def failed() -> bool:
         nonlocal last
         got = h.root.call("get_replication_rule", rule_id)
-        last = got.result if got.ok else {}
+        last = got.result if got.ok else {"call": str(got)}
         return "OUTSIDE RSE" in str(last.get("error"))
 
     try:

@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 import redis
 
+from inlet.config import load_settings
 from inlet.lake.lake import Lake
 from tests.integration import test_uploader_flow as flow
 from tests.integration.test_uploader_flow import BIN, SCOPE, Events, _adler, ask, inlet, make_run, wait_for
@@ -72,7 +73,8 @@ print(json.dumps(out))
 
 def forge(env: dict[str, str], *tasks: tuple[str, list[Any]]) -> list[dict[str, Any]]:
     res = subprocess.run(
-        [sys.executable, "-c", FORGE, env["INLET_REDIS__URL"], env["INLET_UPLOADER__QUEUE"]],
+        [sys.executable, "-c", FORGE, env.get("INLET_REDIS__URL") or load_settings().redis.url,
+         env["INLET_UPLOADER__QUEUE"]],
         input=json.dumps(tasks), env=env, capture_output=True, text=True, timeout=300, check=False,
     )  # fmt: skip
     assert res.returncode == 0, res.stderr[-2000:]
@@ -168,7 +170,7 @@ def test_a_forged_task_outside_the_roots_is_refused_and_the_worker_keeps_going(
     assert reason(env, "shadow")["moved_to"] is None
 
     # A raw message that is not even a Celery task, pushed straight into the queue.
-    r = redis.Redis.from_url(env["INLET_REDIS__URL"])
+    r = redis.Redis.from_url(env.get("INLET_REDIS__URL") or load_settings().redis.url)
     r.lpush(env["INLET_UPLOADER__QUEUE"], b"\xff not json", json.dumps({"body": "x" * 100, "headers": 5}))
 
     # The worker is still there and still works.
