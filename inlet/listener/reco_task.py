@@ -22,8 +22,9 @@ from celery import Celery
 from inlet.catalog import ledger, open_catalog
 from inlet.catalog import runs as catalog_runs
 from inlet.catalog.states import RunState
-from inlet.config import Settings, load_settings
+from inlet.config import Settings, load_settings, secret_values
 from inlet.listener.reco import TASK_NAME, RecoError
+from inlet.logs import install_secret_filter
 
 log = logging.getLogger(__name__)
 LEDGER_CONSUMER = "reco-task"
@@ -112,7 +113,13 @@ def _fail(catalog: Any, job: dict[str, Any], reason: str) -> None:
 
 def make_app(broker_url: str) -> Celery:
     app = Celery("inlet-reco", broker=broker_url)
-    app.conf.update(task_acks_late=True, task_reject_on_worker_lost=True, worker_prefetch_multiplier=1)
+    app.conf.update(
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        # Anything pushed into the queue that is not a task is dropped with an alarm, not fatal.
+        broker_transport="inlet.celery_transport:Transport",
+    )
 
     @app.task(name=TASK_NAME)  # type: ignore[untyped-decorator]
     def reconstruct_task(job: dict[str, Any], key: str) -> dict[str, Any]:
@@ -121,8 +128,11 @@ def make_app(broker_url: str) -> Celery:
     return app
 
 
+_settings = load_settings()
+# Celery's handlers bypass inlet's logging set-up: mask at the record factory (Redis URL, Rucio).
+install_secret_filter(secret_values(_settings))
 #: The worker's app: ``celery -A inlet.listener.reco_task worker``.
-app = make_app(load_settings().redis.url)
+app = make_app(_settings.redis.url)
 
 
 def main(argv: list[str]) -> int:

@@ -39,8 +39,8 @@ install_secret_filter(secret_values(_settings))
 app = Celery("inlet.uploader", broker=_settings.redis.url, backend=_settings.redis.url)
 app.conf.update(
     # Kombu's Redis transport, except that an item pushed into a queue that is not a task message
-    # is dropped with an alarm instead of ending the worker (inlet.uploader.broker_transport).
-    broker_transport="inlet.uploader.broker_transport:Transport",
+    # is dropped with an alarm instead of ending the worker (inlet.celery_transport).
+    broker_transport="inlet.celery_transport:Transport",
     task_acks_late=True,
     task_reject_on_worker_lost=True,
     worker_prefetch_multiplier=1,

@@ -1,6 +1,7 @@
 """Kombu's Redis transport, made to outlive whatever is pushed into its queues.
 
-Anyone who can write to Redis can push anything onto an upload queue, not only a Celery task.
+Anyone who can write to Redis can push anything onto a Celery queue (uploads, reconstruction),
+not only a task.
 Kombu's own transport decodes each popped item inside the worker's event loop, and an item
 that is not JSON, or JSON that is not a Kombu envelope, raises there: Celery calls that an
 "Unrecoverable error" and the worker exits. This transport drops such an item with an ALARM
@@ -9,7 +10,8 @@ redelivered and nothing loops; a real task that fails later is Celery's business
 (it is tracked as unacknowledged before Celery sees it, and comes back after the visibility
 timeout).
 
-Selected by ``broker_transport`` in :mod:`inlet.uploader.celery_app`; the URL stays
+Selected by ``broker_transport`` in the uploader's and the reconstruction's Celery apps (a
+module of its own: those two never import each other); the URL stays
 ``redis://:PASSWORD@host:port/db``.
 """
 
@@ -20,7 +22,7 @@ from typing import Any
 
 from kombu.transport import redis as kombu_redis
 
-log = logging.getLogger("inlet.uploader.alarm")
+log = logging.getLogger("inlet.alarm")
 
 #: What decoding or unpacking a popped item raises when it is not a task message.
 NOT_A_MESSAGE = (ValueError, TypeError, KeyError, AttributeError, RecursionError)
