@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from inlet.cli.output import JsonFlag, echo_json
 from inlet.config import load_settings
 from inlet.errors import InletError
 
@@ -51,13 +52,17 @@ def publish(
 
 
 @dlq_app.command("list")
-def dlq_list() -> None:
+def dlq_list(as_json: JsonFlag = False) -> None:
     """List dead-lettered messages: id, time, event type, handler and reason."""
     from inlet.listener.broker import header_safe
     from inlet.listener.dlq import DeadLetterQueue
 
     s = load_settings()
     letters = DeadLetterQueue(s.broker, s.listener).letters()  # a DLQError: the CLI's one handler
+    if as_json:
+        # JSON escapes control characters itself: nothing reaches a terminal raw.
+        echo_json([{k: v for k, v in vars(letter).items() if k not in ("body", "headers")} for letter in letters])
+        return
     # One line per message, tab-separated: readable, and greppable by scripts.
     for letter in letters:
         fields = (letter.dlq_id, letter.at, letter.event_type or "-", letter.handler or "-", letter.reason)
@@ -69,6 +74,7 @@ def dlq_list() -> None:
 @dlq_app.command("show")
 def dlq_show(
     dlq_id: Annotated[str, typer.Argument(help="Id from `inlet events dlq list` (a unique prefix works).")],
+    as_json: JsonFlag = False,
 ) -> None:
     """Print one dead-lettered message: its headers, then its body as received."""
     from inlet.listener.broker import header_safe
@@ -76,6 +82,9 @@ def dlq_show(
 
     s = load_settings()
     letter = DeadLetterQueue(s.broker, s.listener).show(dlq_id)
+    if as_json:
+        echo_json({"headers": letter.headers, "body": letter.body.decode("utf-8", errors="replace")})
+        return
     for key in sorted(letter.headers):
         typer.echo(header_safe(f"{key}: {letter.headers[key]}", 2000))
     typer.echo("")

@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from inlet.cli.output import JsonAlways
 from inlet.errors import InletError
 
 console = Console(stderr=True, soft_wrap=True)
@@ -38,6 +39,35 @@ def require_redis(url: str) -> None:
         ) from err
 
 
+def await_worker(queue: str, no_wait: bool, timeout: float | None) -> None:
+    """Say at once when no worker consumes ``queue``, naming the command that starts one; then
+    wait for one, visibly (with --no-wait: queue anyway, for a worker started later).
+
+    Without this, an upload with no worker printed nothing and waited until it was killed.
+    """
+    import time
+
+    from inlet.uploader import api
+
+    if api.workers_on(queue):
+        return
+    console.print(
+        f"[yellow]no uploader worker consumes the queue {escape(queue)}[/]: start one with "
+        f"`{escape(api.worker_command(queue))}`"
+    )
+    if no_wait:
+        return
+    deadline = None if timeout is None else time.monotonic() + timeout
+    with console.status(f"waiting for a worker on {escape(queue)}"):
+        while not api.workers_on(queue, timeout=2.0):
+            if deadline is not None and time.monotonic() > deadline:
+                raise InletError(
+                    f"no uploader worker took the queue {queue} within --timeout {timeout:g} s; nothing was queued",
+                    f"start one with `{api.worker_command(queue)}`, then upload again",
+                )
+    console.print("a worker is up")
+
+
 def upload(
     files: Annotated[list[Path], typer.Argument(help="DAQ files of one run.")],
     run: Annotated[int, typer.Option("--run", help="Run number (must agree with the file names).")],
@@ -55,18 +85,26 @@ def upload(
     end_run: Annotated[
         bool, typer.Option("--end-run", help="These are all the run's files: close the run dataset afterwards.")
     ] = False,
-    no_wait: Annotated[bool, typer.Option("--no-wait", help="Queue and return without waiting.")] = False,
-    timeout: Annotated[float | None, typer.Option("--timeout", help="Give up waiting after this many s.")] = None,
+    no_wait: Annotated[
+        bool, typer.Option("--no-wait", help="Queue and return without waiting (for the files, or for a worker).")
+    ] = False,
+    timeout: Annotated[
+        float | None,
+        typer.Option("--timeout", help="Give up waiting (for a worker, then for the files) after this many s."),
+    ] = None,
 ) -> None:
     """Upload FILES of run --run as stream --stream: DIDs, run dataset, rules, catalogue, events.
 
     Celery workers (`celery -A inlet.uploader worker`) do the work; this command checks
-    every name first (nothing is queued if one is refused), then follows the batches.
+    every name first (nothing is queued if one is refused), says at once when no worker runs
+    (and waits for one, up to --timeout), then follows the batches.
     """
     from inlet.uploader import api, app_runtime
 
     items = api.check_files(files, run, stream, experiment)  # BadInput: the CLI's one handler, exit 2
-    require_redis(app_runtime.settings().redis.url)
+    settings = app_runtime.settings()
+    require_redis(settings.redis.url)
+    await_worker(settings.uploader.queue, no_wait, timeout)
     results, end = api.submit(
         items, run, stream, experiment, batch_size=batch_size, every=every, end_run=end_run,
         expected_files=len(items) if end_run else None,
@@ -97,8 +135,10 @@ def upload(
 
 
 @app.command("status")
-def status() -> None:
-    """Queue depth, batches waiting for pacing tokens, files registered, errors, recent grant rate."""
+def status(
+    as_json: JsonAlways = True,
+) -> None:
+    """Queue depth, batches waiting for pacing tokens, files registered, errors, recent grant rate (JSON)."""
     import time
 
     import redis

@@ -69,6 +69,23 @@ def check_files(
     return items
 
 
+def workers_on(queue: str, timeout: float = 1.0) -> list[str]:
+    """Names of the Celery workers that consume ``queue`` now (empty: nobody would take a batch).
+
+    Asked with a broadcast that every running worker answers within ``timeout`` seconds, so an
+    upload can say at once that no worker runs instead of waiting silently for one.
+    """
+    from inlet.uploader.celery_app import app
+
+    answers = app.control.inspect(timeout=timeout).active_queues() or {}
+    return sorted(name for name, queues in answers.items() if any(q.get("name") == queue for q in queues or []))
+
+
+def worker_command(queue: str) -> str:
+    """The command that starts a worker for ``queue``."""
+    return f"celery -A inlet.uploader worker -Q {queue}"
+
+
 def submit(
     items: list[dict[str, Any]],
     run: int,
