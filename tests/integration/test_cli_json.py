@@ -8,39 +8,28 @@ tests/unit/cli/test_no_tracebacks.py.
 from __future__ import annotations
 
 import json
-import os
 import random
 import selectors
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import redis
 
-from inlet.lake.lake import Lake
+from tests.integration.conftest import UploaderEnv, daq_files
 
 INLET = str(Path(sys.executable).parent / "inlet")
 
 
 @pytest.fixture(scope="module")
-def env(lake: Lake, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+def env(uploader_env: UploaderEnv) -> Iterator[dict[str, str]]:
     """The lake's environment, with a queue no worker consumes (it is this module's own)."""
-    tmp = tmp_path_factory.mktemp("cli-json")
-    queue = f"inlet.upload.noworker-{uuid.uuid4().hex[:8]}"
-    yield {
-        **os.environ,
-        **lake.rucio_client_env(),
-        **lake.exports(),
-        "INLET_UPLOADER__QUEUE": queue,
-        "INLET_UPLOADER__STATE_DIR": str(tmp / "state"),
-        "INLET_UPLOADER__QUARANTINE_DIR": str(tmp / "quarantine"),
-        "INLET_UPLOADER__DAQ_ROOTS": json.dumps([str(tmp_path_factory.getbasetemp())]),
-    }
-    redis.Redis.from_url(lake.settings.redis.url).delete(queue)  # what --no-wait queued
+    env = uploader_env("noworker")
+    yield env
+    redis.Redis.from_url(env["INLET_REDIS__URL"]).delete(env["INLET_UPLOADER__QUEUE"])  # what --no-wait queued
 
 
 def inlet(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -60,8 +49,7 @@ def test_read_command_prints_json_on_the_lake(env: dict[str, str], args: list[st
 
 def daq_file(tmp_path: Path) -> tuple[Path, int]:
     run = random.randint(100_000, 999_999)
-    path = tmp_path / f"run{run:06d}_pmt_0001.mid.gz"
-    path.write_bytes(os.urandom(1024))
+    (path,) = daq_files(tmp_path, run, 1, size=1024)
     return path, run
 
 
@@ -85,12 +73,12 @@ def test_upload_without_a_worker_says_so_at_once_and_waits(env: dict[str, str], 
         proc.wait(30)
 
 
-def test_upload_without_a_worker_gives_up_after_timeout(lake: Lake, env: dict[str, str], tmp_path: Path) -> None:
+def test_upload_without_a_worker_gives_up_after_timeout(env: dict[str, str], tmp_path: Path) -> None:
     path, run = daq_file(tmp_path)
     res = inlet(env, "upload", str(path), "--run", str(run), "--timeout", "1")
     assert res.returncode == 2, res.stderr
     assert "no uploader worker took the queue" in res.stderr and "nothing was queued" in res.stderr
-    assert redis.Redis.from_url(lake.settings.redis.url).llen(env["INLET_UPLOADER__QUEUE"]) == 0
+    assert redis.Redis.from_url(env["INLET_REDIS__URL"]).llen(env["INLET_UPLOADER__QUEUE"]) == 0
 
 
 def test_upload_no_wait_without_a_worker_queues_and_says_so(env: dict[str, str], tmp_path: Path) -> None:

@@ -23,10 +23,10 @@ from typing import Any
 import pytest
 import redis
 
-from inlet.config import load_settings
 from inlet.lake.lake import Lake
 from tests.integration import test_uploader_flow as flow
-from tests.integration.test_uploader_flow import BIN, SCOPE, Events, _adler, ask, inlet, make_run, wait_for
+from tests.integration.conftest import BIN, daq_files, wait_for
+from tests.integration.test_uploader_flow import SCOPE, Events, _adler, ask, inlet
 
 # test_uploader_flow's fixtures, reused rather than copied: its env (a queue, state and
 # quarantine of this module's own; DAQ roots: pytest's temporary directory), a real worker on
@@ -73,7 +73,7 @@ print(json.dumps(out))
 
 def forge(env: dict[str, str], *tasks: tuple[str, list[Any]]) -> list[dict[str, Any]]:
     res = subprocess.run(
-        [sys.executable, "-c", FORGE, env.get("INLET_REDIS__URL") or load_settings().redis.url,
+        [sys.executable, "-c", FORGE, env["INLET_REDIS__URL"],
          env["INLET_UPLOADER__QUEUE"]],
         input=json.dumps(tasks), env=env, capture_output=True, text=True, timeout=300, check=False,
     )  # fmt: skip
@@ -124,7 +124,7 @@ def test_a_task_naming_dir_sub_dotdot_does_not_move_the_directory(
     run = random.randint(100_000, 999_999)
     parent = tmp_path / f"parent{run}"
     (parent / "sub").mkdir(parents=True)
-    (keep,) = make_run(parent, run, 1, size=100)
+    (keep,) = daq_files(parent, run, 1, size=100)
     (out,) = forge(env, ("inlet.upload_batch", [[{"path": f"{parent}/sub/.."}], run, "raw"]))
     assert out["ok"]["registered"] == []
     assert "is a directory" in out["ok"]["quarantined"][f"{parent}/sub/.."]
@@ -170,11 +170,11 @@ def test_a_forged_task_outside_the_roots_is_refused_and_the_worker_keeps_going(
     assert reason(env, "shadow")["moved_to"] is None
 
     # A raw message that is not even a Celery task, pushed straight into the queue.
-    r = redis.Redis.from_url(env.get("INLET_REDIS__URL") or load_settings().redis.url)
+    r = redis.Redis.from_url(env["INLET_REDIS__URL"])
     r.lpush(env["INLET_UPLOADER__QUEUE"], b"\xff not json", json.dumps({"body": "x" * 100, "headers": 5}))
 
     # The worker is still there and still works.
-    (good,) = make_run(tmp_path / "daq", run, 1, size=1000)
+    (good,) = daq_files(tmp_path / "daq", run, 1, size=1000)
     res = inlet(env, "upload", str(good), "--run", str(run))
     assert res.returncode == 0, res.stderr
     assert worker.poll() is None
@@ -201,7 +201,7 @@ def test_bad_sidecars_are_quarantined_with_reasons_while_the_good_files_are_regi
 ) -> None:  # fmt: skip
     run = random.randint(100_000, 999_999)
     daq = tmp_path / "daq"
-    files = make_run(daq, run, len(BAD_SIDECARS) + 2, size=1200)
+    files = daq_files(daq, run, len(BAD_SIDECARS) + 2, size=1200)
     good = [files[0], files[-1]]
     for f in good:
         side = {"run": run, "size": 1200, "adler32": _adler(f.read_bytes())}
@@ -259,7 +259,7 @@ def test_a_bad_sidecar_in_a_task_quarantines_its_file_and_the_batch_goes_in(
     env: dict[str, str], worker: subprocess.Popen[bytes], tmp_path: Path
 ) -> None:
     run = random.randint(100_000, 999_999)
-    ok, bad_size, bad_run = make_run(tmp_path / "daq", run, 3, size=900)
+    ok, bad_size, bad_run = daq_files(tmp_path / "daq", run, 3, size=900)
     (out,) = forge(env, ("inlet.upload_batch", [[
         {"path": str(ok), "sidecar": {"size": 900}},
         {"path": str(bad_size), "sidecar": {"size": "abc"}},

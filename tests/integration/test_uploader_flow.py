@@ -10,10 +10,9 @@ import random
 import subprocess
 import sys
 import threading
-import time
 import uuid
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +22,8 @@ import stomp
 from inlet.catalog import open_catalog
 from inlet.catalog.models import OutboxMessage, Run, RunFile
 from inlet.lake.lake import Lake
+from tests.integration.conftest import BIN, UploaderEnv, daq_files, wait_for
 
-BIN = Path(sys.executable).parent
 SCOPE = "cygno.raw"
 HELD = {"tier": "raw", "rules": [{"rse_expression": "SITE_B_DISK", "delay_injection": 86400}]}
 
@@ -33,53 +32,14 @@ def _adler(data: bytes) -> str:
     return f"{zlib.adler32(data) & 0xFFFFFFFF:08x}"
 
 
-def wait_for(what: str, cond: Any, timeout: float = 120.0, every: float = 0.5) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = cond()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError(f"gave up waiting for {what}")
+@pytest.fixture(scope="module")
+def env(uploader_env: UploaderEnv) -> dict[str, str]:
+    return uploader_env("flow", streams=json.dumps({"raw": {"tier": "raw"}, "held": HELD}))
 
 
 @pytest.fixture(scope="module")
-def env(lake: Lake, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    state = tmp_path_factory.mktemp("uploader-state")
-    streams = {"raw": {"tier": "raw"}, "held": HELD}
-    return {
-        **os.environ,
-        **lake.rucio_client_env(),
-        **lake.exports(),
-        # A queue of its own: nothing left over from another session reaches this worker.
-        "INLET_UPLOADER__QUEUE": f"inlet.upload.test-{uuid.uuid4().hex[:8]}",
-        "INLET_UPLOADER__STATE_DIR": str(state / "state"),
-        "INLET_UPLOADER__QUARANTINE_DIR": str(state / "quarantine"),
-        "INLET_UPLOADER__STREAMS": json.dumps(streams),
-        # The DAQ files of these tests live under pytest's temporary directory.
-        "INLET_UPLOADER__DAQ_ROOTS": json.dumps([str(tmp_path_factory.getbasetemp())]),
-    }
-
-
-@pytest.fixture(scope="module")
-def worker(env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[subprocess.Popen[bytes]]:
-    log = tmp_path_factory.mktemp("worker") / "worker.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [str(BIN / "celery"), "-A", "inlet.uploader", "worker", "-c", "2", "-n", f"flow-{uuid.uuid4().hex[:6]}@%h",
-             "--loglevel", "INFO", "--without-gossip", "--without-mingle"],
-            env=env, stdout=out, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    try:
-        wait_for("the worker to be ready", lambda: b"ready." in log.read_bytes() or proc.poll() is not None, 90)
-        assert proc.poll() is None, log.read_text()[-3000:]
-        yield proc
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+def worker(env: dict[str, str], celery_worker: Callable[..., subprocess.Popen[bytes]]) -> subprocess.Popen[bytes]:
+    return celery_worker(env, f"flow-{uuid.uuid4().hex[:6]}", concurrency=2)
 
 
 def inlet(env: dict[str, str], *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
@@ -163,16 +123,6 @@ def events(lake: Lake) -> Iterator[Events]:
     conn.disconnect()
 
 
-def make_run(root: Path, run: int, n: int, size: int = 85_000) -> list[Path]:
-    root.mkdir(parents=True, exist_ok=True)
-    files = []
-    for i in range(1, n + 1):
-        p = root / f"run{run:06d}_pmt_{i:04d}.mid.gz"
-        p.write_bytes(os.urandom(size))
-        files.append(p)
-    return files
-
-
 @pytest.fixture(scope="module")
 def run_number() -> int:
     return random.randint(100_000, 999_999)
@@ -183,7 +133,7 @@ def uploaded(
     env: dict[str, str], worker: subprocess.Popen[bytes], events: Events, run_number: int,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> list[Path]:  # fmt: skip
-    files = make_run(tmp_path_factory.mktemp("daq"), run_number, 4)
+    files = daq_files(tmp_path_factory.mktemp("daq"), run_number, 4)
     res = inlet(env, "upload", *map(str, files), "--run", str(run_number), "--stream", "raw", "--end-run")
     assert res.returncode == 0, res.stderr
     summary = json.loads(res.stdout.strip().splitlines()[-1])
@@ -311,7 +261,7 @@ def test_sidecar_checksum_mismatch_registers_nothing(
     env: dict[str, str], worker: subprocess.Popen[bytes], tmp_path: Path
 ) -> None:
     run = random.randint(100_000, 999_999)
-    (f,) = make_run(tmp_path, run, 1, size=1000)
+    (f,) = daq_files(tmp_path, run, 1, size=1000)
     script = (
         "import json,sys; from inlet.uploader.celery_app import upload_batch; "
         "r = upload_batch.delay([{'path': sys.argv[1], 'sidecar': {'adler32': '00000001'}}], int(sys.argv[2]), 'raw'); "
@@ -339,8 +289,8 @@ def test_daq_copy_is_freed_only_once_every_rule_is_ok(
         wait_for("the releaser's first poll", lambda: b"release poll:" in log_path.read_bytes(), 60)
         # A stream whose rule cannot be satisfied yet (waiting for injection), and a normal run.
         held_run, run = random.randint(100_000, 999_999), random.randint(100_000, 999_999)
-        (held,) = make_run(tmp_path / "held", held_run, 1, size=2000)
-        files = make_run(tmp_path / "daq", run, 2, size=3000)
+        (held,) = daq_files(tmp_path / "held", held_run, 1, size=2000)
+        files = daq_files(tmp_path / "daq", run, 2, size=3000)
         assert inlet(env, "upload", str(held), "--run", str(held_run), "--stream", "held").returncode == 0
         assert inlet(env, "upload", *map(str, files), "--run", str(run)).returncode == 0
         assert ask(env, ["wait_rules_ok", SCOPE, f"run{run:06d}.raw", 150]) == [["OK", "OK", "OK"]]
@@ -375,7 +325,7 @@ def test_watch_uploads_closed_files_and_quarantines_bad_names(
 ) -> None:
     run = random.randint(100_000, 999_999)
     daq = tmp_path / "daq"
-    (with_sidecar, still) = make_run(daq, run, 2, size=1500)
+    (with_sidecar, still) = daq_files(daq, run, 2, size=1500)
     with_sidecar.with_name(with_sidecar.name + ".json").write_text(
         json.dumps({"run": run, "adler32": _adler(with_sidecar.read_bytes())})
     )

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import http.server
 import json
-import os
 import random
 import signal
 import socket
@@ -16,7 +15,7 @@ import subprocess
 import sys
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +26,8 @@ import stomp
 from prometheus_client.parser import text_string_to_metric_families
 
 from inlet.lake.lake import Lake
-from tests.integration.test_uploader_faults import wait_for
+from tests.integration.conftest import BIN, UploaderEnv, daq_files, wait_for
 
-BIN = Path(sys.executable).parent
 SIZE = 3000
 
 
@@ -41,42 +39,16 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def env(lake: Lake, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    state = tmp_path_factory.mktemp("observability")
-    base = lake.settings.redis.url.rsplit("/", 1)[0]
-    url = f"{base}/10"
-    redis.Redis.from_url(url).flushdb()  # the status counters of this module start from zero
-    return {
-        **os.environ,
-        **lake.rucio_client_env(),
-        **lake.exports(),
-        "INLET_REDIS__URL": url,
-        "INLET_UPLOADER__QUEUE": f"inlet.upload.obs-{uuid.uuid4().hex[:8]}",
-        "INLET_UPLOADER__STATE_DIR": str(state / "state"),
-        "INLET_UPLOADER__QUARANTINE_DIR": str(state / "quarantine"),
-        "INLET_UPLOADER__METRICS_PORT": str(free_port()),
-        # The DAQ files of these tests live under pytest's temporary directory.
-        "INLET_UPLOADER__DAQ_ROOTS": json.dumps([str(tmp_path_factory.getbasetemp())]),
-    }
+def env(uploader_env: UploaderEnv) -> dict[str, str]:
+    env = uploader_env("obs", metrics_port=free_port())
+    redis.Redis.from_url(env["INLET_REDIS__URL"]).flushdb()  # the status counters of this module start from zero
+    return env
 
 
 @pytest.fixture(scope="module")
-def worker(env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[subprocess.Popen[bytes]]:
-    log = tmp_path_factory.mktemp("obs-worker") / "worker.log"
+def worker(env: dict[str, str], celery_worker: Callable[..., subprocess.Popen[bytes]]) -> subprocess.Popen[bytes]:
     # Two pool processes: the endpoint must sum what both observed.
-    proc = subprocess.Popen(
-        [str(BIN / "celery"), "-A", "inlet.uploader", "worker", "-c", "2", "-n", f"obs-{uuid.uuid4().hex[:6]}@%h",
-         "--loglevel", "INFO", "--without-gossip", "--without-mingle"],
-        env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True,
-    )  # fmt: skip
-    try:
-        wait_for("the worker and its metrics endpoint", lambda: b"uploader metrics on" in log.read_bytes()
-                 or proc.poll() is not None, 120)  # fmt: skip
-        assert proc.poll() is None, log.read_text()[-3000:]
-        yield proc
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(60)
+    return celery_worker(env, f"obs-{uuid.uuid4().hex[:6]}", concurrency=2, ready=b"uploader metrics on")
 
 
 def scrape(env: dict[str, str]) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -102,21 +74,11 @@ def status(env: dict[str, str]) -> dict[str, Any]:
     return out
 
 
-def make_files(root: Path, run: int, n: int) -> list[Path]:
-    root.mkdir(parents=True, exist_ok=True)
-    files = []
-    for i in range(1, n + 1):
-        p = root / f"run{run:06d}_pmt_{i:04d}.mid.gz"
-        p.write_bytes(os.urandom(SIZE))
-        files.append(p)
-    return files
-
-
 def test_status_reports_queued_batches_while_no_worker_runs(env: dict[str, str], tmp_path: Path) -> None:
     idle = {**env, "INLET_UPLOADER__QUEUE": f"inlet.upload.idle-{uuid.uuid4().hex[:8]}"}
     before = status(idle)
     run = random.randint(100_000, 999_999)
-    files = make_files(tmp_path, run, 3)
+    files = daq_files(tmp_path, run, 3, size=SIZE)
     res = subprocess.run(
         [str(BIN / "inlet"), "upload", *map(str, files), "--run", str(run), "--batch-size", "1", "--no-wait"],
         env=idle, capture_output=True, text=True, timeout=120, check=False,
@@ -140,7 +102,7 @@ def test_metrics_endpoint_and_status_count_an_upload(
 ) -> None:
     m0, s0 = scrape(env), status(env)
     run = random.randint(100_000, 999_999)
-    files = make_files(tmp_path, run, 3)
+    files = daq_files(tmp_path, run, 3, size=SIZE)
     res = subprocess.run([str(BIN / "inlet"), "upload", *map(str, files), "--run", str(run), "--batch-size", "1"],
                          env=env, capture_output=True, text=True, timeout=300, check=False)  # fmt: skip
     assert res.returncode == 0, res.stderr

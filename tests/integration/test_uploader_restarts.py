@@ -11,12 +11,9 @@ service back in a ``finally``, so the tests after them find a healthy lake.
 from __future__ import annotations
 
 import json
-import os
 import random
-import signal
 import subprocess
 import sys
-import uuid
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,9 +28,8 @@ from inlet.lake.lake import Lake
 from inlet.lake.ports import wait_until
 from inlet.lake.services.base import Service
 from inlet.uploader import pacing
-from tests.integration.test_uploader_faults import start_worker, wait_for
+from tests.integration.conftest import BIN, UploaderEnv, daq_files, start_worker, stop_worker, wait_for
 
-BIN = Path(sys.executable).parent
 SCOPE = "cygno.raw"
 N_FILES = 4
 
@@ -62,24 +58,12 @@ def rucio_view(env: dict[str, str], run: int) -> dict[str, Any]:
 
 
 @pytest.fixture
-def env(lake: Lake, tmp_path: Path) -> dict[str, str]:
-    base = lake.settings.redis.url.rsplit("/", 1)[0]
-    return {
-        **os.environ,
-        **lake.rucio_client_env(),
-        **lake.exports(),
-        "INLET_REDIS__URL": f"{base}/9",
-        "INLET_UPLOADER__QUEUE": f"inlet.upload.restarts-{uuid.uuid4().hex[:8]}",
-        "INLET_UPLOADER__STATE_DIR": str(tmp_path / "state"),
-        "INLET_UPLOADER__QUARANTINE_DIR": str(tmp_path / "quarantine"),
-        "INLET_UPLOADER__FILES_PER_SECOND": "0.0001",
-        "INLET_UPLOADER__BURST_FILES": str(N_FILES),
-        "INLET_UPLOADER__BATCH_SIZE": "1",
-        "INLET_UPLOADER__RETRY_BACKOFF": "0.5",
-        # Long enough that the held batch is not handed out again while it waits: a second
-        # delivery would be harmless (the pipeline is idempotent) but is not what is tested here.
-        "INLET_UPLOADER__VISIBILITY_TIMEOUT": "600",
-    }
+def env(uploader_env: UploaderEnv, tmp_path: Path) -> dict[str, str]:
+    # A visibility timeout long enough that the held batch is not handed out again while it
+    # waits: a second delivery would be harmless (the pipeline is idempotent) but is not what is
+    # tested here.
+    pacing_one_by_one = {"files_per_second": 0.0001, "burst_files": N_FILES, "batch_size": 1}
+    return uploader_env("restarts", tmp_path, **pacing_one_by_one, retry_backoff=0.5, visibility_timeout=600)
 
 
 class HeldRun:
@@ -90,12 +74,7 @@ class HeldRun:
         self.r = redis.Redis.from_url(env["INLET_REDIS__URL"])
         self.r.flushdb()
         self.run = random.randint(100_000, 999_999)
-        self.files = []
-        for i in range(1, N_FILES + 1):
-            p = tmp_path / "daq" / f"run{self.run:06d}_pmt_{i:04d}.mid.gz"
-            p.parent.mkdir(exist_ok=True)
-            p.write_bytes(os.urandom(4096))
-            self.files.append(p)
+        self.files = daq_files(tmp_path / "daq", self.run, N_FILES, size=4096)
         self.log = tmp_path / "worker.log"
         self.worker: subprocess.Popen[bytes] | None = None
 
@@ -162,9 +141,7 @@ class HeldRun:
             cat.dispose()
 
     def stop(self) -> None:
-        if self.worker is not None and self.worker.poll() is None:
-            os.killpg(self.worker.pid, signal.SIGTERM)
-            self.worker.wait(60)
+        stop_worker(self.worker)
 
 
 @pytest.fixture
