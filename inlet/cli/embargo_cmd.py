@@ -59,7 +59,7 @@ def release(
         os.environ.update(Lake(settings).rucio_client_env())
     from rucio.client import Client
 
-    from inlet.policies.release import release as do_release
+    from inlet.policies.embargo_release import release as do_release
 
     # Rucio's errors (unreachable, refused credentials, unknown scope) are explained in one line
     # by the CLI's one handler.

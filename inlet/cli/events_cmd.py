@@ -39,13 +39,14 @@ def publish(
         raise _fail(f"--payload is not JSON ({err})", 'pass an object, e.g. --payload \'{"scope": "x"}\'') from err
     if not isinstance(body, dict):
         raise _fail("--payload must be a JSON object", 'pass an object, e.g. --payload \'{"scope": "cygno"}\'')
-    s = load_settings()
+    settings = load_settings()
     envelope = make_inlet_event(event_type, body, event_id)
-    conn = connection(s.broker)
+    conn = connection(settings.broker)
     # A BrokerLoginError says which of refused / unreachable: the CLI's one handler prints it.
-    login(conn, s.broker.host, s.broker.stomp_port, s.broker.username, s.broker.password)
+    broker = settings.broker
+    login(conn, broker.host, broker.stomp_port, broker.username, broker.password)
     try:
-        conn.send(s.broker.inlet_topic, json.dumps(envelope), headers={"persistent": "true", "event_type": event_type})
+        conn.send(broker.inlet_topic, json.dumps(envelope), headers={"persistent": "true", "event_type": event_type})
     finally:
         conn.disconnect()
     typer.echo(envelope["id"])
@@ -57,8 +58,8 @@ def dlq_list(as_json: JsonFlag = False) -> None:
     from inlet.listener.broker import header_safe
     from inlet.listener.dlq import DeadLetterQueue
 
-    s = load_settings()
-    letters = DeadLetterQueue(s.broker, s.listener).letters()  # a DLQError: the CLI's one handler
+    settings = load_settings()
+    letters = DeadLetterQueue(settings.broker, settings.listener).letters()  # a DLQError: the CLI's one handler
     if as_json:
         # JSON escapes control characters itself: nothing reaches a terminal raw.
         echo_json([{k: v for k, v in vars(letter).items() if k not in ("body", "headers")} for letter in letters])
@@ -68,7 +69,7 @@ def dlq_list(as_json: JsonFlag = False) -> None:
         fields = (letter.dlq_id, letter.at, letter.event_type or "-", letter.handler or "-", letter.reason)
         # Anyone who can publish wrote parts of these: no control character reaches the terminal.
         typer.echo("\t".join(header_safe(f, 2000) for f in fields))
-    typer.echo(f"{len(letters)} message(s) in {s.listener.dlq}")
+    typer.echo(f"{len(letters)} message(s) in {settings.listener.dlq}")
 
 
 @dlq_app.command("show")
@@ -80,8 +81,8 @@ def dlq_show(
     from inlet.listener.broker import header_safe
     from inlet.listener.dlq import DeadLetterQueue
 
-    s = load_settings()
-    letter = DeadLetterQueue(s.broker, s.listener).show(dlq_id)
+    settings = load_settings()
+    letter = DeadLetterQueue(settings.broker, settings.listener).show(dlq_id)
     if as_json:
         echo_json({"headers": letter.headers, "body": letter.body.decode("utf-8", errors="replace")})
         return
@@ -105,10 +106,10 @@ def dlq_replay(
     """Send messages back to the queue they came from, for the listener to handle again."""
     from inlet.listener.dlq import DeadLetterQueue, DLQError
 
-    s = load_settings()
+    settings = load_settings()
     if not all_ and not dlq_ids:
         raise DLQError("nothing to replay", "name ids from `inlet events dlq list`, or --all")
-    dlq = DeadLetterQueue(s.broker, s.listener)
+    dlq = DeadLetterQueue(settings.broker, settings.listener)
     ids = [letter.dlq_id for letter in dlq.letters()] if all_ else list(dlq_ids or [])
     done = dlq.replay(ids, body.read_bytes() if body else None)
     for i in done:

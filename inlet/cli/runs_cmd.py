@@ -92,8 +92,8 @@ def runs(
     except ValueError as err:
         raise InletError(str(err), "see `inlet runs -h`") from err
     catalog = open_catalog(load_settings().catalog_url())
-    with catalog.session() as s:
-        rows = list_runs(s, state, since_t, experiment)
+    with catalog.session() as session:
+        rows = list_runs(session, state, since_t, experiment)
     catalog.dispose()
     if as_json:
         echo_json(rows)

@@ -106,16 +106,26 @@ def upload(
     require_redis(settings.redis.url)
     await_worker(settings.uploader.queue, no_wait, timeout)
     results, end = api.submit(
-        items, run, stream, experiment, batch_size=batch_size, every=every, end_run=end_run,
+        items,
+        run,
+        stream,
+        experiment,
+        batch_size=batch_size,
+        every=every,
+        end_run=end_run,
         expected_files=len(items) if end_run else None,
-    )  # fmt: skip
+    )
     if no_wait:
         console.print(f"queued {len(items)} files in {len(results)} batches")
         return
     with Progress(
-        TextColumn("[bold]run {task.fields[run]}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        console=console, transient=False,
-    ) as bar:  # fmt: skip
+        TextColumn("[bold]run {task.fields[run]}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    ) as bar:
         task = bar.add_task("upload", total=len(items), run=run)
 
         def advance(res: dict[str, Any]) -> None:
@@ -126,9 +136,12 @@ def upload(
     for path, why in {**outcome.failed, **outcome.quarantined}.items():
         console.print(f"[bold red]refused:[/] {escape(path)}: {escape(why)}")
     summary = {
-        "registered": len(outcome.registered), "skipped": len(outcome.skipped), "failed": len(outcome.failed),
-        "quarantined": len(outcome.quarantined), "run_state": outcome.run_state,
-    }  # fmt: skip
+        "registered": len(outcome.registered),
+        "skipped": len(outcome.skipped),
+        "failed": len(outcome.failed),
+        "quarantined": len(outcome.quarantined),
+        "run_state": outcome.run_state,
+    }
     typer.echo(json.dumps(summary))
     if not outcome.ok:
         raise typer.Exit(code=1)
@@ -146,32 +159,34 @@ def status(
     from inlet.lake.services.redis import masked_url
     from inlet.uploader import app_runtime, pacing
 
-    s = app_runtime.settings()
-    require_redis(s.redis.url)
-    r = app_runtime.redis_client(s.redis.url)
+    settings = app_runtime.settings()
+    require_redis(settings.redis.url)
+    r = app_runtime.redis_client(settings.redis.url)
     try:
         now = time.time()
         recent = [g for g in pacing.grants(r) if now - float(g["at"]) <= 60]
-        depth: Any = r.llen(s.uploader.queue)
+        depth: Any = r.llen(settings.uploader.queue)
         queued = int(depth)
         out = {
-            "queue": s.uploader.queue,
+            "queue": settings.uploader.queue,
             "queued": queued,
             "waiting_for_tokens": pacing.counter(r, pacing.WAITING),
             "registered_total": pacing.counter(r, pacing.REGISTERED),
             "errors_total": pacing.counter(r, pacing.ERRORS),
             "files_per_s_last_minute": sum(int(g["files"]) for g in recent) / 60.0,
-            "rse_slots_in_use": {rse: app_runtime.slots(s).in_use(rse) for rse in s.uploader.rse_concurrency},
+            "rse_slots_in_use": {
+                rse: app_runtime.slots(settings).in_use(rse) for rse in settings.uploader.rse_concurrency
+            },
         }
     except redis.AuthenticationError:
         console.print(
-            f"[bold red]error:[/] Redis at {escape(masked_url(s.redis.url))} refused the password; "
+            f"[bold red]error:[/] Redis at {escape(masked_url(settings.redis.url))} refused the password; "
             "fix: put Redis's password in \\[redis] url (INLET_REDIS__URL=redis://:PASSWORD@host:port/db)"
         )
         raise typer.Exit(code=2) from None
     except redis.RedisError as err:
         console.print(
-            f"[bold red]error:[/] cannot reach Redis at {escape(masked_url(s.redis.url))} ({escape(str(err))}); "
+            f"[bold red]error:[/] cannot reach Redis at {escape(masked_url(settings.redis.url))} ({escape(str(err))}); "
             "fix: start it (`inlet lake up`) or point \\[redis] url at it"
         )
         raise typer.Exit(code=2) from None
@@ -187,27 +202,27 @@ def release(
 ) -> None:
     """Free DAQ copies whose rules are all OK: on the listener's daq-release events, and by polling Rucio."""
     from inlet.uploader import app_runtime
+    from inlet.uploader.daq_release import PendingStore, Releaser
     from inlet.uploader.events import Subscription
     from inlet.uploader.pipeline import state_path
-    from inlet.uploader.release import PendingStore, Releaser
 
-    s = app_runtime.settings()
-    u = s.uploader
-    store = PendingStore(state_path(s, u.state_dir) / "pending")
-    releaser = Releaser(store, state_path(s, u.done_dir) if u.done_dir else None)
+    settings = app_runtime.settings()
+    uploader_settings = settings.uploader
+    store = PendingStore(state_path(settings, uploader_settings.state_dir) / "pending")
+    releaser = Releaser(store, state_path(settings, uploader_settings.done_dir) if uploader_settings.done_dir else None)
     if once:
         typer.echo(json.dumps({"released": releaser.poll_once()}))
         return
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    sub = Subscription(s.broker, releaser.on_event)
+    sub = Subscription(settings.broker, releaser.on_event)
 
     def subscribe() -> None:
         if not sub.alive:
             sub.open()
 
     try:
-        releaser.run(interval or u.release_poll, stop.is_set, subscribe)
+        releaser.run(interval or uploader_settings.release_poll, stop.is_set, subscribe)
     finally:
         sub.close()

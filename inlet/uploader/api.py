@@ -104,8 +104,8 @@ def submit(
     from inlet.uploader.celery_app import end_run as end_run_task
     from inlet.uploader.celery_app import upload_batch
 
-    s = app_runtime.settings()
-    size = batch_size or s.uploader.batch_size
+    settings = app_runtime.settings()
+    size = batch_size or settings.uploader.batch_size
     results = []
     next_at = time.monotonic()
     for i in range(0, len(items), size):
@@ -138,9 +138,15 @@ def upload(
     """Upload files of one run and wait for the workers; the whole flow in one call."""
     items = check_files(paths, run, stream, experiment)
     results, end = submit(
-        items, run, stream, experiment, batch_size=batch_size, every=every, end_run=end_run,
+        items,
+        run,
+        stream,
+        experiment,
+        batch_size=batch_size,
+        every=every,
+        end_run=end_run,
         expected_files=len(items) if end_run else None,
-    )  # fmt: skip
+    )
     return wait(results, end, timeout=timeout, progress=progress)
 
 

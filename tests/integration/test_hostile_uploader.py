@@ -73,10 +73,14 @@ print(json.dumps(out))
 
 def forge(env: dict[str, str], *tasks: tuple[str, list[Any]]) -> list[dict[str, Any]]:
     res = subprocess.run(
-        [sys.executable, "-c", FORGE, env["INLET_REDIS__URL"],
-         env["INLET_UPLOADER__QUEUE"]],
-        input=json.dumps(tasks), env=env, capture_output=True, text=True, timeout=300, check=False,
-    )  # fmt: skip
+        [sys.executable, "-c", FORGE, env["INLET_REDIS__URL"], env["INLET_UPLOADER__QUEUE"]],
+        input=json.dumps(tasks),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert res.returncode == 0, res.stderr[-2000:]
     out: list[dict[str, Any]] = json.loads(res.stdout)
     return out
@@ -153,7 +157,7 @@ def test_a_forged_task_outside_the_roots_is_refused_and_the_worker_keeps_going(
         ("inlet.upload_batch", [[], "abc", "raw"]),
         ("inlet.upload_batch", [[], 10**30, "raw"]),
         ("inlet.end_run", ["abc", "raw"]),
-    )  # fmt: skip
+    )
     first, second, not_list, bad_items, bad_run, huge_run, bad_end = forged
     assert first["ok"]["registered"] == [] and set(first["ok"]["quarantined"]) == {"/etc/shadow", str(planted)}
     assert all("outside the DAQ roots" in why for why in first["ok"]["quarantined"].values())
@@ -196,9 +200,13 @@ BAD_SIDECARS: dict[str, Any] = {
 
 
 def test_bad_sidecars_are_quarantined_with_reasons_while_the_good_files_are_registered(
-    lake: Lake, env: dict[str, str], worker: subprocess.Popen[bytes], events: Events, tmp_path: Path,
+    lake: Lake,
+    env: dict[str, str],
+    worker: subprocess.Popen[bytes],
+    events: Events,
+    tmp_path: Path,
     outside: Path,
-) -> None:  # fmt: skip
+) -> None:
     run = random.randint(100_000, 999_999)
     daq = tmp_path / "daq"
     files = daq_files(daq, run, len(BAD_SIDECARS) + 2, size=1200)
@@ -222,15 +230,25 @@ def test_bad_sidecars_are_quarantined_with_reasons_while_the_good_files_are_regi
 
     log = tmp_path / "watch.log"
     with log.open("wb") as out:
-        watcher = subprocess.Popen([str(BIN / "inlet"), "watch", str(daq), "--stable", "0", "--interval", "0.3"],
-                                   env=env, stdout=out, stderr=subprocess.STDOUT)  # fmt: skip
+        watcher = subprocess.Popen(
+            [str(BIN / "inlet"), "watch", str(daq), "--stable", "0", "--interval", "0.3"],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     try:
         ds = f"run{run:06d}.raw"
         want = [sorted(f.name for f in good)]
-        wait_for("the good files in the run dataset", lambda: ask(env, ["exists", SCOPE, ds]) == [True] and ask(
-            env, ["content", SCOPE, ds]) == want, 180)  # fmt: skip
-        wait_for("a reason file for every bad sidecar",
-                 lambda: all((qdir(env) / f"{f.name}.reason.json").exists() for f in bad.values()), 60)  # fmt: skip
+        wait_for(
+            "the good files in the run dataset",
+            lambda: ask(env, ["exists", SCOPE, ds]) == [True] and ask(env, ["content", SCOPE, ds]) == want,
+            180,
+        )
+        wait_for(
+            "a reason file for every bad sidecar",
+            lambda: all((qdir(env) / f"{f.name}.reason.json").exists() for f in bad.values()),
+            60,
+        )
         assert watcher.poll() is None, log.read_text()[-3000:]
     finally:
         watcher.terminate()
@@ -260,11 +278,21 @@ def test_a_bad_sidecar_in_a_task_quarantines_its_file_and_the_batch_goes_in(
 ) -> None:
     run = random.randint(100_000, 999_999)
     ok, bad_size, bad_run = daq_files(tmp_path / "daq", run, 3, size=900)
-    (out,) = forge(env, ("inlet.upload_batch", [[
-        {"path": str(ok), "sidecar": {"size": 900}},
-        {"path": str(bad_size), "sidecar": {"size": "abc"}},
-        {"path": str(bad_run), "sidecar": {"run": run + 1}},
-    ], run, "raw"]))  # fmt: skip
+    (out,) = forge(
+        env,
+        (
+            "inlet.upload_batch",
+            [
+                [
+                    {"path": str(ok), "sidecar": {"size": 900}},
+                    {"path": str(bad_size), "sidecar": {"size": "abc"}},
+                    {"path": str(bad_run), "sidecar": {"run": run + 1}},
+                ],
+                run,
+                "raw",
+            ],
+        ),
+    )
     assert out["ok"]["registered"] == [f"{SCOPE}:{ok.name}"]
     assert set(out["ok"]["quarantined"]) == {str(bad_size), str(bad_run)}
     assert (qdir(env) / bad_size.name).exists() and reason(env, bad_size.name)["kind"] == "bad-sidecar"

@@ -36,12 +36,20 @@ def test_a_killed_worker_loses_no_file(lake: Lake, env: dict[str, str], tmp_path
     first = start_worker(env, tmp_path / "victim.log")
     second = None
     try:
-        res = subprocess.run([str(BIN / "inlet"), "upload", *map(str, files), "--run", str(run), "--no-wait"],
-                             env=env, capture_output=True, text=True, timeout=180, check=False)  # fmt: skip
+        res = subprocess.run(
+            [str(BIN / "inlet"), "upload", *map(str, files), "--run", str(run), "--no-wait"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=180,
+            check=False,
+        )
         assert res.returncode == 0, res.stderr
         # One token: the first file is registered, the second batch is in the worker's hands, waiting.
-        wait_for("1 registered, 1 held", lambda: pacing.counter(r, pacing.REGISTERED) == 1
-                 and pacing.counter(r, pacing.WAITING) == 1)  # fmt: skip
+        wait_for(
+            "1 registered, 1 held",
+            lambda: pacing.counter(r, pacing.REGISTERED) == 1 and pacing.counter(r, pacing.WAITING) == 1,
+        )
         os.killpg(first.pid, signal.SIGKILL)
         first.wait(30)
         r.set(pacing.WAITING, 0)  # the killed worker could not take itself off the waiting count

@@ -91,8 +91,15 @@ print(json.dumps(out, default=str))
 
 
 def ask(env: dict[str, str], *ops: list[Any]) -> list[Any]:
-    res = subprocess.run([sys.executable, "-c", CLIENT], input=json.dumps(ops), env=env, capture_output=True,
-                         text=True, timeout=300, check=False)  # fmt: skip
+    res = subprocess.run(
+        [sys.executable, "-c", CLIENT],
+        input=json.dumps(ops),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert res.returncode == 0, res.stderr[-2000:]
     result: list[Any] = json.loads(res.stdout)
     return result
@@ -130,9 +137,12 @@ def run_number() -> int:
 
 @pytest.fixture(scope="module")
 def uploaded(
-    env: dict[str, str], worker: subprocess.Popen[bytes], events: Events, run_number: int,
+    env: dict[str, str],
+    worker: subprocess.Popen[bytes],
+    events: Events,
+    run_number: int,
     tmp_path_factory: pytest.TempPathFactory,
-) -> list[Path]:  # fmt: skip
+) -> list[Path]:
     files = daq_files(tmp_path_factory.mktemp("daq"), run_number, 4)
     res = inlet(env, "upload", *map(str, files), "--run", str(run_number), "--stream", "raw", "--end-run")
     assert res.returncode == 0, res.stderr
@@ -148,9 +158,13 @@ def test_run_upload_registers_dids_dataset_rules_catalogue_and_events(
     first = run_number // 1000 * 1000
     container = f"runs{first:06d}-{first + 999:06d}.raw"
     content, meta, rules, replicas, in_container = ask(
-        env, ["content", SCOPE, ds], ["meta", SCOPE, ds], ["rules", SCOPE, ds],
-        ["replicas", SCOPE, uploaded[0].name], ["content", SCOPE, container],
-    )  # fmt: skip
+        env,
+        ["content", SCOPE, ds],
+        ["meta", SCOPE, ds],
+        ["rules", SCOPE, ds],
+        ["replicas", SCOPE, uploaded[0].name],
+        ["content", SCOPE, container],
+    )
     assert content == sorted(f.name for f in uploaded)
     assert (meta["run_nr"], meta["run_number"], meta["run_state"], meta["is_open"]) == (
         run_number,
@@ -245,8 +259,14 @@ def test_bad_name_reaching_a_worker_goes_to_quarantine_with_a_reason(
         "r = upload_batch.delay([{'path': sys.argv[1]}], int(sys.argv[2]), 'raw'); "
         "print(json.dumps(r.get(timeout=120)))"
     )
-    res = subprocess.run([sys.executable, "-c", script, str(bad), str(run_number)], env=env, capture_output=True,
-                         text=True, timeout=180, check=False)  # fmt: skip
+    res = subprocess.run(
+        [sys.executable, "-c", script, str(bad), str(run_number)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
     assert res.returncode == 0, res.stderr
     out = json.loads(res.stdout)
     assert str(bad) in out["quarantined"]
@@ -267,8 +287,14 @@ def test_sidecar_checksum_mismatch_registers_nothing(
         "r = upload_batch.delay([{'path': sys.argv[1], 'sidecar': {'adler32': '00000001'}}], int(sys.argv[2]), 'raw'); "
         "print(json.dumps(r.get(timeout=120)))"
     )
-    res = subprocess.run([sys.executable, "-c", script, str(f), str(run)], env=env, capture_output=True,
-                         text=True, timeout=180, check=False)  # fmt: skip
+    res = subprocess.run(
+        [sys.executable, "-c", script, str(f), str(run)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
     assert res.returncode == 0, res.stderr
     out = json.loads(res.stdout)
     assert out["registered"] == []
@@ -283,8 +309,12 @@ def test_daq_copy_is_freed_only_once_every_rule_is_ok(
     # The releaser, listening for the listener's daq-release events; its next poll is an hour away.
     log_path = tmp_path / "release.log"
     rel_log = log_path.open("wb")
-    releaser = subprocess.Popen([str(BIN / "inlet"), "-v", "uploader", "release", "--interval", "3600"], env=env,
-                                stdout=rel_log, stderr=subprocess.STDOUT)  # fmt: skip
+    releaser = subprocess.Popen(
+        [str(BIN / "inlet"), "-v", "uploader", "release", "--interval", "3600"],
+        env=env,
+        stdout=rel_log,
+        stderr=subprocess.STDOUT,
+    )
     try:
         wait_for("the releaser's first poll", lambda: b"release poll:" in log_path.read_bytes(), 60)
         # A stream whose rule cannot be satisfied yet (waiting for injection), and a normal run.
@@ -300,8 +330,12 @@ def test_daq_copy_is_freed_only_once_every_rule_is_ok(
         conn = stomp.Connection12([(b.host, b.stomp_port)])
         conn.connect(b.username, b.password, wait=True)
         for f in [held, files[0]]:
-            doc = {"event_type": "daq-release", "payload": {"scope": SCOPE, "name": f.name, "rules": []},
-                   "created_at": "2026-11-21T00:00:00+00:00", "id": f"daq-release:{SCOPE}:{f.name}"}  # fmt: skip
+            doc = {
+                "event_type": "daq-release",
+                "payload": {"scope": SCOPE, "name": f.name, "rules": []},
+                "created_at": "2026-11-21T00:00:00+00:00",
+                "id": f"daq-release:{SCOPE}:{f.name}",
+            }
             conn.send(destination=b.inlet_topic, body=json.dumps(doc), headers={"event_type": "daq-release"})
         conn.disconnect()
         wait_for("the signalled DAQ copy to go", lambda: not files[0].exists(), 60)
@@ -333,8 +367,12 @@ def test_watch_uploads_closed_files_and_quarantines_bad_names(
     bad.write_bytes(b"not a run file")
     log_path = tmp_path / "watch.log"
     with log_path.open("wb") as out:
-        watcher = subprocess.Popen([str(BIN / "inlet"), "watch", str(daq), "--stable", "1", "--interval", "0.5"],
-                                   env=env, stdout=out, stderr=subprocess.STDOUT)  # fmt: skip
+        watcher = subprocess.Popen(
+            [str(BIN / "inlet"), "watch", str(daq), "--stable", "1", "--interval", "0.5"],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     try:
         cat = open_catalog(lake.settings.catalog_url())
 

@@ -67,8 +67,9 @@ def metric(sample: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: s
 
 
 def status(env: dict[str, str]) -> dict[str, Any]:
-    res = subprocess.run([str(BIN / "inlet"), "uploader", "status"], env=env, capture_output=True, text=True,
-                         timeout=120, check=False)  # fmt: skip
+    res = subprocess.run(
+        [str(BIN / "inlet"), "uploader", "status"], env=env, capture_output=True, text=True, timeout=120, check=False
+    )
     assert res.returncode == 0, res.stderr
     out: dict[str, Any] = json.loads(res.stdout)
     return out
@@ -81,8 +82,12 @@ def test_status_reports_queued_batches_while_no_worker_runs(env: dict[str, str],
     files = daq_files(tmp_path, run, 3, size=SIZE)
     res = subprocess.run(
         [str(BIN / "inlet"), "upload", *map(str, files), "--run", str(run), "--batch-size", "1", "--no-wait"],
-        env=idle, capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
+        env=idle,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert res.returncode == 0, res.stderr
     try:
         after = status(idle)
@@ -90,8 +95,10 @@ def test_status_reports_queued_batches_while_no_worker_runs(env: dict[str, str],
         assert after["queued"] == 3
         assert after["waiting_for_tokens"] == 0
         # Nothing ran: the totals did not move.
-        assert (after["registered_total"], after["errors_total"]) == (before["registered_total"],
-                                                                      before["errors_total"])  # fmt: skip
+        assert (after["registered_total"], after["errors_total"]) == (
+            before["registered_total"],
+            before["errors_total"],
+        )
         assert after["rse_slots_in_use"] == {"SITE_A_DISK": 0}
     finally:
         redis.Redis.from_url(idle["INLET_REDIS__URL"]).delete(idle["INLET_UPLOADER__QUEUE"])
@@ -103,14 +110,25 @@ def test_metrics_endpoint_and_status_count_an_upload(
     m0, s0 = scrape(env), status(env)
     run = random.randint(100_000, 999_999)
     files = daq_files(tmp_path, run, 3, size=SIZE)
-    res = subprocess.run([str(BIN / "inlet"), "upload", *map(str, files), "--run", str(run), "--batch-size", "1"],
-                         env=env, capture_output=True, text=True, timeout=300, check=False)  # fmt: skip
+    res = subprocess.run(
+        [str(BIN / "inlet"), "upload", *map(str, files), "--run", str(run), "--batch-size", "1"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert res.returncode == 0, res.stderr
     assert json.loads(res.stdout.strip().splitlines()[-1])["registered"] == 3
     # The worker observes a batch after its result is computed, right before it returns it.
-    m1 = wait_for("the third batch observed", lambda: (m := scrape(env)) and
-                  metric(m, "inlet_uploader_batch_seconds_count") - metric(m0, "inlet_uploader_batch_seconds_count")
-                  == 3 and m)  # fmt: skip
+    m1 = wait_for(
+        "the third batch observed",
+        lambda: (
+            (m := scrape(env))
+            and metric(m, "inlet_uploader_batch_seconds_count") - metric(m0, "inlet_uploader_batch_seconds_count") == 3
+            and m
+        ),
+    )
 
     def moved(name: str, **labels: str) -> float:
         return metric(m1, name, **labels) - metric(m0, name, **labels)
@@ -186,11 +204,15 @@ def listener(
         # the shared rate limit must not hold back the one this test waits for.
         "INLET_LISTENER__ALARMS__RATE_LIMIT": "100000",
     }
-    proc = subprocess.Popen([str(BIN / "inlet"), "-v", "listen"], env=lenv, stdout=log.open("wb"),
-                            stderr=subprocess.STDOUT)  # fmt: skip
+    proc = subprocess.Popen(
+        [str(BIN / "inlet"), "-v", "listen"], env=lenv, stdout=log.open("wb"), stderr=subprocess.STDOUT
+    )
     try:
-        wait_for("the listener to subscribe", lambda: "subscribed to" in log.read_text(errors="replace")
-                 or proc.poll() is not None, 120)  # fmt: skip
+        wait_for(
+            "the listener to subscribe",
+            lambda: "subscribed to" in log.read_text(errors="replace") or proc.poll() is not None,
+            120,
+        )
         assert proc.poll() is None, log.read_text()[-3000:]
         yield log
     finally:
@@ -223,8 +245,14 @@ def test_quarantined_file_raises_an_event_and_the_listeners_webhook_alarm(
         "r = upload_batch.delay([{'path': sys.argv[1]}], int(sys.argv[2]), 'raw'); "
         "print(json.dumps(r.get(timeout=120)))"
     )
-    res = subprocess.run([sys.executable, "-c", script, str(bad), str(run)], env=env, capture_output=True,
-                         text=True, timeout=180, check=False)  # fmt: skip
+    res = subprocess.run(
+        [sys.executable, "-c", script, str(bad), str(run)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
     assert res.returncode == 0, res.stderr
     assert str(bad) in json.loads(res.stdout)["quarantined"]
     try:
@@ -248,9 +276,15 @@ def test_quarantined_file_raises_an_event_and_the_listeners_webhook_alarm(
     (post,) = wait_for("the alarm on the webhook", lambda: [x for x in posts if bad.name in x["text"]], 120)
     assert "quarantined" in post["text"] and "bad-name" in post["text"]
 
-    m1 = wait_for("the quarantine counted", lambda: (m := scrape(env)) and metric(
-        m, "inlet_uploader_errors_total", kind="quarantined") > metric(
-        m0, "inlet_uploader_errors_total", kind="quarantined") and m)  # fmt: skip
+    m1 = wait_for(
+        "the quarantine counted",
+        lambda: (
+            (m := scrape(env))
+            and metric(m, "inlet_uploader_errors_total", kind="quarantined")
+            > metric(m0, "inlet_uploader_errors_total", kind="quarantined")
+            and m
+        ),
+    )
     assert (
         metric(m1, "inlet_uploader_errors_total", kind="quarantined")
         - metric(m0, "inlet_uploader_errors_total", kind="quarantined")

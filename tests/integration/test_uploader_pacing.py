@@ -37,9 +37,7 @@ def r(env: dict[str, str]) -> redis.Redis:
 
 
 @pytest.fixture(scope="module")
-def workers(
-    env: dict[str, str], r: redis.Redis, celery_worker: Callable[..., subprocess.Popen[bytes]]
-) -> list[str]:
+def workers(env: dict[str, str], r: redis.Redis, celery_worker: Callable[..., subprocess.Popen[bytes]]) -> list[str]:
     names = [f"pace-{c}-{uuid.uuid4().hex[:4]}" for c in "ab"]
     for name in names:
         celery_worker(env, name)
@@ -53,8 +51,12 @@ def test_two_workers_share_one_bucket_and_wait_instead_of_dropping(
     files = daq_files(tmp_path, run, 5, size=4096)
     res = subprocess.run(
         [str(BIN / "inlet"), "upload", *map(str, files), "--run", str(run), "--no-wait"],
-        env=env, capture_output=True, text=True, timeout=180, check=False,
-    )  # fmt: skip
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
     assert res.returncode == 0, res.stderr
 
     # Three tokens: three files registered; the other two are held by the two workers, waiting.

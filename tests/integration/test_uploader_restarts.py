@@ -50,8 +50,12 @@ print(json.dumps({"content": content, "dids": dids, "replicas": replicas}))
 def rucio_view(env: dict[str, str], run: int) -> dict[str, Any]:
     res = subprocess.run(
         [sys.executable, "-c", CLIENT, SCOPE, f"run{run:06d}.raw", f"run{run:06d}_"],
-        env=env, capture_output=True, text=True, timeout=300, check=False,
-    )  # fmt: skip
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert res.returncode == 0, res.stderr[-2000:]
     view: dict[str, Any] = json.loads(res.stdout)
     return view
@@ -84,11 +88,17 @@ class HeldRun:
         self.worker = start_worker(self.env, self.log)
         res = subprocess.run(
             [str(BIN / "inlet"), "upload", *map(str, self.files), "--run", str(self.run), "--no-wait"],
-            env=self.env, capture_output=True, text=True, timeout=180, check=False,
-        )  # fmt: skip
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=180,
+            check=False,
+        )
         assert res.returncode == 0, res.stderr
-        wait_for("1 registered, 1 held", lambda: pacing.counter(self.r, pacing.REGISTERED) == 1
-                 and pacing.counter(self.r, pacing.WAITING) == 1)  # fmt: skip
+        wait_for(
+            "1 registered, 1 held",
+            lambda: pacing.counter(self.r, pacing.REGISTERED) == 1 and pacing.counter(self.r, pacing.WAITING) == 1,
+        )
         assert self.r.llen(self.env["INLET_UPLOADER__QUEUE"]) == N_FILES - 2
 
     @property
@@ -167,8 +177,13 @@ def test_redis_restart_mid_run_loses_no_file_and_registers_each_once(lake: Lake,
     try:
         svc.proc.stop()  # the lake's own Redis, by its pid file: SIGTERM, the AOF is flushed
         # Both the consumer and the batch waiting for a token have seen Redis go.
-        wait_for("the worker to notice", lambda: "Connection to broker lost" in held_run.worker_log()
-                 and "Redis unreachable while waiting for pacing tokens" in held_run.worker_log())  # fmt: skip
+        wait_for(
+            "the worker to notice",
+            lambda: (
+                "Connection to broker lost" in held_run.worker_log()
+                and "Redis unreachable while waiting for pacing tokens" in held_run.worker_log()
+            ),
+        )
         svc.start()
         assert wait_until(svc.ready, 120), svc.proc.log_tail()
     finally:
@@ -189,8 +204,9 @@ def test_rucio_restart_mid_run_retries_and_registers_each_once(lake: Lake, held_
     try:
         svc.proc.stop()  # gunicorn and its workers, by the lake's pid file
         held_run.open_gate()
-        wait_for("a batch to fail against the stopped server and be retried",
-                 lambda: "; retry in " in held_run.worker_log())  # fmt: skip
+        wait_for(
+            "a batch to fail against the stopped server and be retried", lambda: "; retry in " in held_run.worker_log()
+        )
         svc.start()
         assert wait_until(svc.ready, 120), svc.proc.log_tail()
     finally:
