@@ -73,6 +73,36 @@ def wait_for(what: str, cond: Callable[[], Any], timeout: float = 120.0, every: 
     raise AssertionError(f"gave up waiting for {what}")
 
 
+def inlet(env: dict[str, str], *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    """``inlet ARGS`` as a process in ENV, its output captured (a bound of TIMEOUT s against a hang)."""
+    return subprocess.run(
+        [str(BIN / "inlet"), *args], env=env, capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+def python_child(env: dict[str, str], script: str, *args: str, stdin: str | None = None) -> str:
+    """What SCRIPT prints, run by a child Python in ENV (Rucio's client and Celery read their
+    configuration once per process); an AssertionError with its last words if it fails."""
+    cmd = [sys.executable, "-c", script, *args]
+    res = subprocess.run(cmd, input=stdin, env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert res.returncode == 0, res.stderr[-2000:]
+    return res.stdout
+
+
+#: Queues one batch straight to the workers, as `inlet watch` does: no client-side check.
+_QUEUE_BATCH = (
+    "import json,sys; from inlet.uploader.celery_app import upload_batch; "
+    "r = upload_batch.delay(json.loads(sys.argv[1]), int(sys.argv[2]), 'raw'); "
+    "print(json.dumps(r.get(timeout=120)))"
+)
+
+
+def queue_batch(env: dict[str, str], batch: list[dict[str, Any]], run: int) -> dict[str, Any]:
+    """BATCH of RUN (stream raw) through a worker without the CLI's checks; the worker's result."""
+    out: dict[str, Any] = json.loads(python_child(env, _QUEUE_BATCH, json.dumps(batch), str(run)))
+    return out
+
+
 def daq_files(root: Path, run: int, n: int, size: int = 85_000) -> list[Path]:
     """N DAQ files of RUN under ROOT, named as the DAQ names them, of random bytes."""
     root.mkdir(parents=True, exist_ok=True)

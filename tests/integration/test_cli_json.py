@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.integration.conftest import UploaderEnv, daq_files
+from tests.integration.conftest import UploaderEnv, daq_files, inlet
 
 INLET = str(Path(sys.executable).parent / "inlet")
 
@@ -30,10 +30,6 @@ def env(uploader_env: UploaderEnv) -> Iterator[dict[str, str]]:
     env = uploader_env("noworker")
     yield env
     redis.Redis.from_url(env["INLET_REDIS__URL"]).delete(env["INLET_UPLOADER__QUEUE"])  # what --no-wait queued
-
-
-def inlet(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([INLET, *args], env=env, capture_output=True, text=True, timeout=300, check=False)
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,6 @@ import os
 import random
 import shutil
 import subprocess
-import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,8 +24,8 @@ import redis
 
 from inlet.lake.lake import Lake
 from tests.integration import test_uploader_flow as flow
-from tests.integration.conftest import BIN, daq_files, wait_for
-from tests.integration.test_uploader_flow import SCOPE, Events, _adler, ask, inlet
+from tests.integration.conftest import BIN, daq_files, inlet, python_child, wait_for
+from tests.integration.test_uploader_flow import SCOPE, Events, _adler, ask
 
 # test_uploader_flow's fixtures, reused rather than copied: its env (a queue, state and
 # quarantine of this module's own; DAQ roots: pytest's temporary directory), a real worker on
@@ -72,17 +71,8 @@ print(json.dumps(out))
 
 
 def forge(env: dict[str, str], *tasks: tuple[str, list[Any]]) -> list[dict[str, Any]]:
-    res = subprocess.run(
-        [sys.executable, "-c", FORGE, env["INLET_REDIS__URL"], env["INLET_UPLOADER__QUEUE"]],
-        input=json.dumps(tasks),
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert res.returncode == 0, res.stderr[-2000:]
-    out: list[dict[str, Any]] = json.loads(res.stdout)
+    printed = python_child(env, FORGE, env["INLET_REDIS__URL"], env["INLET_UPLOADER__QUEUE"], stdin=json.dumps(tasks))
+    out: list[dict[str, Any]] = json.loads(printed)
     return out
 
 

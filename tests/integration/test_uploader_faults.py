@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import random
 import signal
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -20,7 +19,7 @@ from inlet.catalog import open_catalog
 from inlet.catalog.models import Run
 from inlet.lake.lake import Lake
 from inlet.uploader import pacing
-from tests.integration.conftest import BIN, UploaderEnv, daq_files, start_worker, stop_worker, wait_for
+from tests.integration.conftest import UploaderEnv, daq_files, inlet, start_worker, stop_worker, wait_for
 
 
 @pytest.fixture
@@ -36,14 +35,7 @@ def test_a_killed_worker_loses_no_file(lake: Lake, env: dict[str, str], tmp_path
     first = start_worker(env, tmp_path / "victim.log")
     second = None
     try:
-        res = subprocess.run(
-            [str(BIN / "inlet"), "upload", *map(str, files), "--run", str(run), "--no-wait"],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=180,
-            check=False,
-        )
+        res = inlet(env, "upload", *map(str, files), "--run", str(run), "--no-wait")
         assert res.returncode == 0, res.stderr
         # One token: the first file is registered, the second batch is in the worker's hands, waiting.
         wait_for(

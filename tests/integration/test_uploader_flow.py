@@ -8,7 +8,6 @@ import json
 import os
 import random
 import subprocess
-import sys
 import threading
 import uuid
 import zlib
@@ -22,7 +21,7 @@ import stomp
 from inlet.catalog import open_catalog
 from inlet.catalog.models import OutboxMessage, Run, RunFile
 from inlet.lake.lake import Lake
-from tests.integration.conftest import BIN, UploaderEnv, daq_files, wait_for
+from tests.integration.conftest import BIN, UploaderEnv, daq_files, inlet, python_child, queue_batch, wait_for
 
 SCOPE = "cygno.raw"
 HELD = {"tier": "raw", "rules": [{"rse_expression": "SITE_B_DISK", "delay_injection": 86400}]}
@@ -40,12 +39,6 @@ def env(uploader_env: UploaderEnv) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def worker(env: dict[str, str], celery_worker: Callable[..., subprocess.Popen[bytes]]) -> subprocess.Popen[bytes]:
     return celery_worker(env, f"flow-{uuid.uuid4().hex[:6]}", concurrency=2)
-
-
-def inlet(env: dict[str, str], *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(BIN / "inlet"), *args], env=env, capture_output=True, text=True, timeout=timeout, check=False
-    )
 
 
 def rucio(env: dict[str, str], *args: str) -> str:
@@ -91,17 +84,7 @@ print(json.dumps(out, default=str))
 
 
 def ask(env: dict[str, str], *ops: list[Any]) -> list[Any]:
-    res = subprocess.run(
-        [sys.executable, "-c", CLIENT],
-        input=json.dumps(ops),
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert res.returncode == 0, res.stderr[-2000:]
-    result: list[Any] = json.loads(res.stdout)
+    result: list[Any] = json.loads(python_child(env, CLIENT, stdin=json.dumps(ops)))
     return result
 
 
@@ -253,22 +236,7 @@ def test_bad_name_reaching_a_worker_goes_to_quarantine_with_a_reason(
 ) -> None:
     bad = tmp_path / f"run{run_number:06d}-oops.dat"
     bad.write_bytes(b"y" * 10)
-    # What `inlet watch` does: queue without the client-side check.
-    script = (
-        "import json,sys; from inlet.uploader.celery_app import upload_batch; "
-        "r = upload_batch.delay([{'path': sys.argv[1]}], int(sys.argv[2]), 'raw'); "
-        "print(json.dumps(r.get(timeout=120)))"
-    )
-    res = subprocess.run(
-        [sys.executable, "-c", script, str(bad), str(run_number)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
-    assert res.returncode == 0, res.stderr
-    out = json.loads(res.stdout)
+    out = queue_batch(env, [{"path": str(bad)}], run_number)
     assert str(bad) in out["quarantined"]
     assert "breaks the naming schema" in out["quarantined"][str(bad)]
     qdir = Path(env["INLET_UPLOADER__QUARANTINE_DIR"])
@@ -282,21 +250,7 @@ def test_sidecar_checksum_mismatch_registers_nothing(
 ) -> None:
     run = random.randint(100_000, 999_999)
     (f,) = daq_files(tmp_path, run, 1, size=1000)
-    script = (
-        "import json,sys; from inlet.uploader.celery_app import upload_batch; "
-        "r = upload_batch.delay([{'path': sys.argv[1], 'sidecar': {'adler32': '00000001'}}], int(sys.argv[2]), 'raw'); "
-        "print(json.dumps(r.get(timeout=120)))"
-    )
-    res = subprocess.run(
-        [sys.executable, "-c", script, str(f), str(run)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
-    assert res.returncode == 0, res.stderr
-    out = json.loads(res.stdout)
+    out = queue_batch(env, [{"path": str(f), "sidecar": {"adler32": "00000001"}}], run)
     assert out["registered"] == []
     assert "adler32 mismatch" in out["failed"][str(f)]
     assert f.exists()

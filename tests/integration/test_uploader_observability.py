@@ -12,7 +12,6 @@ import random
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -26,7 +25,7 @@ import stomp
 from prometheus_client.parser import text_string_to_metric_families
 
 from inlet.lake.lake import Lake
-from tests.integration.conftest import BIN, UploaderEnv, daq_files, wait_for
+from tests.integration.conftest import BIN, UploaderEnv, daq_files, inlet, queue_batch, wait_for
 
 SIZE = 3000
 
@@ -67,9 +66,7 @@ def metric(sample: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: s
 
 
 def status(env: dict[str, str]) -> dict[str, Any]:
-    res = subprocess.run(
-        [str(BIN / "inlet"), "uploader", "status"], env=env, capture_output=True, text=True, timeout=120, check=False
-    )
+    res = inlet(env, "uploader", "status")
     assert res.returncode == 0, res.stderr
     out: dict[str, Any] = json.loads(res.stdout)
     return out
@@ -80,14 +77,7 @@ def test_status_reports_queued_batches_while_no_worker_runs(env: dict[str, str],
     before = status(idle)
     run = random.randint(100_000, 999_999)
     files = daq_files(tmp_path, run, 3, size=SIZE)
-    res = subprocess.run(
-        [str(BIN / "inlet"), "upload", *map(str, files), "--run", str(run), "--batch-size", "1", "--no-wait"],
-        env=idle,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    res = inlet(idle, "upload", *map(str, files), "--run", str(run), "--batch-size", "1", "--no-wait")
     assert res.returncode == 0, res.stderr
     try:
         after = status(idle)
@@ -110,14 +100,7 @@ def test_metrics_endpoint_and_status_count_an_upload(
     m0, s0 = scrape(env), status(env)
     run = random.randint(100_000, 999_999)
     files = daq_files(tmp_path, run, 3, size=SIZE)
-    res = subprocess.run(
-        [str(BIN / "inlet"), "upload", *map(str, files), "--run", str(run), "--batch-size", "1"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    res = inlet(env, "upload", *map(str, files), "--run", str(run), "--batch-size", "1", timeout=300)
     assert res.returncode == 0, res.stderr
     assert json.loads(res.stdout.strip().splitlines()[-1])["registered"] == 3
     # The worker observes a batch after its result is computed, right before it returns it.
@@ -240,21 +223,7 @@ def test_quarantined_file_raises_an_event_and_the_listeners_webhook_alarm(
     bad = tmp_path / f"run{run:06d}-oops.dat"
     bad.write_bytes(b"z" * 10)
     # What `inlet watch` does: queue without the client-side name check, so the worker refuses it.
-    script = (
-        "import json,sys; from inlet.uploader.celery_app import upload_batch; "
-        "r = upload_batch.delay([{'path': sys.argv[1]}], int(sys.argv[2]), 'raw'); "
-        "print(json.dumps(r.get(timeout=120)))"
-    )
-    res = subprocess.run(
-        [sys.executable, "-c", script, str(bad), str(run)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
-    assert res.returncode == 0, res.stderr
-    assert str(bad) in json.loads(res.stdout)["quarantined"]
+    assert str(bad) in queue_batch(env, [{"path": str(bad)}], run)["quarantined"]
     try:
         (ev,) = wait_for(
             "the file-quarantined event on the inlet topic",

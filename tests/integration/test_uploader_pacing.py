@@ -20,7 +20,7 @@ from inlet.catalog import open_catalog
 from inlet.catalog.models import Run
 from inlet.lake.lake import Lake
 from inlet.uploader import pacing
-from tests.integration.conftest import BIN, UploaderEnv, daq_files, wait_for
+from tests.integration.conftest import UploaderEnv, daq_files, inlet, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -49,14 +49,7 @@ def test_two_workers_share_one_bucket_and_wait_instead_of_dropping(
 ) -> None:
     run = random.randint(100_000, 999_999)
     files = daq_files(tmp_path, run, 5, size=4096)
-    res = subprocess.run(
-        [str(BIN / "inlet"), "upload", *map(str, files), "--run", str(run), "--no-wait"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
+    res = inlet(env, "upload", *map(str, files), "--run", str(run), "--no-wait")
     assert res.returncode == 0, res.stderr
 
     # Three tokens: three files registered; the other two are held by the two workers, waiting.

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import random
 import subprocess
-import sys
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,7 +27,7 @@ from inlet.lake.lake import Lake
 from inlet.lake.ports import wait_until
 from inlet.lake.services.base import Service
 from inlet.uploader import pacing
-from tests.integration.conftest import BIN, UploaderEnv, daq_files, start_worker, stop_worker, wait_for
+from tests.integration.conftest import UploaderEnv, daq_files, inlet, python_child, start_worker, stop_worker, wait_for
 
 SCOPE = "cygno.raw"
 N_FILES = 4
@@ -48,16 +47,7 @@ print(json.dumps({"content": content, "dids": dids, "replicas": replicas}))
 
 
 def rucio_view(env: dict[str, str], run: int) -> dict[str, Any]:
-    res = subprocess.run(
-        [sys.executable, "-c", CLIENT, SCOPE, f"run{run:06d}.raw", f"run{run:06d}_"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert res.returncode == 0, res.stderr[-2000:]
-    view: dict[str, Any] = json.loads(res.stdout)
+    view: dict[str, Any] = json.loads(python_child(env, CLIENT, SCOPE, f"run{run:06d}.raw", f"run{run:06d}_"))
     return view
 
 
@@ -86,14 +76,7 @@ class HeldRun:
         """Worker up, run queued, one file through and the next batch held for a token."""
         self.bucket.try_take(N_FILES - 1, 0)  # a full bucket less all but one token
         self.worker = start_worker(self.env, self.log)
-        res = subprocess.run(
-            [str(BIN / "inlet"), "upload", *map(str, self.files), "--run", str(self.run), "--no-wait"],
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=180,
-            check=False,
-        )
+        res = inlet(self.env, "upload", *map(str, self.files), "--run", str(self.run), "--no-wait")
         assert res.returncode == 0, res.stderr
         wait_for(
             "1 registered, 1 held",
