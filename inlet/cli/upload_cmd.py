@@ -105,16 +105,7 @@ def upload(
     settings = app_runtime.settings()
     require_redis(settings.redis.url)
     await_worker(settings.uploader.queue, no_wait, timeout)
-    results, end = api.submit(
-        items,
-        run,
-        stream,
-        experiment,
-        batch_size=batch_size,
-        every=every,
-        end_run=end_run,
-        expected_files=len(items) if end_run else None,
-    )
+    results, end = api.submit(items, run, stream, experiment, batch_size=batch_size, every=every, end_run=end_run)
     if no_wait:
         console.print(f"queued {len(items)} files in {len(results)} batches")
         return

@@ -99,7 +99,8 @@ def submit(
 ) -> tuple[list[Any], Any]:
     """Queue ``items`` in batches; with ``every``, one batch every that many seconds (profile playback).
 
-    Returns the batch results and the end-of-run result (or None).
+    With ``end_run``, the run is closed once ``expected_files`` (default: these items) are
+    registered. Returns the batch results and the end-of-run result (or None).
     """
     from inlet.uploader.celery_app import end_run as end_run_task
     from inlet.uploader.celery_app import upload_batch
@@ -119,7 +120,8 @@ def submit(
         results.append(upload_batch.delay(batch, run, stream, experiment))
     end = None
     if end_run:
-        end = end_run_task.delay(run, stream, experiment, expected_files)
+        expected = len(items) if expected_files is None else expected_files
+        end = end_run_task.delay(run, stream, experiment, expected)
     return results, end
 
 
@@ -137,16 +139,7 @@ def upload(
 ) -> UploadOutcome:
     """Upload files of one run and wait for the workers; the whole flow in one call."""
     items = check_files(paths, run, stream, experiment)
-    results, end = submit(
-        items,
-        run,
-        stream,
-        experiment,
-        batch_size=batch_size,
-        every=every,
-        end_run=end_run,
-        expected_files=len(items) if end_run else None,
-    )
+    results, end = submit(items, run, stream, experiment, batch_size=batch_size, every=every, end_run=end_run)
     return wait(results, end, timeout=timeout, progress=progress)
 
 
