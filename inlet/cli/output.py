@@ -17,7 +17,9 @@ JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of a 
 
 #: The same flag on a command whose only output is JSON already: accepted, so that every read
 #: command takes ``--json``.
-JsonAlways = Annotated[bool, typer.Option("--json", help="Print JSON (this command's only output).")]
+JsonAlways = Annotated[
+    bool, typer.Option("--json", help="Print JSON (this command's only output).", show_default=False)
+]
 
 
 def echo_json(data: Any) -> None:
