@@ -69,8 +69,10 @@ def bench_lfn2pfn(n: int) -> None:
         return (time.perf_counter() - t) / n * 1e6
 
     ours, theirs = per_path(run_partitioned), per_path(rucio_hash)
-    print(f"lfn2pfn over {n} run files: inlet_run {ours:.2f} us/path, rucio hash {theirs:.2f} us/path, "
-          f"ratio {ours / theirs:.2f}x")  # fmt: skip
+    print(
+        f"lfn2pfn over {n} run files: inlet_run {ours:.2f} us/path, rucio hash {theirs:.2f} us/path, "
+        f"ratio {ours / theirs:.2f}x"
+    )
 
 
 def bench_embargo(lake: Lake, files: int, datasets: int) -> None:
@@ -87,10 +89,15 @@ def bench_embargo(lake: Lake, files: int, datasets: int) -> None:
     root.add_rse(public)
     root.add_protocol(
         public,
-        {"scheme": "file", "hostname": "localhost", "port": 0, "prefix": f"{lake.paths.data}/rses/{public}/",
-         "impl": "rucio.rse.protocols.posix.Default",
-         "domains": {"lan": {"read": 1, "write": 1, "delete": 1}, "wan": {"read": 1, "write": 1, "delete": 1}}},
-    )  # fmt: skip
+        {
+            "scheme": "file",
+            "hostname": "localhost",
+            "port": 0,
+            "prefix": f"{lake.paths.data}/rses/{public}/",
+            "impl": "rucio.rse.protocols.posix.Default",
+            "domains": {"lan": {"read": 1, "write": 1, "delete": 1}, "wan": {"read": 1, "write": 1, "delete": 1}},
+        },
+    )
     root.add_rse_attribute(public, "public", True)
     for rse in (public, private):
         root.set_local_account_limit(account, rse, 10**15)
@@ -128,12 +135,16 @@ def bench_embargo(lake: Lake, files: int, datasets: int) -> None:
             check=True,
         )
     t = {k: statistics.median(v) * 1000 for k, v in json.loads(res.stdout).items()}
-    print(f"add_rule on a {files}-file dataset ({datasets} datasets, median): private RSE {t['private']:.0f} ms, "
-          f"public RSE with embargo scan {t['public']:.0f} ms, ratio {t['public'] / t['private']:.2f}x")  # fmt: skip
-    print(f"refusal of a rule on a {files}-file dataset (median): "
-          f"generic refusal, no scan {t['denied_generic']:.0f} ms, "
-          f"embargo refusal after the scan {t['denied_embargo']:.0f} ms, "
-          f"ratio {t['denied_embargo'] / t['denied_generic']:.2f}x")  # fmt: skip
+    print(
+        f"add_rule on a {files}-file dataset ({datasets} datasets, median): private RSE {t['private']:.0f} ms, "
+        f"public RSE with embargo scan {t['public']:.0f} ms, ratio {t['public'] / t['private']:.2f}x"
+    )
+    print(
+        f"refusal of a rule on a {files}-file dataset (median): "
+        f"generic refusal, no scan {t['denied_generic']:.0f} ms, "
+        f"embargo refusal after the scan {t['denied_embargo']:.0f} ms, "
+        f"ratio {t['denied_embargo'] / t['denied_generic']:.2f}x"
+    )
 
 
 def main() -> None:

@@ -48,8 +48,18 @@ def main() -> int:
     prof = dict(PROFILES[args.profile])
     if args.speedup:
         prof["speedup"] = args.speedup
-    cmd = [str(BIN / "inlet"), "rehearse", "--duration", str(prof["duration"]), "--speedup", str(prof["speedup"]),
-           "--poll-interval", str(args.poll_interval), "--report-dir", str(args.report_dir)]  # fmt: skip
+    cmd = [
+        str(BIN / "inlet"),
+        "rehearse",
+        "--duration",
+        str(prof["duration"]),
+        "--speedup",
+        str(prof["speedup"]),
+        "--poll-interval",
+        str(args.poll_interval),
+        "--report-dir",
+        str(args.report_dir),
+    ]
     print("running:", " ".join(cmd), flush=True)
     load_before = os.getloadavg()
     t0 = time.monotonic()
@@ -65,17 +75,23 @@ def main() -> int:
     c = doc["counts"]
     up, ev, po = hops["upload"], hops["end to end (events)"], hops["end to end (polling)"]
     ratio = po["median"] / ev["median"] if ev["median"] and po["median"] else None
-    print(f"\nprofile {args.profile}: {c['sent']} chunks, speed-up {prof['speedup']}x, wall {wall:.0f} s, "
-          f"load before {load_before[0]:.1f}, after {os.getloadavg()[0]:.1f}")  # fmt: skip
+    print(
+        f"\nprofile {args.profile}: {c['sent']} chunks, speed-up {prof['speedup']}x, wall {wall:.0f} s, "
+        f"load before {load_before[0]:.1f}, after {os.getloadavg()[0]:.1f}"
+    )
     print(f"counts: {json.dumps(c)}")
     print(f"{'hop':<28} {'n':>6} {'mean':>7} {'median':>7} {'p90':>7} {'p99':>7} {'max':>7}")
     for h in doc["hops"]:
         if h["n"]:
-            print(f"{h['hop']:<28} {h['n']:>6} " + " ".join(f"{h[k]:>7.3f}" for k in ("mean", "median", "p90", "p99",
-                                                                                       "max")))  # fmt: skip
+            print(
+                f"{h['hop']:<28} {h['n']:>6} "
+                + " ".join(f"{h[k]:>7.3f}" for k in ("mean", "median", "p90", "p99", "max"))
+            )
     print("\nagainst the targets (issue #8) and EGO's 2019 figures:")
-    print(f"  lost {c['lost_events']}/{c['lost_polling']}, corrupted {c['corrupted_events']}/{c['corrupted_polling']}"
-          " (events/polling; target 0)")  # fmt: skip
+    print(
+        f"  lost {c['lost_events']}/{c['lost_polling']}, corrupted {c['corrupted_events']}/{c['corrupted_polling']}"
+        " (events/polling; target 0)"
+    )
     print(
         f"  upload mean {up['mean']:.3f} s: {up['mean'] / 0.3:.2f}x the 0.3 s target; "
         f"EGO {EGO['upload mean']} s is {EGO['upload mean'] / up['mean']:.1f}x it"
@@ -92,8 +108,18 @@ def main() -> int:
         print(f"  the event-driven path waits longest in the {d['daemon']} ({d['mean_s']:.3f} s mean; {d['setting']})")
     print(f"report: {summary['report']}/report.md")
     if args.json:
-        args.json.write_text(json.dumps({"profile": args.profile, "wall_s": wall, "counts": c, "hops": doc["hops"],
-                                         "polling_over_events": ratio}, indent=1))  # fmt: skip
+        args.json.write_text(
+            json.dumps(
+                {
+                    "profile": args.profile,
+                    "wall_s": wall,
+                    "counts": c,
+                    "hops": doc["hops"],
+                    "polling_over_events": ratio,
+                },
+                indent=1,
+            )
+        )
     return 0 if res.returncode == 0 else 1
 
 

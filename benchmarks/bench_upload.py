@@ -65,8 +65,13 @@ def bench_cli(root: Path, n: int, env: dict[str, str]) -> float:
     files = make_files(root / "cli", [f"bench-cli-{tag}-{i}.dat" for i in range(n)])
     t = time.perf_counter()
     for f in files:
-        subprocess.run([str(BIN / "rucio"), "upload", "--rse", "SITE_A_DISK", "--scope", "test", str(f)],
-                       env=env, capture_output=True, check=False, timeout=300)  # fmt: skip
+        subprocess.run(
+            [str(BIN / "rucio"), "upload", "--rse", "SITE_A_DISK", "--scope", "test", str(f)],
+            env=env,
+            capture_output=True,
+            check=False,
+            timeout=300,
+        )
     elapsed = time.perf_counter() - t
     ok = replicas_present("test", [f.name for f in files])
     return ok / elapsed
@@ -89,11 +94,27 @@ def start_workers(env: dict[str, str], n: int, logdir: Path) -> list[subprocess.
     procs = []
     for i in range(n):
         log = logdir / f"worker{i}.log"
-        procs.append(subprocess.Popen(
-            [str(BIN / "celery"), "-A", "inlet.uploader", "worker", "-c", "1", "-n",
-             f"bench{i}-{uuid.uuid4().hex[:4]}@%h", "--loglevel", "WARNING", "--without-gossip", "--without-mingle"],
-            env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
-        ))  # fmt: skip
+        procs.append(
+            subprocess.Popen(
+                [
+                    str(BIN / "celery"),
+                    "-A",
+                    "inlet.uploader",
+                    "worker",
+                    "-c",
+                    "1",
+                    "-n",
+                    f"bench{i}-{uuid.uuid4().hex[:4]}@%h",
+                    "--loglevel",
+                    "WARNING",
+                    "--without-gossip",
+                    "--without-mingle",
+                ],
+                env=env,
+                stdout=log.open("wb"),
+                stderr=subprocess.STDOUT,
+            )
+        )
     return procs
 
 

@@ -35,8 +35,9 @@ class Channel(kombu_redis.Channel):  # type: ignore[misc]
         except NOT_A_MESSAGE as exc:
             log.error(
                 "ALARM dropped an item of the broker queue that is not a task message (%s: %.200s)",
-                type(exc).__name__, exc,
-            )  # fmt: skip
+                type(exc).__name__,
+                exc,
+            )
             return True
 
 

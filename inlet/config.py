@@ -34,8 +34,15 @@ from inlet.policies.naming import NamingSettings
 
 ServiceName = Literal["postgres", "rucio", "daemons", "activemq", "s3", "redis", "mariadb", "conveyor"]
 SERVICE_NAMES: tuple[ServiceName, ...] = (
-    "postgres", "rucio", "daemons", "activemq", "s3", "redis", "mariadb", "conveyor",
-)  # fmt: skip
+    "postgres",
+    "rucio",
+    "daemons",
+    "activemq",
+    "s3",
+    "redis",
+    "mariadb",
+    "conveyor",
+)
 
 
 class _Section(BaseModel):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Annotated
 
 import typer
@@ -13,6 +12,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
 from inlet.catalog.db import CatalogError, current_revision, head_revision, make_engine, upgrade
+from inlet.cli.output import JsonFlag, echo_json
 from inlet.config import load_settings
 
 app = typer.Typer(
@@ -40,7 +40,7 @@ def upgrade_cmd() -> None:
 
 
 @app.command("revision")
-def revision_cmd() -> None:
+def revision_cmd(as_json: JsonFlag = False) -> None:
     """Print the schema revision of the catalogue and the newest one this inlet knows."""
     engine = make_engine(catalog_url(), poolclass=NullPool)
     try:
@@ -54,6 +54,9 @@ def revision_cmd() -> None:
     finally:
         engine.dispose()
     head = head_revision()
+    if as_json:
+        echo_json({"current": current, "head": head})
+        raise typer.Exit(code=0 if current == head else 1)
     typer.echo(f"current: {current or 'none (run `inlet catalog upgrade`)'}\nhead: {head}")
     raise typer.Exit(code=0 if current == head else 1)
 
@@ -63,7 +66,7 @@ def reconcile(
     apply: Annotated[bool, typer.Option("--apply", help="Fix the catalogue side where Rucio is unambiguous.")] = False,
     s3_rse: Annotated[str, typer.Option("--s3-rse", help="The RSE behind the ON_S3 state.")] = "S3",
     tape_rse: Annotated[str, typer.Option("--tape-rse", help="The RSE behind the ON_TAPE state.")] = "TAPE",
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    as_json: JsonFlag = False,
 ) -> None:
     """Compare the run catalogue with Rucio (DIDs, checksums, replicas, rule states, run states).
 
@@ -80,7 +83,7 @@ def reconcile(
     found = Reconciler(catalog, s3_rse=s3_rse, tape_rse=tape_rse).run(experiment, apply)
     catalog.dispose()
     if as_json:
-        typer.echo(json.dumps([m.as_dict() for m in found], indent=2))
+        echo_json([m.as_dict() for m in found])
     else:
         table = Table(title=f"{len(found)} mismatch(es)")
         for col in ("kind", "subject", "detail", "fix", "applied"):

@@ -6,13 +6,14 @@ import json
 
 import typer
 
+from inlet.cli.output import JsonAlways
 from inlet.config import load_settings, mask_secrets, reference_markdown
 
 app = typer.Typer(help="Inspect inlet's configuration (TOML file plus INLET_* overrides).", no_args_is_help=True)
 
 
 @app.command()
-def show() -> None:
+def show(as_json: JsonAlways = True) -> None:
     """Print the effective configuration as JSON (secrets masked)."""
     # Passwords inside URLs and webhook tokens too: this output ends up in tickets and chats.
     typer.echo(json.dumps(mask_secrets(load_settings().model_dump(mode="json")), indent=2))

@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from inlet.cli.output import JsonFlag, echo_json
 from inlet.config import load_settings
 
 app = typer.Typer(help="Proprietary data under embargo (DID metadata embargo_until).", no_args_is_help=True)
@@ -45,6 +46,7 @@ def release(
     ] = None,
     copies: Annotated[int | None, typer.Option(help="Copies of the public rule. Default: embargo.copies.")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="List the DIDs that are due; add no rule.")] = False,
+    as_json: JsonFlag = False,
 ) -> None:
     """List the DIDs whose embargo has passed and add their public rules (existing ones are kept)."""
     settings = load_settings()
@@ -57,11 +59,15 @@ def release(
         os.environ.update(Lake(settings).rucio_client_env())
     from rucio.client import Client
 
-    from inlet.policies.release import release as do_release
+    from inlet.policies.embargo_release import release as do_release
 
     # Rucio's errors (unreachable, refused credentials, unknown scope) are explained in one line
     # by the CLI's one handler.
     results = do_release(Client(), scopes, expression, copies or settings.embargo.copies, dry_run=dry_run)
+    failed = any(r.action == "failed" for r in results)
+    if as_json:
+        echo_json([{"did": r.did, **vars(r)} for r in results])
+        raise typer.Exit(1 if failed else 0)
     table = Table(title=f"embargo release to {expression}")
     for col in ("DID", "embargo_until", "action", "rule"):
         table.add_column(col)
@@ -69,6 +75,6 @@ def release(
         table.add_row(r.did, r.embargo_until, r.action, r.rule_id or escape(r.error))
     console.print(table)
     console.print(f"{len(results)} DID(s) past their embargo in {', '.join(scopes)}")
-    if any(r.action == "failed" for r in results):
+    if failed:
         errors.print("[yellow]fix:[/] see the errors above (quota, RSE expression); re-running is safe")
         raise typer.Exit(1)

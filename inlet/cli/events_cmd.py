@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from inlet.cli.output import JsonFlag, echo_json
 from inlet.config import load_settings
 from inlet.errors import InletError
 
@@ -38,44 +39,53 @@ def publish(
         raise _fail(f"--payload is not JSON ({err})", 'pass an object, e.g. --payload \'{"scope": "x"}\'') from err
     if not isinstance(body, dict):
         raise _fail("--payload must be a JSON object", 'pass an object, e.g. --payload \'{"scope": "cygno"}\'')
-    s = load_settings()
+    settings = load_settings()
     envelope = make_inlet_event(event_type, body, event_id)
-    conn = connection(s.broker)
+    conn = connection(settings.broker)
     # A BrokerLoginError says which of refused / unreachable: the CLI's one handler prints it.
-    login(conn, s.broker.host, s.broker.stomp_port, s.broker.username, s.broker.password)
+    broker = settings.broker
+    login(conn, broker.host, broker.stomp_port, broker.username, broker.password)
     try:
-        conn.send(s.broker.inlet_topic, json.dumps(envelope), headers={"persistent": "true", "event_type": event_type})
+        conn.send(broker.inlet_topic, json.dumps(envelope), headers={"persistent": "true", "event_type": event_type})
     finally:
         conn.disconnect()
     typer.echo(envelope["id"])
 
 
 @dlq_app.command("list")
-def dlq_list() -> None:
+def dlq_list(as_json: JsonFlag = False) -> None:
     """List dead-lettered messages: id, time, event type, handler and reason."""
     from inlet.listener.broker import header_safe
     from inlet.listener.dlq import DeadLetterQueue
 
-    s = load_settings()
-    letters = DeadLetterQueue(s.broker, s.listener).letters()  # a DLQError: the CLI's one handler
+    settings = load_settings()
+    letters = DeadLetterQueue(settings.broker, settings.listener).letters()  # a DLQError: the CLI's one handler
+    if as_json:
+        # JSON escapes control characters itself: nothing reaches a terminal raw.
+        echo_json([{k: v for k, v in vars(letter).items() if k not in ("body", "headers")} for letter in letters])
+        return
     # One line per message, tab-separated: readable, and greppable by scripts.
     for letter in letters:
         fields = (letter.dlq_id, letter.at, letter.event_type or "-", letter.handler or "-", letter.reason)
         # Anyone who can publish wrote parts of these: no control character reaches the terminal.
         typer.echo("\t".join(header_safe(f, 2000) for f in fields))
-    typer.echo(f"{len(letters)} message(s) in {s.listener.dlq}")
+    typer.echo(f"{len(letters)} message(s) in {settings.listener.dlq}")
 
 
 @dlq_app.command("show")
 def dlq_show(
     dlq_id: Annotated[str, typer.Argument(help="Id from `inlet events dlq list` (a unique prefix works).")],
+    as_json: JsonFlag = False,
 ) -> None:
     """Print one dead-lettered message: its headers, then its body as received."""
     from inlet.listener.broker import header_safe
     from inlet.listener.dlq import DeadLetterQueue
 
-    s = load_settings()
-    letter = DeadLetterQueue(s.broker, s.listener).show(dlq_id)
+    settings = load_settings()
+    letter = DeadLetterQueue(settings.broker, settings.listener).show(dlq_id)
+    if as_json:
+        echo_json({"headers": letter.headers, "body": letter.body.decode("utf-8", errors="replace")})
+        return
     for key in sorted(letter.headers):
         typer.echo(header_safe(f"{key}: {letter.headers[key]}", 2000))
     typer.echo("")
@@ -96,10 +106,10 @@ def dlq_replay(
     """Send messages back to the queue they came from, for the listener to handle again."""
     from inlet.listener.dlq import DeadLetterQueue, DLQError
 
-    s = load_settings()
+    settings = load_settings()
     if not all_ and not dlq_ids:
         raise DLQError("nothing to replay", "name ids from `inlet events dlq list`, or --all")
-    dlq = DeadLetterQueue(s.broker, s.listener)
+    dlq = DeadLetterQueue(settings.broker, settings.listener)
     ids = [letter.dlq_id for letter in dlq.letters()] if all_ else list(dlq_ids or [])
     done = dlq.replay(ids, body.read_bytes() if body else None)
     for i in done:

@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from inlet.cli.output import JsonFlag, echo_json
 from inlet.config import load_settings, mask_text, secret_values
 from inlet.lake.errors import LakeError
 from inlet.lake.lake import Lake, ServiceStatus
@@ -52,6 +53,14 @@ def _table(rows: list[ServiceStatus]) -> Table:
     return table
 
 
+def _as_dict(r: ServiceStatus) -> dict[str, object]:
+    """One service's status for --json, its log lines and last error masked like the table's."""
+    return {
+        "service": r.name, "state": r.state, "ok": r.ok, "pid": r.pid, "endpoint": r.endpoint,
+        "rss_bytes": r.rss, "log": r.log_path, "last_error": _masked(r.last_error), "log_tail": _masked(r.log_tail),
+    }
+
+
 @app.command()
 def up() -> None:
     """Start every managed service (idempotent: running services are left alone) and report health.
@@ -90,13 +99,17 @@ def down(
 
 
 @app.command()
-def status() -> None:
+def status(as_json: JsonFlag = False) -> None:
     """Show each service: state, pid, endpoint, memory; and the log tail of any that failed.
 
     A daemon that runs but keeps failing its passes (tracebacks in its recent log) is `degraded`.
     Exit code 0 if all are up, 1 otherwise (handy in scripts: `inlet lake status || inlet lake up`).
     """
     rows = _lake().status()
+    code = 0 if all(r.ok for r in rows) else 1
+    if as_json:
+        echo_json([_as_dict(r) for r in rows])
+        raise typer.Exit(code=code)
     console.print(_table(rows))
     for r in rows:
         if r.state == "degraded":
@@ -107,11 +120,15 @@ def status() -> None:
             console.print(
                 f"[red]{r.name} is {r.state}[/]; last lines of {escape(r.log_path)}:\n{escape(_masked(r.log_tail))}"
             )
-    raise typer.Exit(code=0 if all(r.ok for r in rows) else 1)
+    raise typer.Exit(code=code)
 
 
 @app.command()
-def env() -> None:
+def env(as_json: JsonFlag = False) -> None:
     """Print shell exports so that the plain `rucio` CLI talks to this lake: eval "$(inlet lake env)"."""
-    for key, value in _lake().exports().items():
+    exports = _lake().exports()
+    if as_json:
+        echo_json(exports)
+        return
+    for key, value in exports.items():
         typer.echo(f"export {key}={value}")

@@ -55,8 +55,12 @@ def listen(
             ) from err
     listener = Listener(settings, catalog, router, RucioClientLookup())
     listener.install_signal_handlers()
-    log.info("listener %s starting on %s and %s", settings.listener.consumer,
-             settings.listener.rucio_queue, settings.listener.inlet_queue)  # fmt: skip
+    log.info(
+        "listener %s starting on %s and %s",
+        settings.listener.consumer,
+        settings.listener.rucio_queue,
+        settings.listener.inlet_queue,
+    )
 
     try:
         # BrokerUnavailable / BrokerRefused (a wrong password) reach the CLI's one handler.

@@ -27,10 +27,14 @@ def _live_table(s: dict[str, Any]) -> Table:
         t.add_column(col, justify="right")
 
     t.add_row(
-        f"{s['sent']}/{s['total']}", str(s["uploaded"]), str(s["replicated"]), str(s["downloaded_events"]),
-        str(s["downloaded_polling"]), f"{s['corrupted_events']}/{s['corrupted_polling']}",
+        f"{s['sent']}/{s['total']}",
+        str(s["uploaded"]),
+        str(s["replicated"]),
+        str(s["downloaded_events"]),
+        str(s["downloaded_polling"]),
+        f"{s['corrupted_events']}/{s['corrupted_polling']}",
         f"{_sec(s['e2e_events_median'])} / {_sec(s['e2e_polling_median'])}",
-    )  # fmt: skip
+    )
     return t
 
 
@@ -105,12 +109,21 @@ def rehearse(
     settings = load_settings()
     cfg = settings.rehearse
     plan = RehearsalPlan(
-        chunks=math.floor(duration * rate), rate=rate, chunk_size=chunk_size, speedup=speedup,
-        download_rse=rse or cfg.download_rse, extra_rses=list(also) if also else list(cfg.extra_rses),
-        poll_interval=poll_interval or cfg.poll_interval, download_workers=cfg.download_workers,
-        drain_timeout=drain_timeout or cfg.drain_timeout, experiment=cfg.experiment, stream=cfg.stream, run=run,
-        corrupt=list(corrupt or []), keep_downloads=keep_downloads,
-    )  # fmt: skip
+        chunks=math.floor(duration * rate),
+        rate=rate,
+        chunk_size=chunk_size,
+        speedup=speedup,
+        download_rse=rse or cfg.download_rse,
+        extra_rses=list(also) if also else list(cfg.extra_rses),
+        poll_interval=poll_interval or cfg.poll_interval,
+        download_workers=cfg.download_workers,
+        drain_timeout=drain_timeout or cfg.drain_timeout,
+        experiment=cfg.experiment,
+        stream=cfg.stream,
+        run=run,
+        corrupt=list(corrupt or []),
+        keep_downloads=keep_downloads,
+    )
     try:
         plan.check()
     except ValueError as err:
@@ -149,15 +162,27 @@ def rehearse(
     totals = counts(chunks)
     first = settings.uploader.first_rse
     meta = {
-        "run": rehearsal.run, "experiment": plan.experiment, "chunks": len(chunks), "chunk_size": plan.chunk_size,
-        "rate": plan.rate, "speedup": plan.speedup, "first_rse": first, "download_rse": plan.download_rse,
-        "targets": [plan.download_rse, *plan.extra_rses], "poll_interval": plan.poll_interval,
+        "run": rehearsal.run,
+        "experiment": plan.experiment,
+        "chunks": len(chunks),
+        "chunk_size": plan.chunk_size,
+        "rate": plan.rate,
+        "speedup": plan.speedup,
+        "first_rse": first,
+        "download_rse": plan.download_rse,
+        "targets": [plan.download_rse, *plan.extra_rses],
+        "poll_interval": plan.poll_interval,
         "started": dt.datetime.fromtimestamp(rehearsal.started_at, dt.UTC).isoformat(),
-        "wall_seconds": rehearsal.finished_at - rehearsal.started_at, "run_state": rehearsal.run_state,
-        "daemon_sleep": settings.lake.daemon_sleep, "notes": rehearsal.notes,
-        "conveyor_sleeps": [settings.transfers.submitter_sleep, settings.transfers.poller_sleep,
-                            settings.transfers.finisher_sleep],
-    }  # fmt: skip
+        "wall_seconds": rehearsal.finished_at - rehearsal.started_at,
+        "run_state": rehearsal.run_state,
+        "daemon_sleep": settings.lake.daemon_sleep,
+        "notes": rehearsal.notes,
+        "conveyor_sleeps": [
+            settings.transfers.submitter_sleep,
+            settings.transfers.poller_sleep,
+            settings.transfers.finisher_sleep,
+        ],
+    }
     doc = report.write(out, chunks, meta, totals)
     _summary(doc, out)
     drilled_ok = all(c.event_status == "corrupted" and c.poll_status == "corrupted" for c in chunks if c.drill)

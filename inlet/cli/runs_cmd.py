@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 import re
 from typing import Annotated, Any
 
@@ -16,6 +15,7 @@ from sqlalchemy import func, select
 from inlet.catalog.db import open_catalog
 from inlet.catalog.models import FileAvailability, Run, RunFile
 from inlet.catalog.states import parse_state
+from inlet.cli.output import JsonFlag, echo_json
 from inlet.config import load_settings
 from inlet.errors import InletError
 
@@ -82,7 +82,7 @@ def runs(
         str | None, typer.Option("--since", help="Only runs started since: 2d, 12h, 30m or an ISO date.")
     ] = None,
     experiment: Annotated[str | None, typer.Option("--experiment", help="Only this experiment.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    as_json: JsonFlag = False,
 ) -> None:
     """Show runs with their life-cycle state and, per RSE, how many of their files are there."""
     try:
@@ -92,11 +92,11 @@ def runs(
     except ValueError as err:
         raise InletError(str(err), "see `inlet runs -h`") from err
     catalog = open_catalog(load_settings().catalog_url())
-    with catalog.session() as s:
-        rows = list_runs(s, state, since_t, experiment)
+    with catalog.session() as session:
+        rows = list_runs(session, state, since_t, experiment)
     catalog.dispose()
     if as_json:
-        typer.echo(json.dumps(rows, indent=2))
+        echo_json(rows)
         return
     table = Table(title=f"{len(rows)} run(s)")
     for col in ("experiment", "run", "type", "state", "since", "files", "bytes", "files on RSEs"):

@@ -65,8 +65,8 @@ def select(
     parse_selection(expr)
     catalog = open_catalog(load_settings().catalog_url())
     try:
-        with catalog.session() as s:
-            files = select_files(s, expr, limit=limit)
+        with catalog.session() as session:
+            files = select_files(session, expr, limit=limit)
     finally:
         catalog.dispose()
     if as_json:
@@ -116,8 +116,8 @@ def fetch(
     dest = check_destination(to)
     catalog = open_catalog(load_settings().catalog_url())
     try:
-        with catalog.session() as s:
-            files = select_files(s, expr)
+        with catalog.session() as session:
+            files = select_files(session, expr)
     finally:
         catalog.dispose()
     if not files:

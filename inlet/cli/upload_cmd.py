@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from inlet.cli.output import JsonAlways
 from inlet.errors import InletError
 
 console = Console(stderr=True, soft_wrap=True)
@@ -38,6 +39,35 @@ def require_redis(url: str) -> None:
         ) from err
 
 
+def await_worker(queue: str, no_wait: bool, timeout: float | None) -> None:
+    """Say at once when no worker consumes ``queue``, naming the command that starts one; then
+    wait for one, visibly (with --no-wait: queue anyway, for a worker started later).
+
+    Without this, an upload with no worker printed nothing and waited until it was killed.
+    """
+    import time
+
+    from inlet.uploader import api
+
+    if api.workers_on(queue):
+        return
+    console.print(
+        f"[yellow]no uploader worker consumes the queue {escape(queue)}[/]: start one with "
+        f"`{escape(api.worker_command(queue))}`"
+    )
+    if no_wait:
+        return
+    deadline = None if timeout is None else time.monotonic() + timeout
+    with console.status(f"waiting for a worker on {escape(queue)}"):
+        while not api.workers_on(queue, timeout=2.0):
+            if deadline is not None and time.monotonic() > deadline:
+                raise InletError(
+                    f"no uploader worker took the queue {queue} within --timeout {timeout:g} s; nothing was queued",
+                    f"start one with `{api.worker_command(queue)}`, then upload again",
+                )
+    console.print("a worker is up")
+
+
 def upload(
     files: Annotated[list[Path], typer.Argument(help="DAQ files of one run.")],
     run: Annotated[int, typer.Option("--run", help="Run number (must agree with the file names).")],
@@ -55,29 +85,38 @@ def upload(
     end_run: Annotated[
         bool, typer.Option("--end-run", help="These are all the run's files: close the run dataset afterwards.")
     ] = False,
-    no_wait: Annotated[bool, typer.Option("--no-wait", help="Queue and return without waiting.")] = False,
-    timeout: Annotated[float | None, typer.Option("--timeout", help="Give up waiting after this many s.")] = None,
+    no_wait: Annotated[
+        bool, typer.Option("--no-wait", help="Queue and return without waiting (for the files, or for a worker).")
+    ] = False,
+    timeout: Annotated[
+        float | None,
+        typer.Option("--timeout", help="Give up waiting (for a worker, then for the files) after this many s."),
+    ] = None,
 ) -> None:
     """Upload FILES of run --run as stream --stream: DIDs, run dataset, rules, catalogue, events.
 
     Celery workers (`celery -A inlet.uploader worker`) do the work; this command checks
-    every name first (nothing is queued if one is refused), then follows the batches.
+    every name first (nothing is queued if one is refused), says at once when no worker runs
+    (and waits for one, up to --timeout), then follows the batches.
     """
     from inlet.uploader import api, app_runtime
 
     items = api.check_files(files, run, stream, experiment)  # BadInput: the CLI's one handler, exit 2
-    require_redis(app_runtime.settings().redis.url)
-    results, end = api.submit(
-        items, run, stream, experiment, batch_size=batch_size, every=every, end_run=end_run,
-        expected_files=len(items) if end_run else None,
-    )  # fmt: skip
+    settings = app_runtime.settings()
+    require_redis(settings.redis.url)
+    await_worker(settings.uploader.queue, no_wait, timeout)
+    results, end = api.submit(items, run, stream, experiment, batch_size=batch_size, every=every, end_run=end_run)
     if no_wait:
         console.print(f"queued {len(items)} files in {len(results)} batches")
         return
     with Progress(
-        TextColumn("[bold]run {task.fields[run]}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        console=console, transient=False,
-    ) as bar:  # fmt: skip
+        TextColumn("[bold]run {task.fields[run]}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    ) as bar:
         task = bar.add_task("upload", total=len(items), run=run)
 
         def advance(res: dict[str, Any]) -> None:
@@ -88,17 +127,22 @@ def upload(
     for path, why in {**outcome.failed, **outcome.quarantined}.items():
         console.print(f"[bold red]refused:[/] {escape(path)}: {escape(why)}")
     summary = {
-        "registered": len(outcome.registered), "skipped": len(outcome.skipped), "failed": len(outcome.failed),
-        "quarantined": len(outcome.quarantined), "run_state": outcome.run_state,
-    }  # fmt: skip
+        "registered": len(outcome.registered),
+        "skipped": len(outcome.skipped),
+        "failed": len(outcome.failed),
+        "quarantined": len(outcome.quarantined),
+        "run_state": outcome.run_state,
+    }
     typer.echo(json.dumps(summary))
     if not outcome.ok:
         raise typer.Exit(code=1)
 
 
 @app.command("status")
-def status() -> None:
-    """Queue depth, batches waiting for pacing tokens, files registered, errors, recent grant rate."""
+def status(
+    as_json: JsonAlways = True,
+) -> None:
+    """Queue depth, batches waiting for pacing tokens, files registered, errors, recent grant rate (JSON)."""
     import time
 
     import redis
@@ -106,32 +150,34 @@ def status() -> None:
     from inlet.lake.services.redis import masked_url
     from inlet.uploader import app_runtime, pacing
 
-    s = app_runtime.settings()
-    require_redis(s.redis.url)
-    r = app_runtime.redis_client(s.redis.url)
+    settings = app_runtime.settings()
+    require_redis(settings.redis.url)
+    r = app_runtime.redis_client(settings.redis.url)
     try:
         now = time.time()
         recent = [g for g in pacing.grants(r) if now - float(g["at"]) <= 60]
-        depth: Any = r.llen(s.uploader.queue)
+        depth: Any = r.llen(settings.uploader.queue)
         queued = int(depth)
         out = {
-            "queue": s.uploader.queue,
+            "queue": settings.uploader.queue,
             "queued": queued,
             "waiting_for_tokens": pacing.counter(r, pacing.WAITING),
             "registered_total": pacing.counter(r, pacing.REGISTERED),
             "errors_total": pacing.counter(r, pacing.ERRORS),
             "files_per_s_last_minute": sum(int(g["files"]) for g in recent) / 60.0,
-            "rse_slots_in_use": {rse: app_runtime.slots(s).in_use(rse) for rse in s.uploader.rse_concurrency},
+            "rse_slots_in_use": {
+                rse: app_runtime.slots(settings).in_use(rse) for rse in settings.uploader.rse_concurrency
+            },
         }
     except redis.AuthenticationError:
         console.print(
-            f"[bold red]error:[/] Redis at {escape(masked_url(s.redis.url))} refused the password; "
+            f"[bold red]error:[/] Redis at {escape(masked_url(settings.redis.url))} refused the password; "
             "fix: put Redis's password in \\[redis] url (INLET_REDIS__URL=redis://:PASSWORD@host:port/db)"
         )
         raise typer.Exit(code=2) from None
     except redis.RedisError as err:
         console.print(
-            f"[bold red]error:[/] cannot reach Redis at {escape(masked_url(s.redis.url))} ({escape(str(err))}); "
+            f"[bold red]error:[/] cannot reach Redis at {escape(masked_url(settings.redis.url))} ({escape(str(err))}); "
             "fix: start it (`inlet lake up`) or point \\[redis] url at it"
         )
         raise typer.Exit(code=2) from None
@@ -147,27 +193,27 @@ def release(
 ) -> None:
     """Free DAQ copies whose rules are all OK: on the listener's daq-release events, and by polling Rucio."""
     from inlet.uploader import app_runtime
+    from inlet.uploader.daq_release import PendingStore, Releaser
     from inlet.uploader.events import Subscription
     from inlet.uploader.pipeline import state_path
-    from inlet.uploader.release import PendingStore, Releaser
 
-    s = app_runtime.settings()
-    u = s.uploader
-    store = PendingStore(state_path(s, u.state_dir) / "pending")
-    releaser = Releaser(store, state_path(s, u.done_dir) if u.done_dir else None)
+    settings = app_runtime.settings()
+    uploader_settings = settings.uploader
+    store = PendingStore(state_path(settings, uploader_settings.state_dir) / "pending")
+    releaser = Releaser(store, state_path(settings, uploader_settings.done_dir) if uploader_settings.done_dir else None)
     if once:
         typer.echo(json.dumps({"released": releaser.poll_once()}))
         return
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    sub = Subscription(s.broker, releaser.on_event)
+    sub = Subscription(settings.broker, releaser.on_event)
 
     def subscribe() -> None:
         if not sub.alive:
             sub.open()
 
     try:
-        releaser.run(interval or u.release_poll, stop.is_set, subscribe)
+        releaser.run(interval or uploader_settings.release_poll, stop.is_set, subscribe)
     finally:
         sub.close()

@@ -51,26 +51,27 @@ def watch(
     from inlet.uploader.roots import Refused, command_line_roots, grant, normalise
     from inlet.uploader.watch import ClosedFileDetector
 
-    s = app_runtime.settings()
-    require_redis(s.redis.url)
+    settings = app_runtime.settings()
+    require_redis(settings.redis.url)
     try:
-        roots, to_grant = command_line_roots(s, [directory])
+        roots, to_grant = command_line_roots(settings, [directory])
         where = normalise(directory)
         if not (roots.contains(where) and roots.contains(Path(os.path.realpath(where)))):
             raise Refused(
-                "outside-roots", f"{where} is outside [uploader] daq_roots ({', '.join(map(str, roots.roots))}); "
-                "watch a DAQ directory or add it to daq_roots"
-            )  # fmt: skip
+                "outside-roots",
+                f"{where} is outside [uploader] daq_roots ({', '.join(map(str, roots.roots))}); "
+                "watch a DAQ directory or add it to daq_roots",
+            )
         for d in to_grant:
-            grant(s, d)
+            grant(settings, d)
     except Refused as exc:
         raise InletError(str(exc)) from None
     # The Celery app (celery, kombu, the broker URL) now rather than when the first file closes:
     # that file would wait for the imports.
     from inlet.uploader import celery_app  # noqa: F401
 
-    qdir = state_path(s, s.uploader.quarantine_dir)
-    publisher = Publisher(s.broker)
+    qdir = state_path(settings, settings.uploader.quarantine_dir)
+    publisher = Publisher(settings.broker)
 
     def refuse(path: Path, reason: str, kind: str, companions: tuple[Path, ...] = ()) -> None:
         info = quarantine_info(path, qdir, reason, kind, roots, companions)
@@ -80,9 +81,12 @@ def watch(
             console.print(f"file-quarantined event not published ({escape(str(exc))})")
 
     det = ClosedFileDetector(
-        directory, s.uploader.stable_seconds if stable is None else stable, s.uploader.sidecar_suffix,
-        roots=roots, on_refused=refuse,
-    )  # fmt: skip
+        directory,
+        settings.uploader.stable_seconds if stable is None else stable,
+        settings.uploader.sidecar_suffix,
+        roots=roots,
+        on_refused=refuse,
+    )
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())

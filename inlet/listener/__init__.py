@@ -16,7 +16,8 @@ consumer that is not connected. ActiveMQ offers two ways to make it durable:
   of listeners consume from it and the broker gives each message to exactly one of them;
   ``forwardOnly=false`` keeps the topic working for plain subscribers.
 
-The second gives both properties the issue asks for, so the lake's broker forwards
+The second gives both properties the listener needs (nothing lost while no listener runs,
+and competing consumers), so the lake's broker forwards
 ``[broker] rucio_topic`` → ``[listener] rucio_queue`` and ``[broker] inlet_topic`` →
 ``[listener] inlet_queue``. A site with its own broker adds the same two
 ``compositeTopic`` elements (``inlet.lake.services.activemq.ActiveMQ.composite_topics``).

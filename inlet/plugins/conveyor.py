@@ -69,15 +69,24 @@ def run(opts: ConveyorOptions) -> None:
     passes: dict[str, tuple[Callable[[], None], float]] = {
         "submitter": (
             lambda: submitter.submitter(
-                once=True, partition_wait_time=0, sleep_time=1, bulk=opts.bulk, transfertools=[tt],
+                once=True,
+                partition_wait_time=0,
+                sleep_time=1,
+                bulk=opts.bulk,
+                transfertools=[tt],
                 filter_transfertool=None,
             ),
             opts.submitter_sleep,
         ),
         "poller": (
             lambda: poller.poller(
-                once=True, partition_wait_time=0, sleep_time=1, older_than=opts.poll_older_than, transfertool=tt,
-                filter_transfertool=None, db_bulk=max(opts.bulk, 1000),
+                once=True,
+                partition_wait_time=0,
+                sleep_time=1,
+                older_than=opts.poll_older_than,
+                transfertool=tt,
+                filter_transfertool=None,
+                db_bulk=max(opts.bulk, 1000),
             ),
             opts.poller_sleep,
         ),
@@ -85,7 +94,7 @@ def run(opts: ConveyorOptions) -> None:
             lambda: finisher.finisher(once=True, partition_wait_time=0, sleep_time=1, bulk=opts.bulk),
             opts.finisher_sleep,
         ),
-    }  # fmt: skip
+    }
     if opts.once:
         # In order, so that one pass submits, waits for the copies, polls and finishes.
         passes["submitter"][0]()
@@ -95,8 +104,10 @@ def run(opts: ConveyorOptions) -> None:
         return
     stopped = threading.Event()
     stop_on_signals(stopped, submitter.stop, poller.stop, finisher.stop)
-    loops = {name: (lambda n=name, f=fn, t=sleep: repeat(f"conveyor-{n}", f, t, stopped))
-             for name, (fn, sleep) in passes.items()}  # fmt: skip
+    loops = {
+        name: (lambda n=name, f=fn, t=sleep: repeat(f"conveyor-{n}", f, t, stopped))
+        for name, (fn, sleep) in passes.items()
+    }
     threads = [threading.Thread(target=fn, name=f"conveyor-{name}", daemon=True) for name, fn in loops.items()]
     for t in threads:
         t.start()

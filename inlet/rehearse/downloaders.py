@@ -129,9 +129,13 @@ class _Fetcher:
         now = time.time()
         if got != chunk.adler32:
             self.timeline.record(
-                name, {f"{self.prefix}_done": now, f"{self.prefix}_status": CORRUPTED,
-                       f"{self.prefix}_error": f"adler32 {got} at site B, {chunk.adler32} written by the DAQ"},
-            )  # fmt: skip
+                name,
+                {
+                    f"{self.prefix}_done": now,
+                    f"{self.prefix}_status": CORRUPTED,
+                    f"{self.prefix}_error": f"adler32 {got} at site B, {chunk.adler32} written by the DAQ",
+                },
+            )
         else:
             self.timeline.record(name, {f"{self.prefix}_done": now, f"{self.prefix}_status": DOWNLOADED})
         if not self.keep:
@@ -170,9 +174,16 @@ class EventDownloader:
     """Fetch each chunk as soon as Rucio says its replica at site B is done."""
 
     def __init__(
-        self, broker: BrokerSettings, site: SiteB, timeline: Timeline, dest: Path, workers: int,
-        drill: Drill, keep: bool = False, on_registered: Callable[[str], None] | None = None,
-    ) -> None:  # fmt: skip
+        self,
+        broker: BrokerSettings,
+        site: SiteB,
+        timeline: Timeline,
+        dest: Path,
+        workers: int,
+        drill: Drill,
+        keep: bool = False,
+        on_registered: Callable[[str], None] | None = None,
+    ) -> None:
         self.on_registered = on_registered
         self.broker = broker
         self.site = site
@@ -246,9 +257,16 @@ class PollingDownloader:
     """The 2019 downloader: list the run dataset's replicas at site B every ``interval`` seconds."""
 
     def __init__(
-        self, site: SiteB, timeline: Timeline, dest: Path, workers: int, drill: Drill,
-        datasets: list[tuple[str, str]], interval: float, keep: bool = False,
-    ) -> None:  # fmt: skip
+        self,
+        site: SiteB,
+        timeline: Timeline,
+        dest: Path,
+        workers: int,
+        drill: Drill,
+        datasets: list[tuple[str, str]],
+        interval: float,
+        keep: bool = False,
+    ) -> None:
         from rucio.client import Client
 
         self.client = Client()

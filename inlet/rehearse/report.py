@@ -54,8 +54,9 @@ def hop_stats(chunks: list[ChunkTimes]) -> list[HopStats]:
             out.append(HopStats(hop, covers, 0, *([float("nan")] * 5)))
             continue
         p50, p90, p99 = np.percentile(v, [50, 90, 99])
-        out.append(HopStats(hop, covers, int(v.size), float(v.mean()), float(p50), float(p90), float(p99),
-                            float(v.max())))  # fmt: skip
+        out.append(
+            HopStats(hop, covers, int(v.size), float(v.mean()), float(p50), float(p90), float(p99), float(v.max()))
+        )
     return out
 
 
@@ -178,8 +179,13 @@ def markdown(doc: dict[str, Any]) -> str:
             f"- The event-driven path spends the most in the {d['daemon']}'s sleep ({d['mean_s']:.3f} s on average; "
             f"set by {d['setting']})."
         )
-    lines += ["", "## Latency per hop (seconds)", "", "| hop | what | n | mean | median | p90 | p99 | max |",
-              "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    lines += [
+        "",
+        "## Latency per hop (seconds)",
+        "",
+        "| hop | what | n | mean | median | p90 | p99 | max |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for h in doc["hops"]:
         lines.append(
             f"| {h['hop']} | {h['covers']} | {h['n']} | {_fmt(h['mean'])} | {_fmt(h['median'])} | {_fmt(h['p90'])} "

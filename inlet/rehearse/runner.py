@@ -149,11 +149,27 @@ class Rehearsal:
         log_path = self.out / "worker.log"
         with log_path.open("wb") as out:
             self.worker = subprocess.Popen(
-                [str(celery), "-A", "inlet.uploader", "worker", "-Q", self.queue, "-c", "2",
-                 "-n", f"rehearse-{self.queue[-8:]}@%h", "--loglevel", "INFO", "--without-gossip",
-                 "--without-mingle", "--without-heartbeat"],
-                env=env, stdout=out, stderr=subprocess.STDOUT,
-            )  # fmt: skip
+                [
+                    str(celery),
+                    "-A",
+                    "inlet.uploader",
+                    "worker",
+                    "-Q",
+                    self.queue,
+                    "-c",
+                    "2",
+                    "-n",
+                    f"rehearse-{self.queue[-8:]}@%h",
+                    "--loglevel",
+                    "INFO",
+                    "--without-gossip",
+                    "--without-mingle",
+                    "--without-heartbeat",
+                ],
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             if self.worker.poll() is not None:
@@ -206,13 +222,25 @@ class Rehearsal:
                 path.unlink(missing_ok=True)
 
         events = EventDownloader(
-            self.settings.broker, site, self.timeline, self.out / "downloads" / "events", p.download_workers, drill,
-            p.keep_downloads, on_registered=free_daq_copy,
-        )  # fmt: skip
+            self.settings.broker,
+            site,
+            self.timeline,
+            self.out / "downloads" / "events",
+            p.download_workers,
+            drill,
+            p.keep_downloads,
+            on_registered=free_daq_copy,
+        )
         polling = PollingDownloader(
-            site, self.timeline, self.out / "downloads" / "polling", p.download_workers, drill,
-            [(scope, f"run{self.run:06d}.raw")], p.poll_interval, p.keep_downloads,
-        )  # fmt: skip
+            site,
+            self.timeline,
+            self.out / "downloads" / "polling",
+            p.download_workers,
+            drill,
+            [(scope, f"run{self.run:06d}.raw")],
+            p.poll_interval,
+            p.keep_downloads,
+        )
         self.start_worker(env)
         stop = threading.Event()
         try:
@@ -230,8 +258,10 @@ class Rehearsal:
                 # batches (fewer REST calls per file) when it falls behind.
                 pending: list[dict[str, Any]] = []
                 while not stop.is_set():
-                    pending += [{"path": str(c.path), "size": c.path.stat().st_size, "sidecar": c.sidecar}
-                                for c in detector.scan()]  # fmt: skip
+                    pending += [
+                        {"path": str(c.path), "size": c.path.stat().st_size, "sidecar": c.sidecar}
+                        for c in detector.scan()
+                    ]
                     if pending and (len(pending) >= batch_size or not queued.llen(self.queue)):
                         api.submit(pending, self.run, "rehearse", p.experiment)
                         pending = []

@@ -160,9 +160,13 @@ class Fetcher:
             dids = [{"scope": f.scope, "name": f.name} for f in group]
             try:
                 ids = self.client.add_replication_rule(
-                    dids, copies=1, rse_expression=self.recall_to, grouping="ALL", lifetime=self.lifetime,
+                    dids,
+                    copies=1,
+                    rse_expression=self.recall_to,
+                    grouping="ALL",
+                    lifetime=self.lifetime,
                     comment=f"inlet fetch: recall of {scope}:{dataset}",
-                )  # fmt: skip
+                )
             except DuplicateRule:
                 # Some of these files already have such a rule (an interrupted fetch, an earlier
                 # selection): the group call was refused whole, so go file by file, reusing those.
@@ -178,10 +182,14 @@ class Fetcher:
         try:
             return str(
                 self.client.add_replication_rule(
-                    [{"scope": f.scope, "name": f.name}], copies=1, rse_expression=self.recall_to,
-                    grouping="ALL", lifetime=self.lifetime, comment="inlet fetch: recall",
+                    [{"scope": f.scope, "name": f.name}],
+                    copies=1,
+                    rse_expression=self.recall_to,
+                    grouping="ALL",
+                    lifetime=self.lifetime,
+                    comment="inlet fetch: recall",
                 )[0]
-            )  # fmt: skip
+            )
         except DuplicateRule:
             account = self.client.account
             for rule in self.client.list_did_rules(f.scope, f.name):

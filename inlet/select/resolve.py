@@ -49,12 +49,20 @@ def build_statement(sel: Selection, text: str = "", limit: int | None = None) ->
     """The SQL of a selection: one row per file with its run's columns."""
     stmt = (
         select(
-            RunFile.id, RunFile.scope, RunFile.name, RunFile.size, RunFile.adler32, RunFile.md5,
-            Run.experiment, Run.run_number, Run.state, Run.dataset,
+            RunFile.id,
+            RunFile.scope,
+            RunFile.name,
+            RunFile.size,
+            RunFile.adler32,
+            RunFile.md5,
+            Run.experiment,
+            Run.run_number,
+            Run.state,
+            Run.dataset,
         )
         .join(Run, Run.id == RunFile.run_id)
         .order_by(Run.experiment, Run.run_number, RunFile.name)
-    )  # fmt: skip
+    )
     tier = tier_clause(sel.tier)
     if tier is not None:
         stmt = stmt.where(tier)
@@ -79,11 +87,18 @@ def select_files(session: Session, selection: Selection | str, limit: int | None
     rows = session.execute(build_statement(sel, text, limit)).all()
     files = [
         SelectedFile(
-            scope=r.scope, name=r.name, size=r.size, adler32=r.adler32, md5=r.md5, experiment=r.experiment,
-            run_number=r.run_number, run_state=RunState(r.state).value, dataset=r.dataset,
+            scope=r.scope,
+            name=r.name,
+            size=r.size,
+            adler32=r.adler32,
+            md5=r.md5,
+            experiment=r.experiment,
+            run_number=r.run_number,
+            run_state=RunState(r.state).value,
+            dataset=r.dataset,
         )
         for r in rows
-    ]  # fmt: skip
+    ]
     by_id = {r.id: f for r, f in zip(rows, files, strict=True)}
     ids = list(by_id)
     # One query per 500 files for every replica time, not one per file.

@@ -69,6 +69,23 @@ def check_files(
     return items
 
 
+def workers_on(queue: str, timeout: float = 1.0) -> list[str]:
+    """Names of the Celery workers that consume ``queue`` now (empty: nobody would take a batch).
+
+    Asked with a broadcast that every running worker answers within ``timeout`` seconds, so an
+    upload can say at once that no worker runs instead of waiting silently for one.
+    """
+    from inlet.uploader.celery_app import app
+
+    answers = app.control.inspect(timeout=timeout).active_queues() or {}
+    return sorted(name for name, queues in answers.items() if any(q.get("name") == queue for q in queues or []))
+
+
+def worker_command(queue: str) -> str:
+    """The command that starts a worker for ``queue``."""
+    return f"celery -A inlet.uploader worker -Q {queue}"
+
+
 def submit(
     items: list[dict[str, Any]],
     run: int,
@@ -82,13 +99,14 @@ def submit(
 ) -> tuple[list[Any], Any]:
     """Queue ``items`` in batches; with ``every``, one batch every that many seconds (profile playback).
 
-    Returns the batch results and the end-of-run result (or None).
+    With ``end_run``, the run is closed once ``expected_files`` (default: these items) are
+    registered. Returns the batch results and the end-of-run result (or None).
     """
     from inlet.uploader.celery_app import end_run as end_run_task
     from inlet.uploader.celery_app import upload_batch
 
-    s = app_runtime.settings()
-    size = batch_size or s.uploader.batch_size
+    settings = app_runtime.settings()
+    size = batch_size or settings.uploader.batch_size
     results = []
     next_at = time.monotonic()
     for i in range(0, len(items), size):
@@ -102,7 +120,8 @@ def submit(
         results.append(upload_batch.delay(batch, run, stream, experiment))
     end = None
     if end_run:
-        end = end_run_task.delay(run, stream, experiment, expected_files)
+        expected = len(items) if expected_files is None else expected_files
+        end = end_run_task.delay(run, stream, experiment, expected)
     return results, end
 
 
@@ -120,10 +139,7 @@ def upload(
 ) -> UploadOutcome:
     """Upload files of one run and wait for the workers; the whole flow in one call."""
     items = check_files(paths, run, stream, experiment)
-    results, end = submit(
-        items, run, stream, experiment, batch_size=batch_size, every=every, end_run=end_run,
-        expected_files=len(items) if end_run else None,
-    )  # fmt: skip
+    results, end = submit(items, run, stream, experiment, batch_size=batch_size, every=every, end_run=end_run)
     return wait(results, end, timeout=timeout, progress=progress)
 
 

@@ -61,19 +61,22 @@ app.conf.update(
 #: Publishing from inside a worker (a batch's retry or re-queue) waits for the broker however long
 #: it is away: the task being run is acknowledged afterwards, so a failed publish would lose the batch.
 #: (Clients keep Celery's short default: `inlet upload` should fail, not hang, without a broker.)
-WORKER_PUBLISH = {"retry": True, "retry_policy": {"max_retries": None, "interval_start": 0.2,
-                                                  "interval_step": 0.5, "interval_max": 2.0}}  # fmt: skip
+WORKER_PUBLISH = {
+    "retry": True,
+    "retry_policy": {"max_retries": None, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 2.0},
+}
 
 
 @signals.worker_init.connect  # type: ignore[untyped-decorator]
 def _metrics_dir(sender: Any = None, **_: Any) -> None:
-    s = app_runtime.settings()
-    if s.uploader.metrics_port:
+    settings = app_runtime.settings()
+    if settings.uploader.metrics_port:
         from inlet.uploader import metrics
         from inlet.uploader.pipeline import state_path
 
         # One directory per worker (its node name): two workers on a host never mix their samples.
-        metrics.prepare(state_path(s, s.uploader.state_dir) / "metrics" / str(getattr(sender, "hostname", "worker")))
+        worker = str(getattr(sender, "hostname", "worker"))
+        metrics.prepare(state_path(settings, settings.uploader.state_dir) / "metrics" / worker)
 
 
 @signals.worker_ready.connect  # type: ignore[untyped-decorator]
@@ -121,8 +124,8 @@ def upload_batch(
     from inlet.uploader.plan import BadInput, check_task
     from inlet.uploader.roots import Refused, worker_roots
 
-    s = app_runtime.settings()
-    r = app_runtime.redis_client(s.redis.url)
+    settings = app_runtime.settings()
+    r = app_runtime.redis_client(settings.redis.url)
     try:
         # A task message is input: malformed arguments end this task (no retry), never the worker.
         items, refused = check_task(items, run, stream, experiment)
@@ -133,12 +136,12 @@ def upload_batch(
     for what, why in refused.items():
         log.error("ALARM upload task of run %s: %s refused: %s", run, what, why)
     # Pacing counts the bytes on disk of files inside the DAQ roots, not what the message claims.
-    roots = worker_roots(s)
+    roots = worker_roots(settings)
     nbytes = 0
     for item in items:
         with contextlib.suppress(Refused):
             nbytes += roots.check(item["path"]).size
-    app_runtime.bucket(s).take(len(items), nbytes, who=self.request.hostname)
+    app_runtime.bucket(settings).take(len(items), nbytes, who=self.request.hostname)
     started = time.monotonic()
     try:
         res = uploader().upload_batch(items, run, stream, experiment)
@@ -146,7 +149,7 @@ def upload_batch(
         raise
     except Exception as exc:
         bump(r, ERRORS)
-        if self.request.retries >= s.uploader.retries:
+        if self.request.retries >= settings.uploader.retries:
             log.error("batch of run %s failed for good after %d retries: %s", run, self.request.retries, exc)
             raise
         delay = _backoff(self.request.retries)

@@ -138,11 +138,11 @@ class Subscription:
         login(conn, self.broker.host, self.broker.stomp_port, self.broker.username, self.broker.password)
         receipt = threading.Event()
 
-        class _R(stomp.ConnectionListener):  # type: ignore[misc]
+        class _ReceiptSeen(stomp.ConnectionListener):  # type: ignore[misc]
             def on_receipt(self, frame: Any) -> None:
                 receipt.set()
 
-        conn.set_listener("receipt", _R())
+        conn.set_listener("receipt", _ReceiptSeen())
         conn.subscribe(self.broker.inlet_topic, id="inlet-uploader", ack="auto", headers={"receipt": "sub-1"})
         receipt.wait(10)
         self.conn = conn

@@ -2,8 +2,11 @@
 
 Order matters for safety. Bytes are placed first (a crash leaves at most an unregistered
 copy, which the retry finds and accepts if identical). Rucio registration is one
-``add_replicas`` and one ``attach_dids_to_dids`` call for the whole batch, after a single
-bulk lookup that makes a retry skip what an earlier attempt already registered. The
+``attach_dids`` call with the first RSE for the whole batch: the server registers the replicas
+and attaches them to the run dataset in one transaction, so all of a batch is registered or
+none of it. Only when Rucio says some already exist (a retried batch) does one bulk lookup
+accept the identical ones, refuse the different ones, and register the rest with
+``add_replicas`` and ``attach_dids_to_dids`` (``Uploader._register``). The
 catalogue rows, the ``file-registered`` events (as outbox rows) and the run's collections
 are written in one catalogue transaction; the events are published right after commit and
 marked sent, and any left unsent stay in the outbox for the next batch or the listener's
@@ -31,11 +34,11 @@ from inlet.catalog.models import FileAvailability, OutboxMessage, RunFile, utcno
 from inlet.catalog.states import RunState
 from inlet.catalog.upsert import insert_ignore
 from inlet.config import Settings
-from inlet.uploader.checksum import digest_stream
+from inlet.uploader.daq_release import Pending, PendingStore
+from inlet.uploader.digest import digest_stream
 from inlet.uploader.events import FILE_REGISTERED, Publisher, envelope, file_quarantined, file_registered_id
 from inlet.uploader.plan import BadInput, FilePlan, RunCollections, plan_file, run_collections, stream_policy
 from inlet.uploader.quarantine import quarantine_info
-from inlet.uploader.release import Pending, PendingStore
 from inlet.uploader.roots import DaqFile, DaqRoots, Refused, worker_roots
 from inlet.uploader.sidecar import BadSidecar, check_sidecar
 from inlet.uploader.storage import AlreadyStoredDifferently, ChecksumMismatch, FileChanged, FirstRse, Placed
@@ -61,9 +64,14 @@ class BatchResult:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "registered": self.registered, "skipped": self.skipped, "failed": self.failed,
-            "quarantined": self.quarantined, "retry": self.retry, "bytes": self.bytes, "latency": self.latency,
-        }  # fmt: skip
+            "registered": self.registered,
+            "skipped": self.skipped,
+            "failed": self.failed,
+            "quarantined": self.quarantined,
+            "retry": self.retry,
+            "bytes": self.bytes,
+            "latency": self.latency,
+        }
 
 
 def state_path(settings: Settings, p: Path) -> Path:
@@ -79,14 +87,14 @@ class Uploader:
 
     def __init__(self, settings: Settings, catalog: Catalog | None = None, publisher: Publisher | None = None) -> None:
         self.settings = settings
-        self.u = settings.uploader
+        self.uploader_settings = settings.uploader
         self._catalog = catalog
         self.publisher = publisher or Publisher(settings.broker)
         self._client: Any = None
         self._first: FirstRse | None = None
         self._collections_done: set[tuple[str, str]] = set()
-        self.pending = PendingStore(state_path(settings, self.u.state_dir) / "pending")
-        self.quarantine_dir = state_path(settings, self.u.quarantine_dir)
+        self.pending = PendingStore(state_path(settings, self.uploader_settings.state_dir) / "pending")
+        self.quarantine_dir = state_path(settings, self.uploader_settings.quarantine_dir)
 
     # -- lazily opened resources ---------------------------------------------------------
     @property
@@ -106,7 +114,7 @@ class Uploader:
     @property
     def first(self) -> FirstRse:
         if self._first is None:
-            self._first = FirstRse(self.u.first_rse)
+            self._first = FirstRse(self.uploader_settings.first_rse)
         return self._first
 
     # -- the batch -----------------------------------------------------------------------
@@ -201,9 +209,11 @@ class Uploader:
     ) -> list[tuple[FilePlan, dict[str, Any], DaqFile]]:
         """Files the catalogue already has: identical content is a no-op, other content is refused."""
         keys = [(p.scope, p.name) for p, _, _ in plans]
-        with self.catalog.session() as s:
-            known = {(f.scope, f.name): (f.size, f.adler32) for f in s.scalars(
-                select(RunFile).where(tuple_(RunFile.scope, RunFile.name).in_(keys)))}  # fmt: skip
+        with self.catalog.session() as session:
+            known = {
+                (f.scope, f.name): (f.size, f.adler32)
+                for f in session.scalars(select(RunFile).where(tuple_(RunFile.scope, RunFile.name).in_(keys)))
+            }
         left = []
         for plan, side, daq in plans:
             have = known.get((plan.scope, plan.name))
@@ -236,11 +246,12 @@ class Uploader:
 
         pfns = self.first.pfns([(p.scope, p.name) for p, _, _ in plans])
         placed: list[tuple[FilePlan, Placed]] = []
-        with slots(self.settings).hold(self.u.first_rse):
+        with slots(self.settings).hold(self.uploader_settings.first_rse):
             for plan, side, daq in plans:
                 try:
-                    placed.append((plan, self.first.put(daq.real, plan.scope, plan.name, pfns[plan.did], side,
-                                                        daq.open)))  # fmt: skip
+                    placed.append(
+                        (plan, self.first.put(daq.real, plan.scope, plan.name, pfns[plan.did], side, daq.open))
+                    )
                 except Refused as exc:
                     # Swapped for a symlink, a FIFO or another file since the check: never read.
                     self._quarantine(res, plan.path, str(exc), exc.kind, plan.collections, roots)
@@ -268,10 +279,14 @@ class Uploader:
             if r.per_file:
                 continue  # placed on every file by _file_rules
             rule: dict[str, Any] = {
-                "copies": r.copies, "rse_expression": r.rse_expression, "lifetime": r.lifetime,
-                "notify": r.notify, "activity": r.activity, "grouping": "DATASET",
+                "copies": r.copies,
+                "rse_expression": r.rse_expression,
+                "lifetime": r.lifetime,
+                "notify": r.notify,
+                "activity": r.activity,
+                "grouping": "DATASET",
                 "account": self.settings.rucio.account,
-            }  # fmt: skip
+            }
             if r.delay_injection:
                 rule["delay_injection"] = r.delay_injection
             rules.append(rule)
@@ -279,10 +294,14 @@ class Uploader:
         # create the run row and name its dataset before Rucio is asked about it.
         self.catalog.transaction(
             lambda s: catalog_runs.upsert_run(
-                s, coll.experiment, coll.run, scope=coll.scope, dataset=coll.dataset,
+                s,
+                coll.experiment,
+                coll.run,
+                scope=coll.scope,
+                dataset=coll.dataset,
                 conditions={"stream": coll.stream},
             )
-        )  # fmt: skip
+        )
         try:
             self.client.add_dataset(coll.scope, coll.dataset, meta={"run_number": coll.run}, rules=rules)
             log.info("created run dataset %s:%s with %d rules", coll.scope, coll.dataset, len(rules))
@@ -294,10 +313,15 @@ class Uploader:
             # Two workers starting the same run race here; the loser's Duplicate means "done".
             with contextlib.suppress(DuplicateContent, Duplicate):
                 self.client.attach_dids_to_dids(
-                    [{"scope": coll.scope, "name": coll.container,
-                      "dids": [{"scope": coll.scope, "name": coll.dataset}]}],
+                    [
+                        {
+                            "scope": coll.scope,
+                            "name": coll.container,
+                            "dids": [{"scope": coll.scope, "name": coll.dataset}],
+                        }
+                    ],
                     ignore_duplicate=True,
-                )  # fmt: skip
+                )
         self._collections_done.add(key)
 
     def _register(
@@ -325,18 +349,28 @@ class Uploader:
         attached = True
         try:
             self.client.attach_dids(
-                coll.scope, coll.dataset, [self._replica(p, pl) for p, pl in ok], rse=self.u.first_rse
+                coll.scope, coll.dataset, [self._replica(p, pl) for p, pl in ok], rse=self.uploader_settings.first_rse
             )
-        except (DataIdentifierAlreadyExists, Duplicate, FileAlreadyExists, FileConsistencyMismatch,
-                FileReplicaAlreadyExists):  # fmt: skip
+        except (
+            DataIdentifierAlreadyExists,
+            Duplicate,
+            FileAlreadyExists,
+            FileConsistencyMismatch,
+            FileReplicaAlreadyExists,
+        ):
             ok = self._register_known(placed, res)
             attached = False
         if ok and not attached:
             self.client.attach_dids_to_dids(
-                [{"scope": coll.scope, "name": coll.dataset,
-                  "dids": [{"scope": p.scope, "name": p.name} for p, _ in ok]}],
+                [
+                    {
+                        "scope": coll.scope,
+                        "name": coll.dataset,
+                        "dids": [{"scope": p.scope, "name": p.name} for p, _ in ok],
+                    }
+                ],
                 ignore_duplicate=True,
-            )  # fmt: skip
+            )
         return ok
 
     def _file_rules(self, coll: RunCollections, names: list[str]) -> None:
@@ -349,9 +383,14 @@ class Uploader:
         dids = [dict(zip(("scope", "name"), n.split(":", 1), strict=True)) for n in names]
         for r in rules:
             args: dict[str, Any] = {
-                "copies": r.copies, "rse_expression": r.rse_expression, "lifetime": r.lifetime, "notify": r.notify,
-                "activity": r.activity, "grouping": "NONE", "account": self.settings.rucio.account,
-            }  # fmt: skip
+                "copies": r.copies,
+                "rse_expression": r.rse_expression,
+                "lifetime": r.lifetime,
+                "notify": r.notify,
+                "activity": r.activity,
+                "grouping": "NONE",
+                "account": self.settings.rucio.account,
+            }
             if r.delay_injection:
                 args["delay_injection"] = r.delay_injection
             try:
@@ -388,36 +427,49 @@ class Uploader:
             if m is None:
                 new.append(self._replica(plan, pl))
         if new:
-            self.client.add_replicas(self.u.first_rse, new)
+            self.client.add_replicas(self.uploader_settings.first_rse, new)
         return ok
 
     def _record(self, coll: RunCollections, ok: list[tuple[FilePlan, Placed]], res: BatchResult) -> None:
         now = utcnow()
-        rse = self.u.first_rse
+        rse = self.uploader_settings.first_rse
         events = [
             envelope(
                 FILE_REGISTERED,
                 {
-                    "scope": p.scope, "name": p.name, "did": p.did, "experiment": coll.experiment, "run": coll.run,
-                    "stream": coll.stream, "dataset": f"{coll.scope}:{coll.dataset}", "bytes": pl.digest.size,
-                    "adler32": pl.digest.adler32, "md5": pl.digest.md5, "rse": rse, "pfn": pl.pfn,
+                    "scope": p.scope,
+                    "name": p.name,
+                    "did": p.did,
+                    "experiment": coll.experiment,
+                    "run": coll.run,
+                    "stream": coll.stream,
+                    "dataset": f"{coll.scope}:{coll.dataset}",
+                    "bytes": pl.digest.size,
+                    "adler32": pl.digest.adler32,
+                    "md5": pl.digest.md5,
+                    "rse": rse,
+                    "pfn": pl.pfn,
                     "closed_at": _iso(dt.datetime.fromtimestamp(pl.state.mtime_ns / 1e9, dt.UTC)),
                     "registered_at": _iso(now),
                 },
                 file_registered_id(p.scope, p.name),
             )
             for p, pl in ok
-        ]  # fmt: skip
+        ]
 
         def work(s: Session) -> None:
             run = catalog_runs.get_run(s, coll.experiment, coll.run)
             specs = [
                 catalog_runs.FileSpec(
-                    p.scope, p.name, pl.digest.size, pl.digest.adler32, pl.digest.md5,
+                    p.scope,
+                    p.name,
+                    pl.digest.size,
+                    pl.digest.adler32,
+                    pl.digest.md5,
                     dt.datetime.fromtimestamp(pl.state.mtime_ns / 1e9, dt.UTC),
                 )
                 for p, pl in ok
-            ]  # fmt: skip
+            ]
             catalog_runs.add_files(s, run, specs)
             keys = [(p.scope, p.name) for p, _ in ok]
             s.execute(
@@ -427,9 +479,10 @@ class Uploader:
             )
             ids = s.scalars(select(RunFile.id).where(tuple_(RunFile.scope, RunFile.name).in_(keys))).all()
             insert_ignore(
-                s, FileAvailability.__table__,  # type: ignore[arg-type]
+                s,
+                FileAvailability.__table__,  # type: ignore[arg-type]
                 [{"file_id": i, "rse": rse, "available_at": now} for i in ids],
-            )  # fmt: skip
+            )
             for ev in events:
                 ledger.enqueue(s, OUTBOX_KIND, ev, ev["id"])
 

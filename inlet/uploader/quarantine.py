@@ -56,8 +56,13 @@ def _movable(p: Path, roots: DaqRoots) -> os.stat_result:
         raise Refused("outside-roots", "outside the DAQ roots")
     st = os.lstat(p)
     if not stat.S_ISREG(st.st_mode):
-        what = "a symlink" if stat.S_ISLNK(st.st_mode) else "a directory" if stat.S_ISDIR(st.st_mode) else (
-            "not a regular file")  # fmt: skip
+        what = (
+            "a symlink"
+            if stat.S_ISLNK(st.st_mode)
+            else "a directory"
+            if stat.S_ISDIR(st.st_mode)
+            else ("not a regular file")
+        )
         raise Refused("not-regular", what)
     real = Path(os.path.realpath(p.parent)) / p.name
     if not roots.contains(real):
@@ -103,9 +108,13 @@ def _copy_regular(p: Path, target: Path, st: os.stat_result) -> None:
 
 
 def quarantine_info(
-    path: str | os.PathLike[str], qdir: Path, reason: str, kind: str, roots: DaqRoots,
+    path: str | os.PathLike[str],
+    qdir: Path,
+    reason: str,
+    kind: str,
+    roots: DaqRoots,
     companions: tuple[Path, ...] = (),
-) -> dict[str, Any]:  # fmt: skip
+) -> dict[str, Any]:
     """:func:`quarantine`, answering with what the reason file says (source, kind, reason, at, moved_to).
 
     ``companions`` (a DAQ sidecar) follow the file under the same new name, on the same terms.

@@ -56,9 +56,14 @@ def _within(path: Path, roots: Iterable[Path]) -> bool:
 
 
 def _what(mode: int) -> str:
-    for test, name in ((stat.S_ISDIR, "directory"), (stat.S_ISFIFO, "FIFO"), (stat.S_ISSOCK, "socket"),
-                       (stat.S_ISCHR, "character device"), (stat.S_ISBLK, "block device"),
-                       (stat.S_ISLNK, "symlink")):  # fmt: skip
+    for test, name in (
+        (stat.S_ISDIR, "directory"),
+        (stat.S_ISFIFO, "FIFO"),
+        (stat.S_ISSOCK, "socket"),
+        (stat.S_ISCHR, "character device"),
+        (stat.S_ISBLK, "block device"),
+        (stat.S_ISLNK, "symlink"),
+    ):
         if test(mode):
             return name
     return "special file"
@@ -129,9 +134,10 @@ class DaqRoots:
             raise Refused("outside-roots", f"{p}: no DAQ root is configured or granted; {self.hint}")
         if not self.contains(p):
             raise Refused(
-                "outside-roots", f"{p} is outside the DAQ roots ({', '.join(map(str, self.roots))}); not read. "
-                f"Put DAQ files under a root, or {self.hint}"
-            )  # fmt: skip
+                "outside-roots",
+                f"{p} is outside the DAQ roots ({', '.join(map(str, self.roots))}); not read. "
+                f"Put DAQ files under a root, or {self.hint}",
+            )
         try:
             lst = os.lstat(p)
             real = Path(os.path.realpath(p, strict=True))
@@ -163,9 +169,10 @@ def grant(settings: Settings, directory: Path) -> Path:
     real = Path(os.path.realpath(normalise(directory)))
     if real == Path(real.anchor):
         raise Refused(
-            "bad-root", f"{directory}: the file system root cannot be a DAQ root; keep DAQ files in a directory of "
-            "their own, or set [uploader] daq_roots"
-        )  # fmt: skip
+            "bad-root",
+            f"{directory}: the file system root cannot be a DAQ root; keep DAQ files in a directory of "
+            "their own, or set [uploader] daq_roots",
+        )
     d = grants_dir(settings)
     d.mkdir(parents=True, exist_ok=True, mode=0o700)
     f = d / hashlib.sha256(str(real).encode()).hexdigest()[:32]
@@ -216,7 +223,8 @@ def command_line_roots(settings: Settings, directories: Iterable[Path]) -> tuple
     for d in dirs:
         if Path(os.path.realpath(d)) == Path(d.anchor):
             raise Refused(
-                "bad-root", f"{d}: the file system root cannot be a DAQ root; keep DAQ files in a directory of "
-                "their own, or set [uploader] daq_roots"
-            )  # fmt: skip
+                "bad-root",
+                f"{d}: the file system root cannot be a DAQ root; keep DAQ files in a directory of "
+                "their own, or set [uploader] daq_roots",
+            )
     return DaqRoots(dirs), dirs

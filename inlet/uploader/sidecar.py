@@ -45,8 +45,11 @@ class Sidecar:
 
     def as_dict(self) -> dict[str, Any]:
         """What the worker compares the file's bytes with (only the keys the DAQ gave)."""
-        return {k: v for k, v in (("adler32", self.adler32), ("md5", self.md5), ("size", self.size),
-                                  ("run", self.run)) if v is not None}  # fmt: skip
+        return {
+            k: v
+            for k, v in (("adler32", self.adler32), ("md5", self.md5), ("size", self.size), ("run", self.run))
+            if v is not None
+        }
 
 
 def _int(text: str) -> int:

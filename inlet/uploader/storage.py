@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 from urllib.parse import urlparse
 
-from inlet.uploader.checksum import Digest, FileState, digest_file, digest_stream
+from inlet.uploader.digest import Digest, FileState, digest_file, digest_stream
 
 
 class FileChanged(Exception):
@@ -128,9 +128,14 @@ class FirstRse:
         return dict(self._rsemgr.lfns2pfns(self.info, lfns, operation="write"))
 
     def put(
-        self, src: Path, scope: str, name: str, pfn: str, expect: dict[str, Any] | None = None,
+        self,
+        src: Path,
+        scope: str,
+        name: str,
+        pfn: str,
+        expect: dict[str, Any] | None = None,
         open_src: Opener | None = None,
-    ) -> Placed:  # fmt: skip
+    ) -> Placed:
         """Place ``src`` (its resolved path; ``open_src`` opens it without following a swapped path)."""
         parsed = urlparse(pfn)
         if parsed.scheme == "file":
@@ -146,8 +151,12 @@ class FirstRse:
             _check_expected(src, digest, expect)
         _unchanged(src, before)
         item = {
-            "scope": scope, "name": name, "filesize": digest.size, "adler32": digest.adler32, "md5": digest.md5,
+            "scope": scope,
+            "name": name,
+            "filesize": digest.size,
+            "adler32": digest.adler32,
+            "md5": digest.md5,
             "path": str(src),
-        }  # fmt: skip
+        }
         self._rsemgr.upload(self.info, [item], source_dir=None)
         return Placed(pfn, digest, _unchanged(src, before))

@@ -90,8 +90,12 @@ def register_behind_the_policy(h: Hostile, rse: str, files: list[dict[str, Any]]
     assert refused.error == "AccessDenied" and "a replica must be a file of the RSE" in refused.message, refused
     res = subprocess.run(
         [sys.executable, "-c", _BEHIND_THE_POLICY, rse, json.dumps(files)],
-        env=h.root.env, capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
+        env=h.root.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert "REGISTERED" in res.stdout, res.stderr[-2000:]
 
 

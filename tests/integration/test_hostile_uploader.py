@@ -14,7 +14,6 @@ import os
 import random
 import shutil
 import subprocess
-import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,10 +22,10 @@ from typing import Any
 import pytest
 import redis
 
-from inlet.config import load_settings
 from inlet.lake.lake import Lake
 from tests.integration import test_uploader_flow as flow
-from tests.integration.test_uploader_flow import BIN, SCOPE, Events, _adler, ask, inlet, make_run, wait_for
+from tests.integration.conftest import BIN, daq_files, inlet, python_child, wait_for
+from tests.integration.test_uploader_flow import SCOPE, Events, _adler, ask
 
 # test_uploader_flow's fixtures, reused rather than copied: its env (a queue, state and
 # quarantine of this module's own; DAQ roots: pytest's temporary directory), a real worker on
@@ -72,13 +71,8 @@ print(json.dumps(out))
 
 
 def forge(env: dict[str, str], *tasks: tuple[str, list[Any]]) -> list[dict[str, Any]]:
-    res = subprocess.run(
-        [sys.executable, "-c", FORGE, env.get("INLET_REDIS__URL") or load_settings().redis.url,
-         env["INLET_UPLOADER__QUEUE"]],
-        input=json.dumps(tasks), env=env, capture_output=True, text=True, timeout=300, check=False,
-    )  # fmt: skip
-    assert res.returncode == 0, res.stderr[-2000:]
-    out: list[dict[str, Any]] = json.loads(res.stdout)
+    printed = python_child(env, FORGE, env["INLET_REDIS__URL"], env["INLET_UPLOADER__QUEUE"], stdin=json.dumps(tasks))
+    out: list[dict[str, Any]] = json.loads(printed)
     return out
 
 
@@ -124,7 +118,7 @@ def test_a_task_naming_dir_sub_dotdot_does_not_move_the_directory(
     run = random.randint(100_000, 999_999)
     parent = tmp_path / f"parent{run}"
     (parent / "sub").mkdir(parents=True)
-    (keep,) = make_run(parent, run, 1, size=100)
+    (keep,) = daq_files(parent, run, 1, size=100)
     (out,) = forge(env, ("inlet.upload_batch", [[{"path": f"{parent}/sub/.."}], run, "raw"]))
     assert out["ok"]["registered"] == []
     assert "is a directory" in out["ok"]["quarantined"][f"{parent}/sub/.."]
@@ -153,7 +147,7 @@ def test_a_forged_task_outside_the_roots_is_refused_and_the_worker_keeps_going(
         ("inlet.upload_batch", [[], "abc", "raw"]),
         ("inlet.upload_batch", [[], 10**30, "raw"]),
         ("inlet.end_run", ["abc", "raw"]),
-    )  # fmt: skip
+    )
     first, second, not_list, bad_items, bad_run, huge_run, bad_end = forged
     assert first["ok"]["registered"] == [] and set(first["ok"]["quarantined"]) == {"/etc/shadow", str(planted)}
     assert all("outside the DAQ roots" in why for why in first["ok"]["quarantined"].values())
@@ -170,11 +164,11 @@ def test_a_forged_task_outside_the_roots_is_refused_and_the_worker_keeps_going(
     assert reason(env, "shadow")["moved_to"] is None
 
     # A raw message that is not even a Celery task, pushed straight into the queue.
-    r = redis.Redis.from_url(env.get("INLET_REDIS__URL") or load_settings().redis.url)
+    r = redis.Redis.from_url(env["INLET_REDIS__URL"])
     r.lpush(env["INLET_UPLOADER__QUEUE"], b"\xff not json", json.dumps({"body": "x" * 100, "headers": 5}))
 
     # The worker is still there and still works.
-    (good,) = make_run(tmp_path / "daq", run, 1, size=1000)
+    (good,) = daq_files(tmp_path / "daq", run, 1, size=1000)
     res = inlet(env, "upload", str(good), "--run", str(run))
     assert res.returncode == 0, res.stderr
     assert worker.poll() is None
@@ -196,12 +190,16 @@ BAD_SIDECARS: dict[str, Any] = {
 
 
 def test_bad_sidecars_are_quarantined_with_reasons_while_the_good_files_are_registered(
-    lake: Lake, env: dict[str, str], worker: subprocess.Popen[bytes], events: Events, tmp_path: Path,
+    lake: Lake,
+    env: dict[str, str],
+    worker: subprocess.Popen[bytes],
+    events: Events,
+    tmp_path: Path,
     outside: Path,
-) -> None:  # fmt: skip
+) -> None:
     run = random.randint(100_000, 999_999)
     daq = tmp_path / "daq"
-    files = make_run(daq, run, len(BAD_SIDECARS) + 2, size=1200)
+    files = daq_files(daq, run, len(BAD_SIDECARS) + 2, size=1200)
     good = [files[0], files[-1]]
     for f in good:
         side = {"run": run, "size": 1200, "adler32": _adler(f.read_bytes())}
@@ -222,15 +220,25 @@ def test_bad_sidecars_are_quarantined_with_reasons_while_the_good_files_are_regi
 
     log = tmp_path / "watch.log"
     with log.open("wb") as out:
-        watcher = subprocess.Popen([str(BIN / "inlet"), "watch", str(daq), "--stable", "0", "--interval", "0.3"],
-                                   env=env, stdout=out, stderr=subprocess.STDOUT)  # fmt: skip
+        watcher = subprocess.Popen(
+            [str(BIN / "inlet"), "watch", str(daq), "--stable", "0", "--interval", "0.3"],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     try:
         ds = f"run{run:06d}.raw"
         want = [sorted(f.name for f in good)]
-        wait_for("the good files in the run dataset", lambda: ask(env, ["exists", SCOPE, ds]) == [True] and ask(
-            env, ["content", SCOPE, ds]) == want, 180)  # fmt: skip
-        wait_for("a reason file for every bad sidecar",
-                 lambda: all((qdir(env) / f"{f.name}.reason.json").exists() for f in bad.values()), 60)  # fmt: skip
+        wait_for(
+            "the good files in the run dataset",
+            lambda: ask(env, ["exists", SCOPE, ds]) == [True] and ask(env, ["content", SCOPE, ds]) == want,
+            180,
+        )
+        wait_for(
+            "a reason file for every bad sidecar",
+            lambda: all((qdir(env) / f"{f.name}.reason.json").exists() for f in bad.values()),
+            60,
+        )
         assert watcher.poll() is None, log.read_text()[-3000:]
     finally:
         watcher.terminate()
@@ -259,12 +267,22 @@ def test_a_bad_sidecar_in_a_task_quarantines_its_file_and_the_batch_goes_in(
     env: dict[str, str], worker: subprocess.Popen[bytes], tmp_path: Path
 ) -> None:
     run = random.randint(100_000, 999_999)
-    ok, bad_size, bad_run = make_run(tmp_path / "daq", run, 3, size=900)
-    (out,) = forge(env, ("inlet.upload_batch", [[
-        {"path": str(ok), "sidecar": {"size": 900}},
-        {"path": str(bad_size), "sidecar": {"size": "abc"}},
-        {"path": str(bad_run), "sidecar": {"run": run + 1}},
-    ], run, "raw"]))  # fmt: skip
+    ok, bad_size, bad_run = daq_files(tmp_path / "daq", run, 3, size=900)
+    (out,) = forge(
+        env,
+        (
+            "inlet.upload_batch",
+            [
+                [
+                    {"path": str(ok), "sidecar": {"size": 900}},
+                    {"path": str(bad_size), "sidecar": {"size": "abc"}},
+                    {"path": str(bad_run), "sidecar": {"run": run + 1}},
+                ],
+                run,
+                "raw",
+            ],
+        ),
+    )
     assert out["ok"]["registered"] == [f"{SCOPE}:{ok.name}"]
     assert set(out["ok"]["quarantined"]) == {str(bad_size), str(bad_run)}
     assert (qdir(env) / bad_size.name).exists() and reason(env, bad_size.name)["kind"] == "bad-sidecar"

@@ -170,8 +170,12 @@ def _as_account(acct: dict[str, str], code: str) -> Any:
     env = {**os.environ, "RUCIO_CONFIG": acct["config"]}
     res = subprocess.run(
         [sys.executable, "-c", "import json, sys\nfrom rucio.client import Client\nc = Client()\n" + code],
-        env=env, capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert res.returncode == 0, res.stderr[-2000:]
     return json.loads(res.stdout)
 

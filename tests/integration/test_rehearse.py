@@ -25,10 +25,24 @@ BIN = Path(sys.executable).parent
 
 def rehearse(env: dict[str, str], out: Path, *args: str) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
     res = subprocess.run(
-        [str(BIN / "inlet"), "rehearse", "--no-lake", "--report-dir", str(out), "--poll-interval", "1",
-         "--drain-timeout", "120", *args],
-        env=env, capture_output=True, text=True, timeout=600, check=False,
-    )  # fmt: skip
+        [
+            str(BIN / "inlet"),
+            "rehearse",
+            "--no-lake",
+            "--report-dir",
+            str(out),
+            "--poll-interval",
+            "1",
+            "--drain-timeout",
+            "120",
+            *args,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
     lines = [ln for ln in res.stdout.splitlines() if ln.startswith("{")]
     summary: dict[str, Any] = json.loads(lines[-1]) if lines else {}
     return res, summary
@@ -59,8 +73,10 @@ def test_the_report_holds_the_counts_and_every_chunks_timestamps(short: tuple[in
     assert len(doc["chunks"]) == 30
     for c in doc["chunks"]:
         # Every hop of the event-driven path was seen, in order.
-        times = [c[k] for k in ("closed", "registered", "submitted", "transferred", "available_b", "event_seen",
-                                "event_done")]  # fmt: skip
+        times = [
+            c[k]
+            for k in ("closed", "registered", "submitted", "transferred", "available_b", "event_seen", "event_done")
+        ]
         assert None not in times, c
         assert c["closed"] <= c["registered"] <= c["event_done"]
         assert c["available_b"] <= c["event_seen"] <= c["event_done"]
@@ -87,8 +103,14 @@ def test_rucio_sees_the_closed_run_dataset_with_every_chunk(
 ) -> None:
     _, _, out = short
     run = json.loads((out / "report.json").read_text())["meta"]["run"]
-    res = subprocess.run([str(BIN / "rucio"), "did", "show", f"virgo.raw:run{run:06d}.raw"], env=rucio_env,
-                         capture_output=True, text=True, timeout=120, check=True)  # fmt: skip
+    res = subprocess.run(
+        [str(BIN / "rucio"), "did", "show", f"virgo.raw:run{run:06d}.raw"],
+        env=rucio_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
     fields = dict(line.split(":", 1) for line in res.stdout.splitlines() if ":" in line)
     assert fields["length"].strip() == "30"
     assert fields["open"].strip() == "False"
@@ -123,10 +145,24 @@ def test_an_unknown_site_b_is_refused_with_the_fix(rucio_env: dict[str, str], tm
 
 def test_ctrl_c_stops_the_daq_and_still_reports_every_chunk_sent(rucio_env: dict[str, str], tmp_path: Path) -> None:
     proc = subprocess.Popen(
-        [str(BIN / "inlet"), "rehearse", "--no-lake", "--report-dir", str(tmp_path), "--poll-interval", "1",
-         "--duration", "600", "--speedup", "2"],
-        env=rucio_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        [
+            str(BIN / "inlet"),
+            "rehearse",
+            "--no-lake",
+            "--report-dir",
+            str(tmp_path),
+            "--poll-interval",
+            "1",
+            "--duration",
+            "600",
+            "--speedup",
+            "2",
+        ],
+        env=rucio_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         # Interrupt once the DAQ is writing (the worker log says it is ready, and chunks exist).
         deadline = time.monotonic() + 180

@@ -8,12 +8,10 @@ import json
 import os
 import random
 import subprocess
-import sys
 import threading
-import time
 import uuid
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +21,8 @@ import stomp
 from inlet.catalog import open_catalog
 from inlet.catalog.models import OutboxMessage, Run, RunFile
 from inlet.lake.lake import Lake
+from tests.integration.conftest import BIN, UploaderEnv, daq_files, inlet, python_child, queue_batch, wait_for
 
-BIN = Path(sys.executable).parent
 SCOPE = "cygno.raw"
 HELD = {"tier": "raw", "rules": [{"rse_expression": "SITE_B_DISK", "delay_injection": 86400}]}
 
@@ -33,59 +31,14 @@ def _adler(data: bytes) -> str:
     return f"{zlib.adler32(data) & 0xFFFFFFFF:08x}"
 
 
-def wait_for(what: str, cond: Any, timeout: float = 120.0, every: float = 0.5) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = cond()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError(f"gave up waiting for {what}")
+@pytest.fixture(scope="module")
+def env(uploader_env: UploaderEnv) -> dict[str, str]:
+    return uploader_env("flow", streams=json.dumps({"raw": {"tier": "raw"}, "held": HELD}))
 
 
 @pytest.fixture(scope="module")
-def env(lake: Lake, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    state = tmp_path_factory.mktemp("uploader-state")
-    streams = {"raw": {"tier": "raw"}, "held": HELD}
-    return {
-        **os.environ,
-        **lake.rucio_client_env(),
-        **lake.exports(),
-        # A queue of its own: nothing left over from another session reaches this worker.
-        "INLET_UPLOADER__QUEUE": f"inlet.upload.test-{uuid.uuid4().hex[:8]}",
-        "INLET_UPLOADER__STATE_DIR": str(state / "state"),
-        "INLET_UPLOADER__QUARANTINE_DIR": str(state / "quarantine"),
-        "INLET_UPLOADER__STREAMS": json.dumps(streams),
-        # The DAQ files of these tests live under pytest's temporary directory.
-        "INLET_UPLOADER__DAQ_ROOTS": json.dumps([str(tmp_path_factory.getbasetemp())]),
-    }
-
-
-@pytest.fixture(scope="module")
-def worker(env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[subprocess.Popen[bytes]]:
-    log = tmp_path_factory.mktemp("worker") / "worker.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [str(BIN / "celery"), "-A", "inlet.uploader", "worker", "-c", "2", "-n", f"flow-{uuid.uuid4().hex[:6]}@%h",
-             "--loglevel", "INFO", "--without-gossip", "--without-mingle"],
-            env=env, stdout=out, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    try:
-        wait_for("the worker to be ready", lambda: b"ready." in log.read_bytes() or proc.poll() is not None, 90)
-        assert proc.poll() is None, log.read_text()[-3000:]
-        yield proc
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-
-
-def inlet(env: dict[str, str], *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(BIN / "inlet"), *args], env=env, capture_output=True, text=True, timeout=timeout, check=False
-    )
+def worker(env: dict[str, str], celery_worker: Callable[..., subprocess.Popen[bytes]]) -> subprocess.Popen[bytes]:
+    return celery_worker(env, f"flow-{uuid.uuid4().hex[:6]}", concurrency=2)
 
 
 def rucio(env: dict[str, str], *args: str) -> str:
@@ -131,10 +84,7 @@ print(json.dumps(out, default=str))
 
 
 def ask(env: dict[str, str], *ops: list[Any]) -> list[Any]:
-    res = subprocess.run([sys.executable, "-c", CLIENT], input=json.dumps(ops), env=env, capture_output=True,
-                         text=True, timeout=300, check=False)  # fmt: skip
-    assert res.returncode == 0, res.stderr[-2000:]
-    result: list[Any] = json.loads(res.stdout)
+    result: list[Any] = json.loads(python_child(env, CLIENT, stdin=json.dumps(ops)))
     return result
 
 
@@ -163,16 +113,6 @@ def events(lake: Lake) -> Iterator[Events]:
     conn.disconnect()
 
 
-def make_run(root: Path, run: int, n: int, size: int = 85_000) -> list[Path]:
-    root.mkdir(parents=True, exist_ok=True)
-    files = []
-    for i in range(1, n + 1):
-        p = root / f"run{run:06d}_pmt_{i:04d}.mid.gz"
-        p.write_bytes(os.urandom(size))
-        files.append(p)
-    return files
-
-
 @pytest.fixture(scope="module")
 def run_number() -> int:
     return random.randint(100_000, 999_999)
@@ -180,10 +120,13 @@ def run_number() -> int:
 
 @pytest.fixture(scope="module")
 def uploaded(
-    env: dict[str, str], worker: subprocess.Popen[bytes], events: Events, run_number: int,
+    env: dict[str, str],
+    worker: subprocess.Popen[bytes],
+    events: Events,
+    run_number: int,
     tmp_path_factory: pytest.TempPathFactory,
-) -> list[Path]:  # fmt: skip
-    files = make_run(tmp_path_factory.mktemp("daq"), run_number, 4)
+) -> list[Path]:
+    files = daq_files(tmp_path_factory.mktemp("daq"), run_number, 4)
     res = inlet(env, "upload", *map(str, files), "--run", str(run_number), "--stream", "raw", "--end-run")
     assert res.returncode == 0, res.stderr
     summary = json.loads(res.stdout.strip().splitlines()[-1])
@@ -198,9 +141,13 @@ def test_run_upload_registers_dids_dataset_rules_catalogue_and_events(
     first = run_number // 1000 * 1000
     container = f"runs{first:06d}-{first + 999:06d}.raw"
     content, meta, rules, replicas, in_container = ask(
-        env, ["content", SCOPE, ds], ["meta", SCOPE, ds], ["rules", SCOPE, ds],
-        ["replicas", SCOPE, uploaded[0].name], ["content", SCOPE, container],
-    )  # fmt: skip
+        env,
+        ["content", SCOPE, ds],
+        ["meta", SCOPE, ds],
+        ["rules", SCOPE, ds],
+        ["replicas", SCOPE, uploaded[0].name],
+        ["content", SCOPE, container],
+    )
     assert content == sorted(f.name for f in uploaded)
     assert (meta["run_nr"], meta["run_number"], meta["run_state"], meta["is_open"]) == (
         run_number,
@@ -289,16 +236,7 @@ def test_bad_name_reaching_a_worker_goes_to_quarantine_with_a_reason(
 ) -> None:
     bad = tmp_path / f"run{run_number:06d}-oops.dat"
     bad.write_bytes(b"y" * 10)
-    # What `inlet watch` does: queue without the client-side check.
-    script = (
-        "import json,sys; from inlet.uploader.celery_app import upload_batch; "
-        "r = upload_batch.delay([{'path': sys.argv[1]}], int(sys.argv[2]), 'raw'); "
-        "print(json.dumps(r.get(timeout=120)))"
-    )
-    res = subprocess.run([sys.executable, "-c", script, str(bad), str(run_number)], env=env, capture_output=True,
-                         text=True, timeout=180, check=False)  # fmt: skip
-    assert res.returncode == 0, res.stderr
-    out = json.loads(res.stdout)
+    out = queue_batch(env, [{"path": str(bad)}], run_number)
     assert str(bad) in out["quarantined"]
     assert "breaks the naming schema" in out["quarantined"][str(bad)]
     qdir = Path(env["INLET_UPLOADER__QUARANTINE_DIR"])
@@ -311,16 +249,8 @@ def test_sidecar_checksum_mismatch_registers_nothing(
     env: dict[str, str], worker: subprocess.Popen[bytes], tmp_path: Path
 ) -> None:
     run = random.randint(100_000, 999_999)
-    (f,) = make_run(tmp_path, run, 1, size=1000)
-    script = (
-        "import json,sys; from inlet.uploader.celery_app import upload_batch; "
-        "r = upload_batch.delay([{'path': sys.argv[1], 'sidecar': {'adler32': '00000001'}}], int(sys.argv[2]), 'raw'); "
-        "print(json.dumps(r.get(timeout=120)))"
-    )
-    res = subprocess.run([sys.executable, "-c", script, str(f), str(run)], env=env, capture_output=True,
-                         text=True, timeout=180, check=False)  # fmt: skip
-    assert res.returncode == 0, res.stderr
-    out = json.loads(res.stdout)
+    (f,) = daq_files(tmp_path, run, 1, size=1000)
+    out = queue_batch(env, [{"path": str(f), "sidecar": {"adler32": "00000001"}}], run)
     assert out["registered"] == []
     assert "adler32 mismatch" in out["failed"][str(f)]
     assert f.exists()
@@ -333,14 +263,18 @@ def test_daq_copy_is_freed_only_once_every_rule_is_ok(
     # The releaser, listening for the listener's daq-release events; its next poll is an hour away.
     log_path = tmp_path / "release.log"
     rel_log = log_path.open("wb")
-    releaser = subprocess.Popen([str(BIN / "inlet"), "-v", "uploader", "release", "--interval", "3600"], env=env,
-                                stdout=rel_log, stderr=subprocess.STDOUT)  # fmt: skip
+    releaser = subprocess.Popen(
+        [str(BIN / "inlet"), "-v", "uploader", "release", "--interval", "3600"],
+        env=env,
+        stdout=rel_log,
+        stderr=subprocess.STDOUT,
+    )
     try:
         wait_for("the releaser's first poll", lambda: b"release poll:" in log_path.read_bytes(), 60)
         # A stream whose rule cannot be satisfied yet (waiting for injection), and a normal run.
         held_run, run = random.randint(100_000, 999_999), random.randint(100_000, 999_999)
-        (held,) = make_run(tmp_path / "held", held_run, 1, size=2000)
-        files = make_run(tmp_path / "daq", run, 2, size=3000)
+        (held,) = daq_files(tmp_path / "held", held_run, 1, size=2000)
+        files = daq_files(tmp_path / "daq", run, 2, size=3000)
         assert inlet(env, "upload", str(held), "--run", str(held_run), "--stream", "held").returncode == 0
         assert inlet(env, "upload", *map(str, files), "--run", str(run)).returncode == 0
         assert ask(env, ["wait_rules_ok", SCOPE, f"run{run:06d}.raw", 150]) == [["OK", "OK", "OK"]]
@@ -350,8 +284,12 @@ def test_daq_copy_is_freed_only_once_every_rule_is_ok(
         conn = stomp.Connection12([(b.host, b.stomp_port)])
         conn.connect(b.username, b.password, wait=True)
         for f in [held, files[0]]:
-            doc = {"event_type": "daq-release", "payload": {"scope": SCOPE, "name": f.name, "rules": []},
-                   "created_at": "2026-11-21T00:00:00+00:00", "id": f"daq-release:{SCOPE}:{f.name}"}  # fmt: skip
+            doc = {
+                "event_type": "daq-release",
+                "payload": {"scope": SCOPE, "name": f.name, "rules": []},
+                "created_at": "2026-11-21T00:00:00+00:00",
+                "id": f"daq-release:{SCOPE}:{f.name}",
+            }
             conn.send(destination=b.inlet_topic, body=json.dumps(doc), headers={"event_type": "daq-release"})
         conn.disconnect()
         wait_for("the signalled DAQ copy to go", lambda: not files[0].exists(), 60)
@@ -375,7 +313,7 @@ def test_watch_uploads_closed_files_and_quarantines_bad_names(
 ) -> None:
     run = random.randint(100_000, 999_999)
     daq = tmp_path / "daq"
-    (with_sidecar, still) = make_run(daq, run, 2, size=1500)
+    (with_sidecar, still) = daq_files(daq, run, 2, size=1500)
     with_sidecar.with_name(with_sidecar.name + ".json").write_text(
         json.dumps({"run": run, "adler32": _adler(with_sidecar.read_bytes())})
     )
@@ -383,8 +321,12 @@ def test_watch_uploads_closed_files_and_quarantines_bad_names(
     bad.write_bytes(b"not a run file")
     log_path = tmp_path / "watch.log"
     with log_path.open("wb") as out:
-        watcher = subprocess.Popen([str(BIN / "inlet"), "watch", str(daq), "--stable", "1", "--interval", "0.5"],
-                                   env=env, stdout=out, stderr=subprocess.STDOUT)  # fmt: skip
+        watcher = subprocess.Popen(
+            [str(BIN / "inlet"), "watch", str(daq), "--stable", "1", "--interval", "0.5"],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     try:
         cat = open_catalog(lake.settings.catalog_url())
 

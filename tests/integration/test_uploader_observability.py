@@ -8,15 +8,13 @@ from __future__ import annotations
 
 import http.server
 import json
-import os
 import random
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +25,8 @@ import stomp
 from prometheus_client.parser import text_string_to_metric_families
 
 from inlet.lake.lake import Lake
-from tests.integration.test_uploader_faults import wait_for
+from tests.integration.conftest import BIN, UploaderEnv, daq_files, inlet, queue_batch, wait_for
 
-BIN = Path(sys.executable).parent
 SIZE = 3000
 
 
@@ -41,42 +38,16 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def env(lake: Lake, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    state = tmp_path_factory.mktemp("observability")
-    base = lake.settings.redis.url.rsplit("/", 1)[0]
-    url = f"{base}/10"
-    redis.Redis.from_url(url).flushdb()  # the status counters of this module start from zero
-    return {
-        **os.environ,
-        **lake.rucio_client_env(),
-        **lake.exports(),
-        "INLET_REDIS__URL": url,
-        "INLET_UPLOADER__QUEUE": f"inlet.upload.obs-{uuid.uuid4().hex[:8]}",
-        "INLET_UPLOADER__STATE_DIR": str(state / "state"),
-        "INLET_UPLOADER__QUARANTINE_DIR": str(state / "quarantine"),
-        "INLET_UPLOADER__METRICS_PORT": str(free_port()),
-        # The DAQ files of these tests live under pytest's temporary directory.
-        "INLET_UPLOADER__DAQ_ROOTS": json.dumps([str(tmp_path_factory.getbasetemp())]),
-    }
+def env(uploader_env: UploaderEnv) -> dict[str, str]:
+    env = uploader_env("obs", metrics_port=free_port())
+    redis.Redis.from_url(env["INLET_REDIS__URL"]).flushdb()  # the status counters of this module start from zero
+    return env
 
 
 @pytest.fixture(scope="module")
-def worker(env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[subprocess.Popen[bytes]]:
-    log = tmp_path_factory.mktemp("obs-worker") / "worker.log"
+def worker(env: dict[str, str], celery_worker: Callable[..., subprocess.Popen[bytes]]) -> subprocess.Popen[bytes]:
     # Two pool processes: the endpoint must sum what both observed.
-    proc = subprocess.Popen(
-        [str(BIN / "celery"), "-A", "inlet.uploader", "worker", "-c", "2", "-n", f"obs-{uuid.uuid4().hex[:6]}@%h",
-         "--loglevel", "INFO", "--without-gossip", "--without-mingle"],
-        env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True,
-    )  # fmt: skip
-    try:
-        wait_for("the worker and its metrics endpoint", lambda: b"uploader metrics on" in log.read_bytes()
-                 or proc.poll() is not None, 120)  # fmt: skip
-        assert proc.poll() is None, log.read_text()[-3000:]
-        yield proc
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(60)
+    return celery_worker(env, f"obs-{uuid.uuid4().hex[:6]}", concurrency=2, ready=b"uploader metrics on")
 
 
 def scrape(env: dict[str, str]) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -95,32 +66,18 @@ def metric(sample: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: s
 
 
 def status(env: dict[str, str]) -> dict[str, Any]:
-    res = subprocess.run([str(BIN / "inlet"), "uploader", "status"], env=env, capture_output=True, text=True,
-                         timeout=120, check=False)  # fmt: skip
+    res = inlet(env, "uploader", "status")
     assert res.returncode == 0, res.stderr
     out: dict[str, Any] = json.loads(res.stdout)
     return out
-
-
-def make_files(root: Path, run: int, n: int) -> list[Path]:
-    root.mkdir(parents=True, exist_ok=True)
-    files = []
-    for i in range(1, n + 1):
-        p = root / f"run{run:06d}_pmt_{i:04d}.mid.gz"
-        p.write_bytes(os.urandom(SIZE))
-        files.append(p)
-    return files
 
 
 def test_status_reports_queued_batches_while_no_worker_runs(env: dict[str, str], tmp_path: Path) -> None:
     idle = {**env, "INLET_UPLOADER__QUEUE": f"inlet.upload.idle-{uuid.uuid4().hex[:8]}"}
     before = status(idle)
     run = random.randint(100_000, 999_999)
-    files = make_files(tmp_path, run, 3)
-    res = subprocess.run(
-        [str(BIN / "inlet"), "upload", *map(str, files), "--run", str(run), "--batch-size", "1", "--no-wait"],
-        env=idle, capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
+    files = daq_files(tmp_path, run, 3, size=SIZE)
+    res = inlet(idle, "upload", *map(str, files), "--run", str(run), "--batch-size", "1", "--no-wait")
     assert res.returncode == 0, res.stderr
     try:
         after = status(idle)
@@ -128,8 +85,10 @@ def test_status_reports_queued_batches_while_no_worker_runs(env: dict[str, str],
         assert after["queued"] == 3
         assert after["waiting_for_tokens"] == 0
         # Nothing ran: the totals did not move.
-        assert (after["registered_total"], after["errors_total"]) == (before["registered_total"],
-                                                                      before["errors_total"])  # fmt: skip
+        assert (after["registered_total"], after["errors_total"]) == (
+            before["registered_total"],
+            before["errors_total"],
+        )
         assert after["rse_slots_in_use"] == {"SITE_A_DISK": 0}
     finally:
         redis.Redis.from_url(idle["INLET_REDIS__URL"]).delete(idle["INLET_UPLOADER__QUEUE"])
@@ -140,15 +99,19 @@ def test_metrics_endpoint_and_status_count_an_upload(
 ) -> None:
     m0, s0 = scrape(env), status(env)
     run = random.randint(100_000, 999_999)
-    files = make_files(tmp_path, run, 3)
-    res = subprocess.run([str(BIN / "inlet"), "upload", *map(str, files), "--run", str(run), "--batch-size", "1"],
-                         env=env, capture_output=True, text=True, timeout=300, check=False)  # fmt: skip
+    files = daq_files(tmp_path, run, 3, size=SIZE)
+    res = inlet(env, "upload", *map(str, files), "--run", str(run), "--batch-size", "1", timeout=300)
     assert res.returncode == 0, res.stderr
     assert json.loads(res.stdout.strip().splitlines()[-1])["registered"] == 3
     # The worker observes a batch after its result is computed, right before it returns it.
-    m1 = wait_for("the third batch observed", lambda: (m := scrape(env)) and
-                  metric(m, "inlet_uploader_batch_seconds_count") - metric(m0, "inlet_uploader_batch_seconds_count")
-                  == 3 and m)  # fmt: skip
+    m1 = wait_for(
+        "the third batch observed",
+        lambda: (
+            (m := scrape(env))
+            and metric(m, "inlet_uploader_batch_seconds_count") - metric(m0, "inlet_uploader_batch_seconds_count") == 3
+            and m
+        ),
+    )
 
     def moved(name: str, **labels: str) -> float:
         return metric(m1, name, **labels) - metric(m0, name, **labels)
@@ -224,11 +187,15 @@ def listener(
         # the shared rate limit must not hold back the one this test waits for.
         "INLET_LISTENER__ALARMS__RATE_LIMIT": "100000",
     }
-    proc = subprocess.Popen([str(BIN / "inlet"), "-v", "listen"], env=lenv, stdout=log.open("wb"),
-                            stderr=subprocess.STDOUT)  # fmt: skip
+    proc = subprocess.Popen(
+        [str(BIN / "inlet"), "-v", "listen"], env=lenv, stdout=log.open("wb"), stderr=subprocess.STDOUT
+    )
     try:
-        wait_for("the listener to subscribe", lambda: "subscribed to" in log.read_text(errors="replace")
-                 or proc.poll() is not None, 120)  # fmt: skip
+        wait_for(
+            "the listener to subscribe",
+            lambda: "subscribed to" in log.read_text(errors="replace") or proc.poll() is not None,
+            120,
+        )
         assert proc.poll() is None, log.read_text()[-3000:]
         yield log
     finally:
@@ -256,15 +223,7 @@ def test_quarantined_file_raises_an_event_and_the_listeners_webhook_alarm(
     bad = tmp_path / f"run{run:06d}-oops.dat"
     bad.write_bytes(b"z" * 10)
     # What `inlet watch` does: queue without the client-side name check, so the worker refuses it.
-    script = (
-        "import json,sys; from inlet.uploader.celery_app import upload_batch; "
-        "r = upload_batch.delay([{'path': sys.argv[1]}], int(sys.argv[2]), 'raw'); "
-        "print(json.dumps(r.get(timeout=120)))"
-    )
-    res = subprocess.run([sys.executable, "-c", script, str(bad), str(run)], env=env, capture_output=True,
-                         text=True, timeout=180, check=False)  # fmt: skip
-    assert res.returncode == 0, res.stderr
-    assert str(bad) in json.loads(res.stdout)["quarantined"]
+    assert str(bad) in queue_batch(env, [{"path": str(bad)}], run)["quarantined"]
     try:
         (ev,) = wait_for(
             "the file-quarantined event on the inlet topic",
@@ -286,9 +245,15 @@ def test_quarantined_file_raises_an_event_and_the_listeners_webhook_alarm(
     (post,) = wait_for("the alarm on the webhook", lambda: [x for x in posts if bad.name in x["text"]], 120)
     assert "quarantined" in post["text"] and "bad-name" in post["text"]
 
-    m1 = wait_for("the quarantine counted", lambda: (m := scrape(env)) and metric(
-        m, "inlet_uploader_errors_total", kind="quarantined") > metric(
-        m0, "inlet_uploader_errors_total", kind="quarantined") and m)  # fmt: skip
+    m1 = wait_for(
+        "the quarantine counted",
+        lambda: (
+            (m := scrape(env))
+            and metric(m, "inlet_uploader_errors_total", kind="quarantined")
+            > metric(m0, "inlet_uploader_errors_total", kind="quarantined")
+            and m
+        ),
+    )
     assert (
         metric(m1, "inlet_uploader_errors_total", kind="quarantined")
         - metric(m0, "inlet_uploader_errors_total", kind="quarantined")

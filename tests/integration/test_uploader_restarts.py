@@ -11,12 +11,8 @@ service back in a ``finally``, so the tests after them find a healthy lake.
 from __future__ import annotations
 
 import json
-import os
 import random
-import signal
 import subprocess
-import sys
-import uuid
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,9 +27,8 @@ from inlet.lake.lake import Lake
 from inlet.lake.ports import wait_until
 from inlet.lake.services.base import Service
 from inlet.uploader import pacing
-from tests.integration.test_uploader_faults import start_worker, wait_for
+from tests.integration.conftest import UploaderEnv, daq_files, inlet, python_child, start_worker, stop_worker, wait_for
 
-BIN = Path(sys.executable).parent
 SCOPE = "cygno.raw"
 N_FILES = 4
 
@@ -52,34 +47,17 @@ print(json.dumps({"content": content, "dids": dids, "replicas": replicas}))
 
 
 def rucio_view(env: dict[str, str], run: int) -> dict[str, Any]:
-    res = subprocess.run(
-        [sys.executable, "-c", CLIENT, SCOPE, f"run{run:06d}.raw", f"run{run:06d}_"],
-        env=env, capture_output=True, text=True, timeout=300, check=False,
-    )  # fmt: skip
-    assert res.returncode == 0, res.stderr[-2000:]
-    view: dict[str, Any] = json.loads(res.stdout)
+    view: dict[str, Any] = json.loads(python_child(env, CLIENT, SCOPE, f"run{run:06d}.raw", f"run{run:06d}_"))
     return view
 
 
 @pytest.fixture
-def env(lake: Lake, tmp_path: Path) -> dict[str, str]:
-    base = lake.settings.redis.url.rsplit("/", 1)[0]
-    return {
-        **os.environ,
-        **lake.rucio_client_env(),
-        **lake.exports(),
-        "INLET_REDIS__URL": f"{base}/9",
-        "INLET_UPLOADER__QUEUE": f"inlet.upload.restarts-{uuid.uuid4().hex[:8]}",
-        "INLET_UPLOADER__STATE_DIR": str(tmp_path / "state"),
-        "INLET_UPLOADER__QUARANTINE_DIR": str(tmp_path / "quarantine"),
-        "INLET_UPLOADER__FILES_PER_SECOND": "0.0001",
-        "INLET_UPLOADER__BURST_FILES": str(N_FILES),
-        "INLET_UPLOADER__BATCH_SIZE": "1",
-        "INLET_UPLOADER__RETRY_BACKOFF": "0.5",
-        # Long enough that the held batch is not handed out again while it waits: a second
-        # delivery would be harmless (the pipeline is idempotent) but is not what is tested here.
-        "INLET_UPLOADER__VISIBILITY_TIMEOUT": "600",
-    }
+def env(uploader_env: UploaderEnv, tmp_path: Path) -> dict[str, str]:
+    # A visibility timeout long enough that the held batch is not handed out again while it
+    # waits: a second delivery would be harmless (the pipeline is idempotent) but is not what is
+    # tested here.
+    pacing_one_by_one = {"files_per_second": 0.0001, "burst_files": N_FILES, "batch_size": 1}
+    return uploader_env("restarts", tmp_path, **pacing_one_by_one, retry_backoff=0.5, visibility_timeout=600)
 
 
 class HeldRun:
@@ -90,12 +68,7 @@ class HeldRun:
         self.r = redis.Redis.from_url(env["INLET_REDIS__URL"])
         self.r.flushdb()
         self.run = random.randint(100_000, 999_999)
-        self.files = []
-        for i in range(1, N_FILES + 1):
-            p = tmp_path / "daq" / f"run{self.run:06d}_pmt_{i:04d}.mid.gz"
-            p.parent.mkdir(exist_ok=True)
-            p.write_bytes(os.urandom(4096))
-            self.files.append(p)
+        self.files = daq_files(tmp_path / "daq", self.run, N_FILES, size=4096)
         self.log = tmp_path / "worker.log"
         self.worker: subprocess.Popen[bytes] | None = None
 
@@ -103,13 +76,12 @@ class HeldRun:
         """Worker up, run queued, one file through and the next batch held for a token."""
         self.bucket.try_take(N_FILES - 1, 0)  # a full bucket less all but one token
         self.worker = start_worker(self.env, self.log)
-        res = subprocess.run(
-            [str(BIN / "inlet"), "upload", *map(str, self.files), "--run", str(self.run), "--no-wait"],
-            env=self.env, capture_output=True, text=True, timeout=180, check=False,
-        )  # fmt: skip
+        res = inlet(self.env, "upload", *map(str, self.files), "--run", str(self.run), "--no-wait")
         assert res.returncode == 0, res.stderr
-        wait_for("1 registered, 1 held", lambda: pacing.counter(self.r, pacing.REGISTERED) == 1
-                 and pacing.counter(self.r, pacing.WAITING) == 1)  # fmt: skip
+        wait_for(
+            "1 registered, 1 held",
+            lambda: pacing.counter(self.r, pacing.REGISTERED) == 1 and pacing.counter(self.r, pacing.WAITING) == 1,
+        )
         assert self.r.llen(self.env["INLET_UPLOADER__QUEUE"]) == N_FILES - 2
 
     @property
@@ -162,9 +134,7 @@ class HeldRun:
             cat.dispose()
 
     def stop(self) -> None:
-        if self.worker is not None and self.worker.poll() is None:
-            os.killpg(self.worker.pid, signal.SIGTERM)
-            self.worker.wait(60)
+        stop_worker(self.worker)
 
 
 @pytest.fixture
@@ -190,8 +160,13 @@ def test_redis_restart_mid_run_loses_no_file_and_registers_each_once(lake: Lake,
     try:
         svc.proc.stop()  # the lake's own Redis, by its pid file: SIGTERM, the AOF is flushed
         # Both the consumer and the batch waiting for a token have seen Redis go.
-        wait_for("the worker to notice", lambda: "Connection to broker lost" in held_run.worker_log()
-                 and "Redis unreachable while waiting for pacing tokens" in held_run.worker_log())  # fmt: skip
+        wait_for(
+            "the worker to notice",
+            lambda: (
+                "Connection to broker lost" in held_run.worker_log()
+                and "Redis unreachable while waiting for pacing tokens" in held_run.worker_log()
+            ),
+        )
         svc.start()
         assert wait_until(svc.ready, 120), svc.proc.log_tail()
     finally:
@@ -212,8 +187,9 @@ def test_rucio_restart_mid_run_retries_and_registers_each_once(lake: Lake, held_
     try:
         svc.proc.stop()  # gunicorn and its workers, by the lake's pid file
         held_run.open_gate()
-        wait_for("a batch to fail against the stopped server and be retried",
-                 lambda: "; retry in " in held_run.worker_log())  # fmt: skip
+        wait_for(
+            "a batch to fail against the stopped server and be retried", lambda: "; retry in " in held_run.worker_log()
+        )
         svc.start()
         assert wait_until(svc.ready, 120), svc.proc.log_tail()
     finally:

@@ -181,12 +181,21 @@ class ActiveMQ(Service):
         )
         base = self.base
         return [
-            java, "-Xms64m", "-Xmx256m", "-XX:+UseSerialGC",
-            f"-Dactivemq.home={home}", f"-Dactivemq.base={base}", f"-Dactivemq.conf={base / 'conf'}",
-            f"-Dactivemq.data={base / 'data'}", f"-Djava.io.tmpdir={base / 'tmp'}",
+            java,
+            "-Xms64m",
+            "-Xmx256m",
+            "-XX:+UseSerialGC",
+            f"-Dactivemq.home={home}",
+            f"-Dactivemq.base={base}",
+            f"-Dactivemq.conf={base / 'conf'}",
+            f"-Dactivemq.data={base / 'data'}",
+            f"-Djava.io.tmpdir={base / 'tmp'}",
             f"-Dlog4j2.configurationFile={base / 'conf' / 'log4j2.properties'}",
-            "-jar", str(jar), "start", f"xbean:file:{base / 'conf' / 'activemq.xml'}",
-        ]  # fmt: skip
+            "-jar",
+            str(jar),
+            "start",
+            f"xbean:file:{base / 'conf' / 'activemq.xml'}",
+        ]
 
     def ready(self) -> bool:
         """A real STOMP CONNECT with the lake's credentials, not just an open port."""

@@ -34,11 +34,17 @@ class Conveyor(Service):
             raise LakeError(f"{self.name}: {exe} not found", "run scripts/setup.sh (installs inlet into .venv)")
         t = self.settings.transfers
         return [
-            exe, "-v", "daemon", "conveyor",
-            "--submitter-sleep", str(t.submitter_sleep),
-            "--poller-sleep", str(t.poller_sleep),
-            "--finisher-sleep", str(t.finisher_sleep),
-        ]  # fmt: skip
+            exe,
+            "-v",
+            "daemon",
+            "conveyor",
+            "--submitter-sleep",
+            str(t.submitter_sleep),
+            "--poller-sleep",
+            str(t.poller_sleep),
+            "--finisher-sleep",
+            str(t.finisher_sleep),
+        ]
 
     def env(self) -> dict[str, str]:
         return rucio_env(self.paths)

@@ -99,13 +99,17 @@ class RucioServer(Service):
     def argv(self) -> list[str]:
         return [
             venv_bin("gunicorn"),
-            "--bind", f"127.0.0.1:{self.port}",
-            "--workers", str(self.settings.lake.rucio_workers),
-            "--timeout", "120",
+            "--bind",
+            f"127.0.0.1:{self.port}",
+            "--workers",
+            str(self.settings.lake.rucio_workers),
+            "--timeout",
+            "120",
             "--no-control-socket",
-            "--access-logfile", str(self.paths.logs / "rucio-access.log"),
+            "--access-logfile",
+            str(self.paths.logs / "rucio-access.log"),
             "rucio.web.rest.flaskapi.v1.main:application",
-        ]  # fmt: skip
+        ]
 
     def env(self) -> dict[str, str]:
         return rucio_env(self.paths)

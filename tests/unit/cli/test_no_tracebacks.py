@@ -13,6 +13,7 @@ through Typer's runner, which is what keeps the module fast. Each case is its ow
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -302,3 +303,62 @@ def test_unknown_config_key_is_one_line(outcomes: dict[Any, Outcome], path: tupl
 def test_secrets_in_urls_are_masked(outcomes: dict[Any, Outcome]) -> None:
     out = outcomes[("bad", ("catalog", "upgrade"), 0)]
     assert "s3cret" not in out.stderr and "inlet:***@" in out.stderr
+
+
+#: Commands that read state, with the arguments that reach their output. Every one takes --json.
+#: None: its output needs a running service; tests/integration/test_cli_json.py runs it on the lake.
+READS: dict[tuple[str, ...], list[str] | None] = {
+    ("catalog", "revision"): [],
+    ("config", "show"): [],
+    ("embargo", "release"): None,
+    ("events", "dlq", "list"): None,
+    ("events", "dlq", "show"): None,
+    ("lake", "env"): [],
+    ("lake", "status"): [],
+    ("reconcile",): None,
+    ("runs",): [],
+    ("select",): ["run=1"],
+    ("uploader", "status"): None,
+}
+#: Commands that act (start, stop, move, publish, print a document) rather than report state.
+ACTS = {
+    ('catalog', 'upgrade'),
+    ('config', 'doc'),
+    ('daemon', 'conveyor'),
+    ('daemon', 'hermes'),
+    ('daemon', 'judge-evaluator'),
+    ('events', 'dlq', 'replay'),
+    ('events', 'publish'),
+    ('fetch',),
+    ('lake', 'down'),
+    ('lake', 'up'),
+    ('listen',),
+    ('rehearse',),
+    ('smoke',),
+    ('upload',),
+    ('uploader', 'release'),
+    ('watch',),
+}
+
+
+def test_every_command_either_reads_or_acts() -> None:
+    """A new command must be put in READS (and so take --json) or in ACTS."""
+    assert sorted(set(READS) | ACTS) == sorted(LEAVES)
+    assert not set(READS) & ACTS
+
+
+@pytest.mark.parametrize("path", sorted(READS), ids=" ".join)
+def test_read_command_takes_json(path: tuple[str, ...]) -> None:
+    cmd: Any = ROOT
+    for name in path:
+        cmd = cmd.commands[name]
+    assert any("--json" in p.opts for p in cmd.params), f"inlet {' '.join(path)} has no --json"
+
+
+@pytest.mark.parametrize("path", [p for p, a in sorted(READS.items()) if a is not None], ids=" ".join)
+def test_read_command_prints_json(world: dict[str, Any], path: tuple[str, ...]) -> None:
+    """Without any service (a fresh state directory, every port closed), stdout is one JSON value."""
+    out = _run_here([*path, *(READS[path] or []), "--json"], world["env"], world["tmp"])
+    assert "Traceback" not in out.stderr, out.stderr
+    assert out.code in (0, 1), out  # 1: the state read is not all well (a lake that is down)
+    json.loads(out.stdout)

@@ -161,10 +161,20 @@ def _broker(xml: str) -> ET.Element:
 def _lake_broker_xml(tmp_path: Path) -> str:
     amq = ActiveMQ(Settings(), LakePaths(tmp_path))
     return BROKER_XML.format(
-        data='"d"', kahadb='"k"', user='"u"', password='"p"', hermes_user='"h"', hermes_password='"hp"',
-        reader_user='"r"', reader_password='"rp"', openwire=1, stomp=2, composites=amq.composite_topics(),
-        queues=amq.listener_queues(), authorization=amq.authorization_entries(),
-    )  # fmt: skip
+        data='"d"',
+        kahadb='"k"',
+        user='"u"',
+        password='"p"',
+        hermes_user='"h"',
+        hermes_password='"hp"',
+        reader_user='"r"',
+        reader_password='"rp"',
+        openwire=1,
+        stomp=2,
+        composites=amq.composite_topics(),
+        queues=amq.listener_queues(),
+        authorization=amq.authorization_entries(),
+    )
 
 
 def _shape(broker: ET.Element, path: str) -> list[tuple[str, dict[str, str]]]:

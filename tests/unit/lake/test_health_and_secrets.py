@@ -32,8 +32,10 @@ def _rucio_failure(t: float) -> str:
 
 def test_repeated_tracebacks_count_with_the_last_error_line(tmp_path: Path) -> None:
     log = tmp_path / "rucio-reaper.log"
-    text = "".join(f"{_stamp(NOW - 30 + i)}\treaper\t42\tINFO\t[0/1]: Reaper started\n" + _rucio_failure(NOW - 30 + i)
-                   for i in range(5))  # fmt: skip
+    text = "".join(
+        f"{_stamp(NOW - 30 + i)}\treaper\t42\tINFO\t[0/1]: Reaper started\n" + _rucio_failure(NOW - 30 + i)
+        for i in range(5)
+    )
     log.write_text(text)
     failed = recent_failures(log, since=NOW - 60, now=NOW)
     assert failed.count == 5 >= DEGRADED_FAILURES
@@ -51,8 +53,10 @@ def test_inlet_daemon_format_and_plain_errors(tmp_path: Path) -> None:
     # `inlet daemon` logs "<asctime> LEVEL name message"; a transfer error without traceback is no failed pass.
     log = tmp_path / "rucio-conveyor.log"
     lines = [f"{_stamp(NOW - 5)} ERROR inlet.plugins.transfertool copy failed: SOURCE CHECKSUM MISMATCH\n"] * 4
-    lines += [f"{_stamp(NOW - 2)} CRITICAL conveyor-finisher [0/1]: Exception\nTraceback (most recent call last):\n"
-              "  File \"x\", line 1\nRuntimeError: database gone\n"]  # fmt: skip
+    lines += [
+        f"{_stamp(NOW - 2)} CRITICAL conveyor-finisher [0/1]: Exception\nTraceback (most recent call last):\n"
+        '  File "x", line 1\nRuntimeError: database gone\n'
+    ]
     log.write_text("".join(lines))
     failed = recent_failures(log, since=NOW - 60, now=NOW)
     assert failed.count == 1 and failed.last_error == "RuntimeError: database gone"

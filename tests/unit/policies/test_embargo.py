@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from inlet.policies.embargo import embargo_passed, parse_embargo
-from inlet.policies.release import release
+from inlet.policies.embargo_release import release
 
 NOW = dt.datetime(2026, 6, 1, 12, 0, tzinfo=dt.UTC)
 

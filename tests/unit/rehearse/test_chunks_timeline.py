@@ -41,9 +41,11 @@ def test_write_chunk_closes_the_file_then_writes_a_sidecar_with_checksums(tmp_pa
     assert c.path.read_bytes() == data
     side = json.loads((tmp_path / "run000001_hrec_1000000000.gwf.json").read_text())
     assert side == {
-        "run": 1, "size": 1000, "adler32": f"{zlib.adler32(data) & 0xFFFFFFFF:08x}",
+        "run": 1,
+        "size": 1000,
+        "adler32": f"{zlib.adler32(data) & 0xFFFFFFFF:08x}",
         "md5": hashlib.md5(data, usedforsecurity=False).hexdigest(),
-    }  # fmt: skip
+    }
     assert (c.adler32, c.md5) == (side["adler32"], side["md5"])
     # No temporary file left behind for the watcher to see.
     assert sorted(p.name for p in tmp_path.iterdir()) == [c.name, c.name + ".json"]

@@ -46,8 +46,12 @@ def test_the_rehearsal_stream_is_a_valid_policy_with_per_file_rules_to_site_b(tm
 
 def test_the_rehearsal_runs_on_a_queue_of_its_own(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     r = Rehearsal(Settings(), RehearsalPlan(chunks=3), tmp_path)
-    for key in ("INLET_UPLOADER__QUEUE", "INLET_UPLOADER__STREAMS", "INLET_UPLOADER__STATE_DIR",
-                "INLET_UPLOADER__QUARANTINE_DIR"):  # fmt: skip
+    for key in (
+        "INLET_UPLOADER__QUEUE",
+        "INLET_UPLOADER__STREAMS",
+        "INLET_UPLOADER__STATE_DIR",
+        "INLET_UPLOADER__QUARANTINE_DIR",
+    ):
         monkeypatch.setenv(key, "")  # so that monkeypatch removes what prepare_env sets
     default_queue = UploaderSettings().queue
     env = r.prepare_env()

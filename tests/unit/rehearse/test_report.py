@@ -16,18 +16,41 @@ from inlet.rehearse.timeline import CORRUPTED, DOWNLOADED, ChunkTimes
 def chunk(i: int, *, poll: float = 5.0, status: str = DOWNLOADED) -> ChunkTimes:
     t = 1000.0 + i
     return ChunkTimes(
-        i, f"run000001_hrec_{1_000_000_000 + i}.gwf", 85_000, "0000000a", closed=t, registered=t + 0.2,
-        registered_seen=t + 0.21, request_created=t + 0.2, submitted=t + 0.5, transferred=t + 0.6,
-        available_b=t + 0.7, event_seen=t + 0.8, event_done=t + 0.9, event_status=status,
-        poll_seen=t + poll, poll_done=t + poll + 0.1, poll_status=status,
-    )  # fmt: skip
+        i,
+        f"run000001_hrec_{1_000_000_000 + i}.gwf",
+        85_000,
+        "0000000a",
+        closed=t,
+        registered=t + 0.2,
+        registered_seen=t + 0.21,
+        request_created=t + 0.2,
+        submitted=t + 0.5,
+        transferred=t + 0.6,
+        available_b=t + 0.7,
+        event_seen=t + 0.8,
+        event_done=t + 0.9,
+        event_status=status,
+        poll_seen=t + poll,
+        poll_done=t + poll + 0.1,
+        poll_status=status,
+    )
 
 
 META = {
-    "run": 1, "experiment": "virgo", "chunks": 11, "chunk_size": 85_000, "rate": 1.0, "speedup": 1.0,
-    "first_rse": "SITE_A_DISK", "download_rse": "SITE_B_DISK", "targets": ["SITE_B_DISK"], "poll_interval": 5.0,
-    "started": "2026-11-22T00:00:00+00:00", "wall_seconds": 20.0, "notes": ["a note"],
-}  # fmt: skip
+    "run": 1,
+    "experiment": "virgo",
+    "chunks": 11,
+    "chunk_size": 85_000,
+    "rate": 1.0,
+    "speedup": 1.0,
+    "first_rse": "SITE_A_DISK",
+    "download_rse": "SITE_B_DISK",
+    "targets": ["SITE_B_DISK"],
+    "poll_interval": 5.0,
+    "started": "2026-11-22T00:00:00+00:00",
+    "wall_seconds": 20.0,
+    "notes": ["a note"],
+}
 
 
 def is_png(path: Path) -> tuple[int, int]:
@@ -44,9 +67,17 @@ def test_counts_statistics_and_files(tmp_path: Path) -> None:
     chunks.append(lost)
     totals = counts(chunks)
     assert totals == {
-        "sent": 11, "uploaded": 11, "replicated": 10, "downloaded_events": 10, "downloaded_polling": 10,
-        "corrupted_events": 0, "corrupted_polling": 0, "lost_events": 1, "lost_polling": 1, "drilled": 0,
-    }  # fmt: skip
+        "sent": 11,
+        "uploaded": 11,
+        "replicated": 10,
+        "downloaded_events": 10,
+        "downloaded_polling": 10,
+        "corrupted_events": 0,
+        "corrupted_polling": 0,
+        "lost_events": 1,
+        "lost_polling": 1,
+        "drilled": 0,
+    }
     doc = report.write(tmp_path, chunks, META, totals)
     hops = {h["hop"]: h for h in doc["hops"]}
     assert hops["upload"]["n"] == 11

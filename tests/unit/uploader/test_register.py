@@ -8,7 +8,7 @@ from typing import Any
 from rucio.common import exception as rucio_exc
 
 from inlet.config import Settings
-from inlet.uploader.checksum import Digest, FileState
+from inlet.uploader.digest import Digest, FileState
 from inlet.uploader.pipeline import BatchResult, Uploader
 from inlet.uploader.plan import plan_file, run_collections
 from inlet.uploader.storage import Placed

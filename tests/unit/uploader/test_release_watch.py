@@ -6,8 +6,8 @@ import json
 import os
 from pathlib import Path
 
-from inlet.uploader.checksum import digest_file
-from inlet.uploader.release import Pending, PendingStore, Releaser
+from inlet.uploader.daq_release import Pending, PendingStore, Releaser
+from inlet.uploader.digest import digest_file
 from inlet.uploader.watch import ClosedFileDetector
 
 

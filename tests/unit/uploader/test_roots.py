@@ -161,9 +161,15 @@ def test_the_file_system_root_is_never_a_root(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("items", "run", "stream"),
-    [("x", 1, "raw"), ([{"path": "/a"}], "abc", "raw"), ([], True, "raw"), ([], 10**7, "raw"), ([], 1, 5),
-     ([], -1, "raw")],
-)  # fmt: skip
+    [
+        ("x", 1, "raw"),
+        ([{"path": "/a"}], "abc", "raw"),
+        ([], True, "raw"),
+        ([], 10**7, "raw"),
+        ([], 1, 5),
+        ([], -1, "raw"),
+    ],
+)
 def test_a_malformed_task_is_refused_as_a_whole(items: object, run: object, stream: object) -> None:
     with pytest.raises(BadInput):
         check_task(items, run, stream, None)
@@ -171,10 +177,18 @@ def test_a_malformed_task_is_refused_as_a_whole(items: object, run: object, stre
 
 def test_malformed_items_are_refused_one_by_one() -> None:
     good, refused_items = check_task(
-        [{"path": "/daq/a", "size": "abc", "submitted_at": float("nan")}, 5, {"path": 7}, {"path": "x" * 5000},
-         {"path": "/a\x00b"}, {"nopath": 1}],
-        1, "raw", None,
-    )  # fmt: skip
+        [
+            {"path": "/daq/a", "size": "abc", "submitted_at": float("nan")},
+            5,
+            {"path": 7},
+            {"path": "x" * 5000},
+            {"path": "/a\x00b"},
+            {"nopath": 1},
+        ],
+        1,
+        "raw",
+        None,
+    )
     assert good == [{"path": "/daq/a"}]
     assert len(refused_items) == 5
     assert json.dumps(refused_items)  # every reason is plain text

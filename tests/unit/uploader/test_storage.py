@@ -11,7 +11,7 @@ from typing import Any, BinaryIO
 import pytest
 
 from inlet.uploader import storage
-from inlet.uploader.checksum import CHUNK, Digest, digest_file, digest_stream
+from inlet.uploader.digest import CHUNK, Digest, digest_file, digest_stream
 from inlet.uploader.storage import AlreadyStoredDifferently, ChecksumMismatch, FileChanged, put_posix
 
 

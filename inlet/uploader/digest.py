@@ -7,14 +7,14 @@ one version and content of another.
 
 from __future__ import annotations
 
-import hashlib
 import os
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-CHUNK = 1 << 20
+from inlet.plugins.checksums import CHUNK, ChecksumReader
+
+__all__ = ["CHUNK", "Digest", "FileState", "digest_file", "digest_stream"]
 
 
 @dataclass(frozen=True)
@@ -39,16 +39,13 @@ class FileState:
 
 
 def digest_stream(src: BinaryIO, dst: BinaryIO | None = None) -> Digest:
-    adler = 1
-    md5 = hashlib.md5(usedforsecurity=False)
-    size = 0
-    for chunk in iter(lambda: src.read(CHUNK), b""):
-        adler = zlib.adler32(chunk, adler)
-        md5.update(chunk)
-        size += len(chunk)
+    """Size, adler32 and md5 of what SRC yields, each chunk also written to DST if given (the
+    checksums are Rucio's, from the same reader the storage plugins use)."""
+    reader = ChecksumReader(src)
+    for chunk in iter(lambda: reader.read(CHUNK), b""):
         if dst is not None:
             dst.write(chunk)
-    return Digest(size, f"{adler & 0xFFFFFFFF:08x}", md5.hexdigest())
+    return Digest(reader.bytes_read, reader.adler32, reader.md5)
 
 
 def digest_file(path: Path) -> Digest:

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from inlet.uploader.checksum import digest_file
+from inlet.uploader.digest import digest_file
 from inlet.uploader.events import DAQ_RELEASE
 
 log = logging.getLogger(__name__)
@@ -130,8 +130,14 @@ class Releaser:
         if (d.size, d.adler32) != (p.size, p.adler32):
             alarm.error(
                 "ALARM %s:%s: DAQ copy %s now has size %d adler32 %s, registered %d %s: NOT released",
-                scope, name, local, d.size, d.adler32, p.size, p.adler32,
-            )  # fmt: skip
+                scope,
+                name,
+                local,
+                d.size,
+                d.adler32,
+                p.size,
+                p.adler32,
+            )
             return False
         if self.done_dir is not None:
             self.done_dir.mkdir(parents=True, exist_ok=True)
