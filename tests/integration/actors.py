@@ -111,14 +111,15 @@ def expect_ok(outcomes: list[Outcome]) -> list[Outcome]:
     return outcomes
 
 
-def posix_protocol(root: Path) -> dict[str, Any]:
+def posix_protocol(root: Path | str, impl: str = "rucio.rse.protocols.posix.Default") -> dict[str, Any]:
+    """A file:// protocol at ``root`` that reads, writes, deletes and takes part in transfers."""
     rw = {"read": 1, "write": 1, "delete": 1}
     return {
         "scheme": "file",
         "hostname": "localhost",
         "port": 0,
         "prefix": f"{root}/",
-        "impl": "rucio.rse.protocols.posix.Default",
+        "impl": impl,
         "domains": {"lan": rw, "wan": {**rw, "third_party_copy_read": 1, "third_party_copy_write": 1}},
     }
 

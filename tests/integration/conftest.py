@@ -28,6 +28,8 @@ from typing import Any
 
 import pytest
 
+from inlet.catalog import open_catalog
+from inlet.catalog.db import Catalog
 from inlet.config import load_settings
 from inlet.lake.lake import Lake
 
@@ -197,3 +199,22 @@ def celery_worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable
     yield start
     for proc in procs:
         stop_worker(proc)
+
+
+@pytest.fixture
+def catalog(lake: Lake, request: pytest.FixtureRequest) -> Iterator[tuple[str, Catalog]]:
+    """(URL, Catalog) of a fresh run catalogue in a database of its own on the lake's MariaDB."""
+    import pymysql
+
+    port = lake.settings.lake.mariadb_port
+    db = f"{request.module.__name__.rsplit('.', 1)[-1].removeprefix('test_')}_{uuid.uuid4().hex[:8]}"
+    conn = pymysql.connect(host="127.0.0.1", port=port, user="inlet", password="inlet-secret", autocommit=True)
+    with conn.cursor() as cur:
+        cur.execute(f"CREATE DATABASE {db}")
+    url = f"mysql+pymysql://inlet:inlet-secret@127.0.0.1:{port}/{db}"
+    cat = open_catalog(url)
+    yield url, cat
+    cat.dispose()
+    with conn.cursor() as cur:
+        cur.execute(f"DROP DATABASE {db}")
+    conn.close()

@@ -17,14 +17,12 @@ import subprocess
 import sys
 import textwrap
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
-import pymysql
 import pytest
 import stomp
 
-from inlet.catalog import RunState, open_catalog
+from inlet.catalog import RunState
 from inlet.catalog import runs as catalog_runs
 from inlet.catalog.db import Catalog
 from inlet.lake.lake import Lake
@@ -125,22 +123,6 @@ from rucio.client import Client
 from rucio.client.uploadclient import UploadClient
 UploadClient(Client()).upload([{"path": sys.argv[1], "rse": "SITE_A_DISK", "did_scope": "test"}])
 """
-
-
-@pytest.fixture
-def catalog(lake: Lake) -> Iterator[tuple[str, Catalog]]:
-    port = lake.settings.lake.mariadb_port
-    db = f"broker_roles_{uuid.uuid4().hex[:8]}"
-    conn = pymysql.connect(host="127.0.0.1", port=port, user="inlet", password="inlet-secret", autocommit=True)
-    with conn.cursor() as cur:
-        cur.execute(f"CREATE DATABASE {db}")
-    url = f"mysql+pymysql://inlet:inlet-secret@127.0.0.1:{port}/{db}"
-    cat = open_catalog(url)
-    yield url, cat
-    cat.dispose()
-    with conn.cursor() as cur:
-        cur.execute(f"DROP DATABASE {db}")
-    conn.close()
 
 
 def test_a_forged_transfer_done_from_inlets_own_login_does_not_put_a_run_on_tape(

@@ -22,7 +22,7 @@ from urllib.parse import urlparse
 import pytest
 
 from inlet.lake.lake import Lake
-from tests.integration.actors import PASSWORD, Actor, Outcome, expect_ok
+from tests.integration.actors import PASSWORD, Actor, Outcome, expect_ok, posix_protocol
 
 ALIAS = "/../../../../cygno.raw/0912/912345/run912345.mid.gz"
 #: What gunicorn lets through in Rucio's ExceptionMessage header; a 500 comes back without it.
@@ -222,15 +222,7 @@ def test_replica_outside_its_rse_cannot_be_deleted(hostile: Hostile, tmp_path: P
     prefix.mkdir(parents=True)
     victim = prefix.parent / f"victim-{h.sfx}.dat"
     victim.write_bytes(b"must survive")
-    rw = {"read": 1, "write": 1, "delete": 1}
-    protocol = {
-        "scheme": "file",
-        "hostname": "localhost",
-        "port": 0,
-        "prefix": f"{prefix}/",
-        "impl": _POSIX_IMPL,
-        "domains": {"lan": rw, "wan": rw},
-    }
+    protocol = posix_protocol(prefix, impl=_POSIX_IMPL)
     name = f"victim-{h.sfx}.dat"
     pfn = f"file://localhost{prefix}/../{victim.name}"
     expect_ok(
@@ -274,15 +266,7 @@ def test_conveyor_never_copies_a_source_outside_its_rse(hostile: Hostile) -> Non
     data = b"embargoed bytes " * 64
     secret.write_bytes(data)
     adler = f"{zlib.adler32(data) & 0xFFFFFFFF:08x}"
-    rw = {"read": 1, "write": 1, "delete": 1}
-    protocol = {
-        "scheme": "file",
-        "hostname": "localhost",
-        "port": 0,
-        "prefix": f"{prefix}/",
-        "impl": _POSIX_IMPL,
-        "domains": {"lan": rw, "wan": {**rw, "third_party_copy_read": 1, "third_party_copy_write": 1}},
-    }
+    protocol = posix_protocol(prefix, impl=_POSIX_IMPL)
     name = f"alias-{h.sfx}.dat"
     pfn = f"file://localhost{prefix}/../{secret.name}"
     expect_ok(
@@ -322,15 +306,7 @@ def test_every_layout_refuses_a_path_outside_the_rse(hostile: Hostile) -> None:
     where the policy package's default algorithm applies) both refuse, and say why."""
     h = hostile
     rse = f"PLAIN-{h.sfx.upper()}"
-    rw = {"read": 1, "write": 1, "delete": 1}
-    protocol = {
-        "scheme": "file",
-        "hostname": "localhost",
-        "port": 0,
-        "prefix": f"{h.lake.paths.data / 'rses' / rse}/",
-        "impl": "inlet.plugins.posix.Default",
-        "domains": {"lan": rw, "wan": rw},
-    }
+    protocol = posix_protocol(h.lake.paths.data / "rses" / rse, impl="inlet.plugins.posix.Default")
     expect_ok(h.root.run(("add_rse", [rse], {}), ("add_protocol", [rse, protocol], {})))
     for target in (rse, "SITE_A_DISK"):
         ok = h.root.call("lfns2pfns", target, ["test:plain-name.dat"], operation="write")

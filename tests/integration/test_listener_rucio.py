@@ -22,16 +22,14 @@ import subprocess
 import sys
 import textwrap
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pymysql
-import pytest
 import redis
 import stomp
 from sqlalchemy import select
 
-from inlet.catalog import Run, RunState, open_catalog
+from inlet.catalog import Run, RunState
 from inlet.catalog import runs as catalog_runs
 from inlet.catalog.db import Catalog
 from inlet.catalog.models import FileAvailability, RunFile
@@ -64,22 +62,6 @@ files = [f["name"] for f in c.list_files("test", ds)]
 rules = [[r["rse_expression"], r["state"]] for r in c.list_did_rules("test", ds)]
 print(json.dumps({"files": files, "rules": rules}))
 """
-
-
-@pytest.fixture
-def catalog(lake: Lake) -> Iterator[tuple[str, Catalog]]:
-    port = lake.settings.lake.mariadb_port
-    db = f"listener_rucio_{uuid.uuid4().hex[:8]}"
-    conn = pymysql.connect(host="127.0.0.1", port=port, user="inlet", password="inlet-secret", autocommit=True)
-    with conn.cursor() as cur:
-        cur.execute(f"CREATE DATABASE {db}")
-    url = f"mysql+pymysql://inlet:inlet-secret@127.0.0.1:{port}/{db}"
-    cat = open_catalog(url)
-    yield url, cat
-    cat.dispose()
-    with conn.cursor() as cur:
-        cur.execute(f"DROP DATABASE {db}")
-    conn.close()
 
 
 class _Collect(stomp.ConnectionListener):  # type: ignore[misc]

@@ -10,26 +10,16 @@ The database URL names a SQLite file nobody opens: these tests never reach Rucio
 from __future__ import annotations
 
 import importlib
-import os
-import tempfile
-from pathlib import Path
 from types import ModuleType
 
 import pytest
 
+from tests.unit.throwaway_rucio import use_throwaway_rucio_config
+
 
 @pytest.fixture(scope="session", autouse=True)
 def _rucio_config() -> None:
-    if "RUCIO_CONFIG" in os.environ:
-        return
-    cfg_dir = Path(tempfile.mkdtemp(prefix="inlet-unit-rucio-"))
-    (cfg_dir / "rucio.cfg").write_text(
-        "[common]\nloglevel = WARNING\n"
-        f"[database]\ndefault = sqlite:///{cfg_dir / 'unused.db'}\n"
-        "[policy]\npermission = generic\nschema = generic\n"
-        "[conveyor]\ntransfertool = gfal2\ngfal2_link_concurrency = 2\n"
-    )
-    os.environ["RUCIO_CONFIG"] = str(cfg_dir / "rucio.cfg")
+    use_throwaway_rucio_config()
 
 
 @pytest.fixture
