@@ -40,6 +40,33 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.lake)
 
 
+# Tests add RSEs of their own (a public RSE, RSEs with hostile paths), named per run, without
+# distances to the lake's RSEs. Left writable, a later rule to an expression such as
+# `rse_type=DISK` (a tape recall) may pick one and stay STUCK without sources; so they are closed
+# for writing when the session starts (leftovers of earlier sessions on a kept lake) and ends.
+_RETIRE_TEST_RSES = r"""
+import sys
+from rucio.client import Client
+c = Client()
+keep = set(sys.argv[1:])
+for rse in c.list_rses():
+    if rse["rse"] not in keep and rse.get("availability_write", True):
+        c.update_rse(rse["rse"], {"availability_write": False})
+"""
+
+
+def _retire_test_rses(lake: Lake) -> None:
+    from inlet.lake.topology import lake_topology
+
+    s = lake.settings
+    keep = [r.name for r in lake_topology(str(lake.paths.data), s.s3.endpoint, s.s3.bucket, s).rses]
+    res = subprocess.run(
+        [sys.executable, "-c", _RETIRE_TEST_RSES, *keep],
+        env={**os.environ, **lake.exports()}, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr[-2000:]
+
+
 @pytest.fixture(scope="session")
 def lake() -> Iterator[Lake]:
     lake = Lake(load_settings())
@@ -49,7 +76,9 @@ def lake() -> Iterator[Lake]:
         rows = lake.up()
         bad = [r for r in rows if not r.ok]
         assert not bad, f"lake not healthy: {bad}"
+    _retire_test_rses(lake)
     yield lake
+    _retire_test_rses(lake)
     if not reuse and os.environ.get("INLET_KEEP_LAKE") != "1":
         lake.down()
 
