@@ -31,11 +31,13 @@ from typing import Any
 import psutil
 import pymysql
 import stomp
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from inlet.catalog import open_catalog
 from inlet.catalog import runs as catalog_runs
 from inlet.catalog.db import Catalog
+from inlet.catalog.models import FileAvailability, ProcessedEvent
 from inlet.catalog.runs import FileSpec
 from inlet.catalog.states import RunState
 from inlet.config import ListenerRoute, Settings, load_settings
@@ -242,6 +244,37 @@ def latency(settings: Settings, events: int, rate: float, tag: str) -> list[floa
     return lst.latencies
 
 
+def catchup(settings: Settings, events: int, listeners: int, tag: str) -> tuple[float, int, int]:
+    """A backlog of ``events`` waits in the queue (the outage), then ``listeners`` drain it together.
+
+    Returns the drain time and, read back from the catalogue, the ledger rows and the
+    availability rows: both must equal ``events`` (none lost, none applied twice).
+    """
+    rses = -(-events // FILES)
+    qname = f"/queue/bench.catchup.{tag}"
+    s = listener_settings(settings, qname, rses)
+    preload(s, qname, events, tag)
+    cat, db = make_catalog(s, tag, rses)
+    workers = [Listener(s, cat, Router.from_settings(s.listener), AgreeingRucio()) for _ in range(listeners)]
+    threads = [threading.Thread(target=w.run) for w in workers]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    while sum(w.handled for w in workers) < events:
+        time.sleep(0.05)
+    elapsed = time.perf_counter() - t0
+    for w in workers:
+        w.stop()
+    for t in threads:
+        t.join()
+    with cat.session() as session:
+        ledger = int(session.scalar(select(func.count()).select_from(ProcessedEvent)) or 0)
+        avail = int(session.scalar(select(func.count()).select_from(FileAvailability)) or 0)
+    cat.dispose()
+    drop(s, db)
+    return elapsed, ledger, avail
+
+
 def round_trip_ms(settings: Settings) -> float:
     """Median time of a `SELECT 1` on the catalogue's MariaDB: the unit every figure above is made of."""
     conn = pymysql.connect(
@@ -263,9 +296,22 @@ def main() -> None:
     ap.add_argument("--events", type=int, default=5000, help="events for the throughput runs")
     ap.add_argument("--latency-events", type=int, default=3000)
     ap.add_argument("--rate", type=float, default=500.0, help="publishing rate (events/s) of the latency run")
+    ap.add_argument("--catchup", type=int, default=0, help="only the catch-up figure, with this many queued events")
     args = ap.parse_args()
     settings = load_settings()
     tag = uuid.uuid4().hex[:8]
+    if args.catchup:
+        print(f"catch-up: {args.catchup:,} transfer-done events queued while no listener runs; host load "
+              f"{psutil.getloadavg()}")  # fmt: skip
+        one = 0.0
+        for k in (1, 2):
+            took, ledger, avail = catchup(settings, args.catchup, k, f"{tag}c{k}")
+            one = one or took
+            ok = "none lost, none applied twice" if ledger == avail == args.catchup else "MISMATCH"
+            print(f"  {k} listener(s): drained in {took:.1f} s ({args.catchup / took:,.0f} events/s); ledger rows "
+                  f"{ledger:,}, availability rows {avail:,}: {ok}; ratio to 1 listener {one / took:.2f}",
+                  flush=True)  # fmt: skip
+        return
 
     print(f"events: {args.events} transfer-done, each a catalogue update on MariaDB ({FILES} files per run)")
     print(f"MariaDB round trip (SELECT 1, median): {round_trip_ms(settings):.2f} ms; host load {psutil.getloadavg()}")
