@@ -13,8 +13,9 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select, tuple_
+from sqlalchemy import Table, bindparam, select, tuple_, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.exc import StaleDataError
 
 from inlet.catalog.models import ConditionKey, FileAvailability, Run, RunFile, RunTransition, utcnow
 from inlet.catalog.states import RunState, check_transition
@@ -370,20 +371,24 @@ def _bulk_apply(
     now: dt.datetime,
 ) -> int:
     new_keys: set[str] = set()
+    # The runs' new values are gathered here and written by one executemany UPDATE at the end
+    # (the ORM would send one UPDATE per run, each its own round trip).
+    changes: dict[tuple[str, int], dict[str, Any]] = {}
     for b in batch:
         run = runs[(b.experiment, b.run_number)]
         fields = b.fields or {}
-        for key in _RUN_FIELDS:
-            value = fields.get(key)
-            if value is not None and getattr(run, key) != value:
-                setattr(run, key, value)
+        change = {
+            key: fields[key] for key in _RUN_FIELDS if fields.get(key) is not None and getattr(run, key) != fields[key]
+        }
         conditions = fields.get("conditions")
         if conditions:
             before = run.conditions or {}
             merged = {**before, **conditions}
             if merged != before:
-                run.conditions = merged
+                change["conditions"] = merged
             new_keys.update(k for k in conditions if k not in before)
+        if change:
+            changes[(b.experiment, b.run_number)] = change
     insert_ignore(session, ConditionKey.__table__, [{"key": k} for k in sorted(new_keys)])  # type: ignore[arg-type]
     existing = _existing(session, everything)
     rows: list[dict[str, Any]] = []
@@ -411,9 +416,27 @@ def _bulk_apply(
                 if err is not None:
                     raise err
         raise CatalogConflict(f"{len(rows) - inserted} file(s) were recorded concurrently; retry")
-    for run_key, specs in added.items():
-        run = runs[run_key]
-        run.n_files += len(specs)
-        run.total_bytes += sum(f.size for f in specs)
-    session.flush()
+    params = []
+    for run_key in changes.keys() | added.keys():
+        run, specs = runs[run_key], added.get(run_key, [])
+        values = {key: getattr(run, key) for key in (*_RUN_FIELDS, "conditions")} | changes.get(run_key, {})
+        params.append({f"b_{k}": v for k, v in values.items()} | {
+            "b_id": run.id, "b_version": run.version, "b_new_version": run.version + 1, "b_updated_at": now,
+            "b_n_files": run.n_files + len(specs), "b_total_bytes": run.total_bytes + sum(f.size for f in specs),
+        })  # fmt: skip
+    if params:
+        table: Table = Run.__table__  # type: ignore[assignment]
+        stmt = (
+            update(table)
+            .where(table.c.id == bindparam("b_id"), table.c.version == bindparam("b_version"))
+            .values({c: bindparam(f"b_{c}", type_=table.c[c].type) for c in (*_RUN_FIELDS, "conditions", "n_files",
+                     "total_bytes", "updated_at")} | {"version": bindparam("b_new_version")})
+        )  # fmt: skip
+        result = session.connection().execute(stmt, params)
+        if result.rowcount != len(params):
+            # A run changed since our locked read (only possible where FOR UPDATE is a no-op):
+            # the transaction is retried whole, as for the ORM's own version check.
+            raise StaleDataError(f"{len(params) - result.rowcount} run(s) changed concurrently; retry")
+        for run_key in changes.keys() | added.keys():
+            session.expire(runs[run_key])
     return len(rows)
