@@ -179,10 +179,15 @@ def _conflict(existing: RunFile, run: Run, spec: FileSpec) -> CatalogConflict | 
 
 def _existing(session: Session, specs: list[FileSpec]) -> dict[tuple[str, str], RunFile]:
     found: dict[tuple[str, str], RunFile] = {}
-    for i in range(0, len(specs), 500):
-        keys = [(f.scope, f.name) for f in specs[i : i + 500]]
-        stmt = select(RunFile).where(tuple_(RunFile.scope, RunFile.name).in_(keys))
-        found.update({(f.scope, f.name): f for f in session.scalars(stmt)})
+    by_scope: dict[str, list[str]] = {}
+    for f in specs:
+        by_scope.setdefault(f.scope, []).append(f.name)
+    # scope = ? AND name IN (...): a range on the (scope, name) unique index, which a
+    # row-constructor IN over both columns does not always get on MariaDB.
+    for scope, names in by_scope.items():
+        for i in range(0, len(names), 1000):
+            stmt = select(RunFile).where(RunFile.scope == scope, RunFile.name.in_(names[i : i + 1000]))
+            found.update({(f.scope, f.name): f for f in session.scalars(stmt)})
     return found
 
 
