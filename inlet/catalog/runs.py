@@ -161,7 +161,8 @@ class FileSpec:
         return FileSpec(self.scope, self.name, self.size, adler, md5, self.closed_at)
 
 
-def _conflict(existing: RunFile, run: Run, spec: FileSpec) -> CatalogConflict | None:
+def _conflict(existing: Any, run: Run, spec: FileSpec) -> CatalogConflict | None:
+    """``existing``: a recorded file (a row with run_id, size, adler32, md5)."""
     if (
         existing.run_id != run.id
         or existing.size != spec.size
@@ -177,8 +178,11 @@ def _conflict(existing: RunFile, run: Run, spec: FileSpec) -> CatalogConflict | 
     return None
 
 
-def _existing(session: Session, specs: list[FileSpec]) -> dict[tuple[str, str], RunFile]:
-    found: dict[tuple[str, str], RunFile] = {}
+def _existing(session: Session, specs: list[FileSpec]) -> dict[tuple[str, str], Any]:
+    """The recorded files among ``specs``: plain rows (no ORM objects: a batch's worth of them
+    costs more to build than the query itself) with the columns a conflict check needs."""
+    found: dict[tuple[str, str], Any] = {}
+    cols = (RunFile.scope, RunFile.name, RunFile.run_id, RunFile.size, RunFile.adler32, RunFile.md5)
     by_scope: dict[str, list[str]] = {}
     for f in specs:
         by_scope.setdefault(f.scope, []).append(f.name)
@@ -186,8 +190,8 @@ def _existing(session: Session, specs: list[FileSpec]) -> dict[tuple[str, str], 
     # row-constructor IN over both columns does not always get on MariaDB.
     for scope, names in by_scope.items():
         for i in range(0, len(names), 1000):
-            stmt = select(RunFile).where(RunFile.scope == scope, RunFile.name.in_(names[i : i + 1000]))
-            found.update({(f.scope, f.name): f for f in session.scalars(stmt)})
+            stmt = select(*cols).where(RunFile.scope == scope, RunFile.name.in_(names[i : i + 1000]))
+            found.update({(f.scope, f.name): f for f in session.execute(stmt)})
     return found
 
 
