@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlalchemy import Table, bindparam, select, tuple_, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.exc import StaleDataError
 
 from inlet.catalog.models import ConditionKey, FileAvailability, Run, RunFile, RunTransition, utcnow
@@ -426,6 +427,7 @@ def _bulk_apply(
                     raise err
         raise CatalogConflict(f"{len(rows) - inserted} file(s) were recorded concurrently; retry")
     params = []
+    by_id = {run.id: run for run in runs.values()}
     for run_key in changes.keys() | added.keys():
         run, specs = runs[run_key], added.get(run_key, [])
         values = {key: getattr(run, key) for key in (*_RUN_FIELDS, "conditions")} | changes.get(run_key, {})
@@ -446,6 +448,11 @@ def _bulk_apply(
             # A run changed since our locked read (only possible where FOR UPDATE is a no-op):
             # the transaction is retried whole, as for the ORM's own version check.
             raise StaleDataError(f"{len(params) - result.rowcount} run(s) changed concurrently; retry")
-        for run_key in changes.keys() | added.keys():
-            session.expire(runs[run_key])
+        # The loaded objects take the written values as their committed state (cheaper than
+        # expiring them, which would cost the caller a SELECT per run on next access).
+        for p in params:
+            run = by_id[p["b_id"]]
+            for key in (*_RUN_FIELDS, "conditions", "n_files", "total_bytes", "updated_at"):
+                set_committed_value(run, key, p[f"b_{key}"])
+            set_committed_value(run, "version", p["b_new_version"])
     return len(rows)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from inlet.catalog import Catalog, open_catalog
 from inlet.catalog import runs as catalog_runs
@@ -68,3 +69,16 @@ def test_bad_input_is_refused_before_anything_is_written(catalog: Catalog) -> No
         catalog.transaction(lambda s: add_runs_files(s, [entry(1, conditions={"a.b": 1})]))
     with catalog.session() as s:
         assert s.scalar(select(func.count()).select_from(RunFile)) == 0
+
+
+def test_the_session_sees_the_written_counters_without_reading_them_again(catalog: Catalog) -> None:
+    def work(s: Session) -> tuple[int, int, int]:
+        add_runs_files(s, [entry(5, 2, dataset="d5")])
+        run = catalog_runs.get_run(s, "exp", 5)
+        catalog_runs.add_files(s, run, [FileSpec("raw", "run5.extra.dat", 7)])  # the ORM path after the bulk one
+        return run.n_files, run.total_bytes, run.version
+
+    assert catalog.transaction(work) == (3, 27, 3)
+    with catalog.session() as s:
+        run = catalog_runs.get_run(s, "exp", 5)
+        assert (run.n_files, run.total_bytes, run.version, run.dataset) == (3, 27, 3, "d5")
