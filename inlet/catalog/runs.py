@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Table, bindparam, select, tuple_, update
+from sqlalchemy.dialects import mysql
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.exc import StaleDataError
@@ -443,8 +444,9 @@ def _bulk_apply(
             .values({c: bindparam(f"b_{c}", type_=table.c[c].type) for c in (*_RUN_FIELDS, "conditions", "n_files",
                      "total_bytes", "updated_at")} | {"version": bindparam("b_new_version")})
         )  # fmt: skip
-        result = session.connection().execute(stmt, params)
-        if result.rowcount != len(params):
+        if session.get_bind().dialect.name in ("mysql", "mariadb"):
+            _upsert_runs_mysql(session, table, params, by_id)
+        elif (result := session.connection().execute(stmt, params)).rowcount != len(params):
             # A run changed since our locked read (only possible where FOR UPDATE is a no-op):
             # the transaction is retried whole, as for the ORM's own version check.
             raise StaleDataError(f"{len(params) - result.rowcount} run(s) changed concurrently; retry")
@@ -456,3 +458,23 @@ def _bulk_apply(
                 set_committed_value(run, key, p[f"b_{key}"])
             set_committed_value(run, "version", p["b_new_version"])
     return len(rows)
+
+
+def _upsert_runs_mysql(session: Session, table: Table, params: list[dict[str, Any]], by_id: dict[int, Run]) -> None:
+    """MariaDB: the runs' UPDATEs as one multi-row ``INSERT ... ON DUPLICATE KEY UPDATE``.
+
+    An executemany UPDATE is one round trip per run there; this is one statement. Every row
+    exists and is held under this transaction's ``FOR UPDATE`` lock (taken in
+    :func:`add_runs_files`), so no other writer can have changed it and the version check of
+    the UPDATE path has nothing to catch; the version is still bumped.
+    """
+    rows = []
+    for p in params:
+        run = by_id[p["b_id"]]
+        row = {c.key: getattr(run, c.key) for c in table.columns}
+        row.update({k[2:]: v for k, v in p.items() if k[2:] in row and k not in ("b_id", "b_version")})
+        row["version"] = p["b_new_version"]
+        rows.append(row)
+    stmt = mysql.insert(table).values(rows)
+    keep = (*_RUN_FIELDS, "conditions", "n_files", "total_bytes", "updated_at", "version")
+    session.connection().execute(stmt.on_duplicate_key_update({c: stmt.inserted[c] for c in keep}))
