@@ -162,15 +162,19 @@ def upgrade(url_or_engine: str | Engine, revision: str = "head") -> None:
     engine = make_engine(url_or_engine, poolclass=NullPool) if isinstance(url_or_engine, str) else url_or_engine
     cfg = alembic_config(engine.url.render_as_string(hide_password=False))
     try:
-        with engine.begin() as conn:
-            _lock_migrations(conn)
+        with engine.connect() as conn:
             try:
-                cfg.attributes["connection"] = conn
-                command.upgrade(cfg, revision)
+                with conn.begin():
+                    _lock_migrations(conn)
+                    cfg.attributes["connection"] = conn
+                    command.upgrade(cfg, revision)
             finally:
-                # GET_LOCK belongs to the connection, which a pooled engine keeps open.
+                # GET_LOCK belongs to the connection, which a pooled engine keeps open. It is
+                # released only after the commit: released before, the next process could read
+                # the version table without the last revision's row and run that revision again.
                 if conn.dialect.name in ("mysql", "mariadb"):
                     conn.execute(text("SELECT RELEASE_LOCK('inlet_catalog_migrate')"))
+                    conn.commit()
     except (OperationalError, InterfaceError) as exc:
         raise CatalogError(
             f"cannot migrate the run catalogue at {engine.url.render_as_string(hide_password=True)}: {exc.orig}",

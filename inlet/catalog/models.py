@@ -75,6 +75,8 @@ class Run(Base):
         Index("ix_runs_state", "state"),
         Index("ix_runs_number", "run_number"),
         Index("ix_runs_start", "start_time"),
+        # 0002: a dataset-level event (datasetlock_ok, rule_ok) finds its run without a scan.
+        Index("ix_runs_scope_dataset", "scope", "dataset"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -122,7 +124,11 @@ class RunFile(Base):
     """One raw file of a run, known to Rucio as the DID scope:name."""
 
     __tablename__ = "run_files"
-    __table_args__ = (UniqueConstraint("scope", "name", name="uq_run_files_did"),)
+    __table_args__ = (
+        UniqueConstraint("scope", "name", name="uq_run_files_did"),
+        # 0002: one run's files in name order (reconcile, the Rucio check) from the index alone.
+        Index("ix_run_files_run_name", "run_id", "name"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)

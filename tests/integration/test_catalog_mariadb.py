@@ -214,3 +214,31 @@ def test_services_starting_together_migrate_an_empty_database_once(mariadb_url: 
     finally:
         for cat in opened:
             cat.dispose()
+
+
+def test_bulk_writes_on_mariadb_keep_counters_versions_and_refuse_conflicts(catalog: Catalog) -> None:
+    from inlet.catalog.runs import CatalogConflict, FileSpec, RunFiles, add_files, add_runs_files
+
+    def files(run: int, n: int, size: int = 10) -> list[FileSpec]:
+        return [FileSpec("bulk", f"r{run}.{i}", size, "0000000a") for i in range(n)]
+
+    catalog.transaction(lambda s: add_files(s, upsert_run(s, "bulk", 1), files(1, 1)))
+    with catalog.session() as s:
+        v1 = get_run(s, "bulk", 1).version
+    new = catalog.transaction(
+        lambda s: add_runs_files(
+            s, [RunFiles("bulk", 1, files(1, 3), {"conditions": {"beam": 1}}), RunFiles("bulk", 2, files(2, 4))]
+        )
+    )
+    assert new == 2 + 4
+    with catalog.session() as s:
+        r1, r2 = get_run(s, "bulk", 1), get_run(s, "bulk", 2)
+        assert (r1.n_files, r1.total_bytes, r1.conditions, r1.version) == (3, 30, {"beam": 1}, v1 + 1)
+        assert (r2.n_files, r2.total_bytes, r2.version, r2.state) == (4, 40, 2, RunState.RECORDING)
+    with pytest.raises(CatalogConflict):
+        catalog.transaction(
+            lambda s: add_runs_files(s, [RunFiles("bulk", 3, files(3, 1)), RunFiles("bulk", 2, files(2, 1, 99))])
+        )
+    with catalog.session() as s:
+        assert s.scalar(select(func.count()).select_from(Run).where(Run.experiment == "bulk")) == 2
+        assert get_run(s, "bulk", 2).n_files == 4

@@ -27,7 +27,7 @@ from inlet.catalog import ledger
 from inlet.config import ListenerSettings
 from inlet.listener.events import BadEvent, Event
 
-__all__ = ["BadEvent", "Handler", "HandlerContext", "HandlerFactory", "RucioLookup"]
+__all__ = ["BadEvent", "BatchHandler", "Handler", "HandlerContext", "HandlerFactory", "RucioLookup"]
 
 
 class RucioLookup(Protocol):
@@ -78,6 +78,19 @@ class Handler(Protocol):
     def handle(self, event: Event, ctx: HandlerContext) -> None:
         """Apply the event's effects. Raise :class:`BadEvent` for an event no retry can fix."""
         ...
+
+
+class BatchHandler(Handler, Protocol):
+    """A handler that may also take a whole batch at once (optional; see the listener).
+
+    ``handle_batch(events, ctx)`` must have the same effects as ``handle`` called on each
+    event in order, but may use set-based SQL (one statement for the batch instead of a
+    few per event). The listener calls it, once per batch, before the handlers that take
+    events one at a time; when it raises, the batch is redone event by event through
+    ``handle``, so a failure is still pinned on one event.
+    """
+
+    def handle_batch(self, events: list[Event], ctx: HandlerContext) -> None: ...
 
 
 HandlerFactory = Callable[[ListenerSettings, dict[str, Any]], Handler]

@@ -1,0 +1,146 @@
+"""Catch-up after an outage: a queue full of real-format events drained by 1 and by 2 listeners.
+
+The events wait in the broker (no listener runs) and include hermes-style repeats (the same
+event sent twice, under two message ids). Then listeners start on the same queue and the
+same MariaDB catalogue; when every message is acknowledged, each event must have had its
+effect exactly once: one ledger row and one availability row per event, nothing in the DLQ.
+The run has one file more than the events cover, so it never moves (no Rucio look is asked).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+
+import pymysql
+import pytest
+import stomp
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from inlet.catalog import open_catalog
+from inlet.catalog import runs as catalog_runs
+from inlet.catalog.models import FileAvailability, ProcessedEvent
+from inlet.catalog.runs import FileSpec
+from inlet.catalog.states import RunState
+from inlet.config import ListenerRoute, Settings
+from inlet.lake.lake import Lake
+from inlet.lake.services.mariadb import DB_PASSWORD, DB_USER, MariaDB
+from inlet.listener.dlq import DeadLetterQueue
+from inlet.listener.routing import Router
+from inlet.listener.rucio_lookup import RucioClientLookup
+from inlet.listener.service import Listener
+
+FILES = 150  # events cover files 0..FILES-1 on two RSEs; the run has FILES + 1 files
+RSES = ("S3C", "TAPEC")
+
+
+@pytest.fixture
+def mariadb_url(lake: Lake) -> Iterator[str]:
+    server = MariaDB(lake.settings, lake.paths)
+    name = f"inlet_test_{uuid.uuid4().hex[:10]}"
+    conn = pymysql.connect(host="127.0.0.1", port=server.port, user=DB_USER, password=DB_PASSWORD)
+    with conn.cursor() as cur:
+        cur.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
+    yield f"mysql+pymysql://{DB_USER}:{DB_PASSWORD}@127.0.0.1:{server.port}/{name}"
+    with conn.cursor() as cur:
+        cur.execute(f"DROP DATABASE `{name}`")
+    conn.close()
+
+
+def settings_for(lake: Lake, qname: str) -> Settings:
+    base = lake.settings
+    ls = base.listener.model_copy(
+        update={
+            "inlet_queue": qname,
+            "rucio_queue": qname + ".unused",
+            "dlq": qname + ".dlq",
+            "consumer": "catchup",
+            "s3_rses": [RSES[0]],
+            "tape_rses": [RSES[1]],
+            "batch_size": 50,
+            "routes": [ListenerRoute(handler="catalog", event_types=["transfer-done"])],
+            "alarms": base.listener.alarms.model_copy(update={"rule_check_interval": 0}),
+        }
+    )
+    return base.model_copy(update={"listener": ls})
+
+
+def publish_backlog(s: Settings, qname: str, tag: str) -> int:
+    """Every (file, RSE) transfer-done once, and every fifth one again (hermes re-sending it)."""
+    b = s.broker
+    conn = stomp.Connection12([(b.host, b.stomp_port)])
+    got = threading.Event()
+
+    class Receipts(stomp.ConnectionListener):  # type: ignore[misc]
+        def on_receipt(self, frame: stomp.utils.Frame) -> None:
+            got.set()
+
+    conn.set_listener("r", Receipts())
+    conn.connect(b.username, b.password, wait=True)
+    sent = 0
+    last = (len(RSES) - 1, FILES - 1)
+    for r, rse in enumerate(RSES):
+        for i in range(FILES):
+            body = json.dumps({
+                "event_type": "transfer-done",
+                "payload": {"scope": "catchup", "name": f"{tag}_{i:04d}.dat", "dst-rse": rse,
+                            "request-id": f"{tag}-{rse}-{i}", "transferred_at": "2026-11-29 10:00:00"},
+                "created_at": "2026-11-29 10:00:01.000000",
+            })  # fmt: skip
+            headers = {"persistent": "true", "event_type": "transfer-done"}
+            if (r, i) == last:
+                headers["receipt"] = "done"  # the broker confirms it (and, in order, all before it)
+            for _ in range(2 if i % 5 == 0 else 1):
+                conn.send(qname, body, headers=headers)
+                sent += 1
+    assert got.wait(120), "the broker did not confirm the backlog"
+    conn.disconnect()
+    return sent
+
+
+@pytest.mark.parametrize("listeners", [1, 2])
+def test_a_backlog_is_drained_by_competing_listeners_none_lost_none_applied_twice(
+    lake: Lake, mariadb_url: str, listeners: int
+) -> None:
+    tag = uuid.uuid4().hex[:8]
+    qname = f"/queue/test.catchup.{tag}"
+    s = settings_for(lake, qname)
+    cat = open_catalog(mariadb_url)
+
+    def register(session: Session) -> None:
+        run = catalog_runs.upsert_run(session, "catchup", 1, scope="catchup", dataset=f"{tag}_raw")
+        catalog_runs.add_files(session, run, [FileSpec("catchup", f"{tag}_{i:04d}.dat", 1) for i in range(FILES + 1)])
+        catalog_runs.transition(session, run, RunState.CLOSED)
+        catalog_runs.transition(session, run, RunState.UPLOADED)
+
+    cat.transaction(register)
+    sent = publish_backlog(s, qname, tag)  # the outage: no listener runs while this piles up
+
+    workers = [Listener(s, cat, Router.from_settings(s.listener), RucioClientLookup()) for _ in range(listeners)]
+    threads = [threading.Thread(target=w.run) for w in workers]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + 600  # a bound against hanging, not a figure
+    while sum(w.handled for w in workers) < sent and time.monotonic() < deadline:
+        time.sleep(0.2)
+    for w in workers:
+        w.stop()
+    for t in threads:
+        t.join(60)
+
+    assert sum(w.handled for w in workers) == sent, "some messages were never acknowledged"
+    with cat.session() as session:
+        ledger = session.scalar(
+            select(func.count()).select_from(ProcessedEvent).where(ProcessedEvent.consumer == "catchup:catalog")
+        )
+        rows = session.execute(select(FileAvailability.file_id, FileAvailability.rse)).all()
+        run = catalog_runs.get_run(session, "catchup", 1)
+        assert ledger == FILES * len(RSES)
+        assert len(rows) == len(set(rows)) == FILES * len(RSES)
+        assert run.state == RunState.UPLOADED and len(run.transitions) == 2
+    assert DeadLetterQueue(s.broker, s.listener, timeout=5).letters() == []
+    cat.dispose()
