@@ -12,6 +12,7 @@ alarm handler (webhook). The uploader never imports the listener; they meet on t
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import logging
@@ -123,6 +124,10 @@ class _Listener(stomp.ConnectionListener):  # type: ignore[misc]
         self.disconnected.set()
 
 
+#: Seconds to wait for the broker to confirm a subscription.
+SUBSCRIBE_TIMEOUT = 10.0
+
+
 class Subscription:
     """Receive inlet events (a non-durable topic subscription; the poller covers what it misses)."""
 
@@ -136,15 +141,25 @@ class Subscription:
         conn = stomp.Connection12([(self.broker.host, self.broker.stomp_port)], reconnect_attempts_max=1)
         conn.set_listener("inlet-uploader", self.listener)
         login(conn, self.broker.host, self.broker.stomp_port, self.broker.username, self.broker.password)
+        # A receipt of this subscription's own: until the broker confirms it, events sent to the
+        # topic may not reach us, and the caller falls back to polling and tries again.
+        rid = f"inlet-uploader-{uuid.uuid4().hex}"
         receipt = threading.Event()
 
         class _ReceiptSeen(stomp.ConnectionListener):  # type: ignore[misc]
             def on_receipt(self, frame: Any) -> None:
-                receipt.set()
+                if frame.headers.get("receipt-id") == rid:
+                    receipt.set()
 
         conn.set_listener("receipt", _ReceiptSeen())
-        conn.subscribe(self.broker.inlet_topic, id="inlet-uploader", ack="auto", headers={"receipt": "sub-1"})
-        receipt.wait(10)
+        conn.subscribe(self.broker.inlet_topic, id="inlet-uploader", ack="auto", headers={"receipt": rid})
+        if not receipt.wait(SUBSCRIBE_TIMEOUT):
+            with contextlib.suppress(Exception):
+                conn.disconnect()
+            raise ConnectionError(
+                f"the broker at {self.broker.host}:{self.broker.stomp_port} did not confirm the subscription to "
+                f"{self.broker.inlet_topic} within {SUBSCRIBE_TIMEOUT:g} s"
+            )
         self.conn = conn
 
     @property
