@@ -29,6 +29,7 @@ from typing import Any
 from sqlalchemy import insert, select
 
 from inlet.catalog import open_catalog
+from inlet.catalog.db import Catalog
 from inlet.catalog.models import FileAvailability, Run, RunFile
 from inlet.catalog.runs import FileSpec, RunFiles, add_files, add_runs_files, upsert_run
 from inlet.select.grammar import parse_selection
@@ -48,6 +49,26 @@ def timed(fn: Callable[[], Any], repeat: int) -> tuple[float, float]:
     return statistics.median(samples), samples[int(0.95 * (len(samples) - 1))]
 
 
+def _raw_rows(cat: Catalog, experiment: str, scope: str, api_runs: int, files: int) -> list[dict[str, Any]]:
+    """The raw baseline's runs, inserted bare, and the file rows its executemany will write."""
+    with cat.engine.begin() as conn:
+        run_ids = [
+            conn.execute(
+                insert(Run).values(experiment=experiment, run_number=r, run_type="physics", conditions={},
+                                   state="RECORDING", state_changed_at=T0, n_files=0, total_bytes=0,
+                                   created_at=T0, updated_at=T0, version=1)
+            ).inserted_primary_key[0]
+            for r in range(api_runs)
+        ]  # fmt: skip
+    rows = [
+        {"run_id": rid, "scope": scope, "name": f"run{r:06d}.{i}", "size": 1000 + i, "adler32": "0000000a",
+         "created_at": T0}
+        for r, rid in enumerate(run_ids)
+        for i in range(files)
+    ]  # fmt: skip
+    return rows
+
+
 def bench_insert(url: str, api_runs: int, files: int) -> tuple[float, float]:
     cat = open_catalog(url)
     n = api_runs * files
@@ -58,21 +79,7 @@ def bench_insert(url: str, api_runs: int, files: int) -> tuple[float, float]:
             add_files(s, run, [FileSpec("api", f"run{r:06d}.{i}", 1000 + i, "0000000a") for i in range(files)])
     api_rate = n / (time.perf_counter() - t)
 
-    with cat.engine.begin() as conn:
-        run_ids = [
-            conn.execute(
-                insert(Run).values(experiment="bench-raw", run_number=r, run_type="physics", conditions={},
-                                   state="RECORDING", state_changed_at=T0, n_files=0, total_bytes=0,
-                                   created_at=T0, updated_at=T0, version=1)
-            ).inserted_primary_key[0]
-            for r in range(api_runs)
-        ]  # fmt: skip
-    rows = [
-        {"run_id": rid, "scope": "rawins", "name": f"run{r:06d}.{i}", "size": 1000 + i, "adler32": "0000000a",
-         "created_at": T0}
-        for r, rid in enumerate(run_ids)
-        for i in range(files)
-    ]  # fmt: skip
+    rows = _raw_rows(cat, "bench-raw", "rawins", api_runs, files)
     t = time.perf_counter()
     for r in range(api_runs):
         with cat.engine.begin() as conn:
@@ -89,21 +96,7 @@ def bench_bulk(url: str, api_runs: int, files: int, per_tx: int) -> tuple[float,
     The two alternate batch by batch, so that a shared machine's load swings hit both alike.
     """
     cat = open_catalog(url)
-    with cat.engine.begin() as conn:
-        run_ids = [
-            conn.execute(
-                insert(Run).values(experiment="bench-rawbulk", run_number=r, run_type="physics", conditions={},
-                                   state="RECORDING", state_changed_at=T0, n_files=0, total_bytes=0,
-                                   created_at=T0, updated_at=T0, version=1)
-            ).inserted_primary_key[0]
-            for r in range(api_runs)
-        ]  # fmt: skip
-    rows = [
-        {"run_id": rid, "scope": "rawbulk", "name": f"run{r:06d}.{i}", "size": 1000 + i, "adler32": "0000000a",
-         "created_at": T0}
-        for r, rid in enumerate(run_ids)
-        for i in range(files)
-    ]  # fmt: skip
+    rows = _raw_rows(cat, "bench-rawbulk", "rawbulk", api_runs, files)
     bulk_s = raw_s = 0.0
     for start in range(0, api_runs, per_tx):
         batch = [
