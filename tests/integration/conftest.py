@@ -231,19 +231,26 @@ def celery_worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable
 
 
 @pytest.fixture
-def catalog(lake: Lake, request: pytest.FixtureRequest) -> Iterator[tuple[str, Catalog]]:
-    """(URL, Catalog) of a fresh run catalogue in a database of its own on the lake's MariaDB."""
+def mariadb_url(lake: Lake) -> Iterator[str]:
+    """A throw-away database on the lake's MariaDB, dropped after the test."""
     import pymysql
 
-    port = lake.settings.lake.mariadb_port
-    db = f"{request.module.__name__.rsplit('.', 1)[-1].removeprefix('test_')}_{uuid.uuid4().hex[:8]}"
-    conn = pymysql.connect(host="127.0.0.1", port=port, user="inlet", password="inlet-secret", autocommit=True)
+    from inlet.lake.services.mariadb import DB_PASSWORD, DB_USER, MariaDB
+
+    server = MariaDB(lake.settings, lake.paths)
+    name = f"inlet_test_{uuid.uuid4().hex[:10]}"
+    conn = pymysql.connect(host="127.0.0.1", port=server.port, user=DB_USER, password=DB_PASSWORD)
     with conn.cursor() as cur:
-        cur.execute(f"CREATE DATABASE {db}")
-    url = f"mysql+pymysql://inlet:inlet-secret@127.0.0.1:{port}/{db}"
-    cat = open_catalog(url)
-    yield url, cat
-    cat.dispose()
+        cur.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
+    yield f"mysql+pymysql://{DB_USER}:{DB_PASSWORD}@127.0.0.1:{server.port}/{name}"
     with conn.cursor() as cur:
-        cur.execute(f"DROP DATABASE {db}")
+        cur.execute(f"DROP DATABASE `{name}`")
     conn.close()
+
+
+@pytest.fixture
+def catalog(mariadb_url: str) -> Iterator[tuple[str, Catalog]]:
+    """(URL, Catalog) of a fresh run catalogue in a database of its own on the lake's MariaDB."""
+    cat = open_catalog(mariadb_url)
+    yield mariadb_url, cat
+    cat.dispose()

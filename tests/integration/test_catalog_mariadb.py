@@ -4,10 +4,8 @@ not lose updates (uploader workers and listener instances share runs and events)
 from __future__ import annotations
 
 import threading
-import uuid
 from collections.abc import Callable, Iterator
 
-import pymysql
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
@@ -20,24 +18,8 @@ from inlet.catalog.db import VERSION_TABLE, current_revision, downgrade, head_re
 from inlet.catalog.ledger import claim_event, drain, enqueue
 from inlet.catalog.models import Base, FileAvailability, OutboxMessage, Run, RunTransition
 from inlet.catalog.runs import add_file, get_run, mark_available, transition, upsert_run
-from inlet.lake.lake import Lake
-from inlet.lake.services.mariadb import DB_PASSWORD, DB_USER, MariaDB
 
 N_THREADS = 8
-
-
-@pytest.fixture
-def mariadb_url(lake: Lake) -> Iterator[str]:
-    """A throw-away database on the lake's MariaDB, dropped after the test."""
-    server = MariaDB(lake.settings, lake.paths)
-    name = f"inlet_test_{uuid.uuid4().hex[:10]}"
-    conn = pymysql.connect(host="127.0.0.1", port=server.port, user=DB_USER, password=DB_PASSWORD)
-    with conn.cursor() as cur:
-        cur.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
-    yield f"mysql+pymysql://{DB_USER}:{DB_PASSWORD}@127.0.0.1:{server.port}/{name}"
-    with conn.cursor() as cur:
-        cur.execute(f"DROP DATABASE `{name}`")
-    conn.close()
 
 
 @pytest.fixture

@@ -13,9 +13,7 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 
-import pymysql
 import pytest
 import stomp
 from sqlalchemy import func, select
@@ -28,7 +26,6 @@ from inlet.catalog.runs import FileSpec
 from inlet.catalog.states import RunState
 from inlet.config import ListenerRoute, Settings
 from inlet.lake.lake import Lake
-from inlet.lake.services.mariadb import DB_PASSWORD, DB_USER, MariaDB
 from inlet.listener.dlq import DeadLetterQueue
 from inlet.listener.routing import Router
 from inlet.listener.rucio_lookup import RucioClientLookup
@@ -36,19 +33,6 @@ from inlet.listener.service import Listener
 
 FILES = 150  # events cover files 0..FILES-1 on two RSEs; the run has FILES + 1 files
 RSES = ("S3C", "TAPEC")
-
-
-@pytest.fixture
-def mariadb_url(lake: Lake) -> Iterator[str]:
-    server = MariaDB(lake.settings, lake.paths)
-    name = f"inlet_test_{uuid.uuid4().hex[:10]}"
-    conn = pymysql.connect(host="127.0.0.1", port=server.port, user=DB_USER, password=DB_PASSWORD)
-    with conn.cursor() as cur:
-        cur.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
-    yield f"mysql+pymysql://{DB_USER}:{DB_PASSWORD}@127.0.0.1:{server.port}/{name}"
-    with conn.cursor() as cur:
-        cur.execute(f"DROP DATABASE `{name}`")
-    conn.close()
 
 
 def settings_for(lake: Lake, qname: str) -> Settings:
