@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 from types import ModuleType
+from typing import Any
 
 import pytest
 
@@ -30,3 +31,19 @@ def tt(_rucio_config: None) -> ModuleType:
 @pytest.fixture
 def s3(_rucio_config: None) -> ModuleType:
     return importlib.import_module("inlet.plugins.s3")
+
+
+def s3_protocol(s3: ModuleType, scheme: str = "http") -> Any:
+    """The S3 protocol of an RSE "S3" on 127.0.0.1:29000, bucket "bucket" (never contacted here)."""
+    attrs = {
+        "scheme": scheme,
+        "hostname": "127.0.0.1",
+        "port": 29000,
+        "prefix": "/bucket/",
+        "impl": "inlet.plugins.s3.Default",
+        "domains": {},
+        "extended_attributes": None,
+        "auth_token": None,
+    }
+    rse = {"rse": "S3", "id": "x", "deterministic": False, "protocols": [], "lfn2pfn_algorithm": "hash"}
+    return s3.S3Protocol(attrs, rse)

@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from inlet.plugins.checksums import format_adler32
+from tests.unit.plugins.conftest import s3_protocol
 
 ALIAS = "/../../../../cygno.raw/0912/912345/run912345.mid.gz"
 
@@ -146,20 +147,6 @@ def test_posix_symlinked_directory_leading_outside_is_refused(lake: dict[str, Pa
 
 
 # -- the S3 protocol: its own bucket, keys that cannot move ---------------------------------------
-def _s3(s3: ModuleType) -> Any:
-    attrs = {
-        "scheme": "http",
-        "hostname": "127.0.0.1",
-        "port": 29000,
-        "prefix": "/bucket/",
-        "impl": "inlet.plugins.s3.Default",
-        "domains": {},
-        "extended_attributes": None,
-        "auth_token": None,
-    }
-    return s3.S3Protocol(attrs, {"rse": "S3", "id": "x", "deterministic": False, "protocols": []})
-
-
 @pytest.mark.parametrize(
     "pfn",
     [
@@ -169,7 +156,7 @@ def _s3(s3: ModuleType) -> Any:
     ],
 )
 def test_s3_refuses_other_buckets_and_escaping_keys(s3: ModuleType, tmp_path: Path, pfn: str) -> None:
-    proto = _s3(s3)
+    proto = s3_protocol(s3)
     local = tmp_path / "f"
     local.write_bytes(b"x")
     OutsideRSE = _confine().OutsideRSE

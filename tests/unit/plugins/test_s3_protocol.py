@@ -3,9 +3,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from types import ModuleType
-from typing import Any
 
 import pytest
+
+from tests.unit.plugins.conftest import s3_protocol
 
 
 def test_split_pfn_gives_endpoint_bucket_and_key(s3: ModuleType) -> None:
@@ -60,31 +61,16 @@ def test_corrupt_rse_accounts_is_an_error_naming_the_file(
         s3.credentials_for("S3")
 
 
-def _protocol(s3: ModuleType, scheme: str = "http") -> Any:
-    attrs = {
-        "scheme": scheme,
-        "hostname": "127.0.0.1",
-        "port": 29000,
-        "prefix": "/bucket/",
-        "impl": "inlet.plugins.s3.Default",
-        "domains": {},
-        "extended_attributes": None,
-        "auth_token": None,
-    }
-    rse = {"rse": "S3", "id": "x", "deterministic": False, "protocols": [], "lfn2pfn_algorithm": "hash"}
-    return s3.S3Protocol(attrs, rse)
-
-
 def test_gfal2_sees_the_same_object_through_its_s3_plugin(s3: ModuleType) -> None:
-    proto = _protocol(s3)
+    proto = s3_protocol(s3)
     assert proto.gfal2_url("http://127.0.0.1:29000/bucket/a/b") == "s3://127.0.0.1:29000/bucket/a/b"
-    assert _protocol(s3, "https").gfal2_url("https://h:443/bucket/k") == "s3s://h:443/bucket/k"
+    assert s3_protocol(s3, "https").gfal2_url("https://h:443/bucket/k") == "s3s://h:443/bucket/k"
     opts = dict(((g, k), v) for g, k, v in proto.gfal2_options())
     assert opts[("S3", "ALTERNATE")] is True  # path-style addressing, as the PFN is
 
 
 def test_s3_protocol_writes_final_keys_and_refuses_rename(s3: ModuleType) -> None:
-    proto = _protocol(s3)
+    proto = s3_protocol(s3)
     assert proto.renaming is False
     with pytest.raises(s3.rucio_exc.RSEOperationNotSupported):
         proto.rename("http://127.0.0.1:29000/bucket/a", "http://127.0.0.1:29000/bucket/b")
@@ -92,4 +78,4 @@ def test_s3_protocol_writes_final_keys_and_refuses_rename(s3: ModuleType) -> Non
 
 def test_put_of_a_missing_local_file_says_which(s3: ModuleType, tmp_path: Path) -> None:
     with pytest.raises(s3.rucio_exc.SourceNotFound, match="does not exist"):
-        _protocol(s3).put("nope.dat", "http://127.0.0.1:29000/bucket/k", str(tmp_path))
+        s3_protocol(s3).put("nope.dat", "http://127.0.0.1:29000/bucket/k", str(tmp_path))
