@@ -26,11 +26,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from rucio_inlet.catalog_models import FileAvailability, Run, RunFile
 from sqlalchemy import insert, select
 
 from inlet.catalog import open_catalog
 from inlet.catalog.db import Catalog
-from inlet.catalog.models import FileAvailability, Run, RunFile
 from inlet.catalog.runs import FileSpec, RunFiles, add_files, add_runs_files, upsert_run
 from inlet.select.grammar import parse_selection
 from inlet.select.resolve import build_statement, select_files

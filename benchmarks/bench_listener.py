@@ -31,15 +31,15 @@ from typing import Any
 import psutil
 import pymysql
 import stomp
+from rucio_inlet.catalog_models import FileAvailability, ProcessedEvent
+from rucio_inlet.catalog_states import RunState
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from inlet.catalog import open_catalog
 from inlet.catalog import runs as catalog_runs
 from inlet.catalog.db import Catalog
-from inlet.catalog.models import FileAvailability, ProcessedEvent
 from inlet.catalog.runs import FileSpec
-from inlet.catalog.states import RunState
 from inlet.config import ListenerRoute, Settings, load_settings
 from inlet.lake.services.mariadb import DB_PASSWORD, DB_USER
 from inlet.listener.broker import Delivery

@@ -26,9 +26,10 @@ import time
 import uuid
 from pathlib import Path
 
+from rucio_inlet.lfn2pfn import run_partitioned
+
 from inlet.config import load_settings
 from inlet.lake.lake import Lake
-from inlet.policies.lfn2pfn import run_partitioned
 
 _TIMER = r"""
 import json, sys, time

@@ -132,9 +132,8 @@ class Bench:
     # -- the transfertool's copy path alone ------------------------------------------------
     def copy_path(self, files: list[dict[str, Any]], to_s3: bool) -> float:
         from rucio.db.sqla.constants import RequestState
-
-        from inlet.plugins.s3 import S3Credentials
-        from inlet.plugins.transfertool import CopyEngine, Endpoint, Hop
+        from rucio_inlet.s3 import S3Credentials
+        from rucio_inlet.transfertool import CopyEngine, Endpoint, Hop
 
         s3 = self.lake.settings.s3
         creds = S3Credentials(s3.access_key, s3.secret_key, s3.region, "bench")

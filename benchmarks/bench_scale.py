@@ -30,9 +30,9 @@ from sqlalchemy.orm import Session
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_catalog import fill
+from rucio_inlet.catalog_models import FileAvailability, Run, RunFile
 
 from inlet.catalog import open_catalog
-from inlet.catalog.models import FileAvailability, Run, RunFile
 from inlet.select.resolve import select_files
 
 

@@ -139,8 +139,9 @@ def bench_inlet(root: Path, n: int, batch: int, run: int) -> float:
 
 
 def bench_latency(root: Path, n: int, run: int, catalog_url: str) -> list[float]:
+    from rucio_inlet.catalog_models import RunFile
+
     from inlet.catalog import open_catalog
-    from inlet.catalog.models import RunFile
     from inlet.uploader import api
 
     results = []
@@ -163,8 +164,9 @@ def bench_latency(root: Path, n: int, run: int, catalog_url: str) -> list[float]
 def bench_watch_latency(
     root: Path, n: int, run: int, catalog_url: str, env: dict[str, str], interval: float | None
 ) -> list[float]:
+    from rucio_inlet.catalog_models import RunFile
+
     from inlet.catalog import open_catalog
-    from inlet.catalog.models import RunFile
 
     daq = root / "watched"
     daq.mkdir()

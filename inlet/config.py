@@ -14,6 +14,7 @@ Every field carries its description: ``inlet config doc`` renders the reference 
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from collections.abc import Iterable
@@ -30,7 +31,7 @@ from pydantic_settings import (
 
 # The naming rules live with the policy package, which the Rucio server loads without inlet's
 # settings; defining them once there keeps the server and inlet's tools in agreement.
-from inlet.policies.naming import NamingSettings
+from rucio_inlet.naming import NamingSettings
 
 ServiceName = Literal["postgres", "rucio", "daemons", "activemq", "s3", "redis", "mariadb", "conveyor"]
 SERVICE_NAMES: tuple[ServiceName, ...] = (
@@ -150,6 +151,13 @@ class LakeSettings(_Section):
         None, description="Directory with initdb/postgres. Default: newest /usr/lib/postgresql/*/bin."
     )
     rucio_workers: int = Field(2, ge=1, description="gunicorn workers of the Rucio server.")
+    rucio_python: str = Field(
+        "",
+        description="Python interpreter (a venv's bin/python with rucio and rucio-inlet) that runs the lake's "
+        "Rucio server and rucio-* daemons, e.g. .venv-py39/bin/python to run them as Rucio's official images "
+        "do (3.9). Empty: inlet's own. The gfal2 conveyor, hermes and the judge-evaluator stay on inlet's "
+        "interpreter (gfal2's binding is built for it; they run through `inlet daemon`).",
+    )
     daemon_sleep: int = Field(
         1,
         ge=1,
@@ -185,7 +193,7 @@ class PolicySettings(_Section):
     """The Rucio policy package the lake's server and daemons load."""
 
     package: str = Field(
-        "inlet.policies",
+        "rucio_inlet",
         description="Python package given to Rucio as [policy] package. Empty: Rucio's generic policy "
         "(no naming schema, no raw protection, no embargo).",
     )
@@ -529,23 +537,37 @@ def reference_markdown() -> str:
     """The configuration reference, generated from the models so it cannot drift from the code."""
     lines = ["| key | env override | default | meaning |", "|---|---|---|---|"]
 
-    def walk(model: type[BaseModel], dotted: str, env: str) -> None:
+    def row(dotted: str, env: str, default: Any, description: str | None) -> None:
+        shown = "" if default is None else str(default)
+        if len(shown) > 80:
+            shown = shown[:77] + "..."
+        shown = shown.replace("|", "\\|")
+        lines.append(f"| `{dotted}` | `{env}` | `{shown}` | {description or ''} |")
+
+    def walk(model: type[Any], dotted: str, env: str) -> None:
+        if dataclasses.is_dataclass(model):
+            # [naming] is rucio_inlet's dataclass (the Rucio side has no pydantic): same table.
+            for f in dataclasses.fields(model):
+                factory: Any = f.default_factory
+                default = (
+                    (None if f.default is dataclasses.MISSING else f.default)
+                    if factory is dataclasses.MISSING
+                    else factory()
+                )
+                row(f"{dotted}.{f.name}", f"{env}__{f.name.upper()}", default, f.metadata.get("description"))
+            return
         for key, sub in model.model_fields.items():
             ann = sub.annotation
-            if isinstance(ann, type) and issubclass(ann, BaseModel):
+            if isinstance(ann, type) and (issubclass(ann, BaseModel) or dataclasses.is_dataclass(ann)):
                 # A nested table such as [listener.alarms]: list its keys, not its repr.
                 walk(ann, f"{dotted}.{key}", f"{env}__{key.upper()}")
                 continue
-            default = sub.default if sub.default_factory is None else sub.default_factory()  # type: ignore[call-arg]
-            shown = "" if default is None else str(default)
-            if len(shown) > 80:
-                shown = shown[:77] + "..."
-            shown = shown.replace("|", "\\|")
-            lines.append(f"| `{dotted}.{key}` | `{env}__{key.upper()}` | `{shown}` | {sub.description or ''} |")
+            default = sub.default if sub.default_factory is None else sub.default_factory()  # type: ignore[call-arg,unused-ignore]
+            row(f"{dotted}.{key}", f"{env}__{key.upper()}", default, sub.description)
 
     for section, field in Settings.model_fields.items():
         model = field.annotation
-        assert isinstance(model, type) and issubclass(model, BaseModel)
+        assert isinstance(model, type) and (issubclass(model, BaseModel) or dataclasses.is_dataclass(model))
         walk(model, section, f"INLET_{section.upper()}")
     return "\n".join(lines)
 

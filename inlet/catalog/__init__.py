@@ -3,14 +3,13 @@
 Rucio knows DIDs and replicas; the catalogue knows what a *run* is (type, conditions,
 embargo) and how far its data has travelled. It is the shared state of the uploader, the
 listener and ``inlet select``, and it is what the Rucio metadata plugin
-``inlet.plugins.runmeta`` shows to Rucio users.
+``rucio_inlet.runmeta`` shows to Rucio users.
 
 This package must stay importable inside the Rucio server: it imports SQLAlchemy and
 Alembic only, never inlet.config, inlet.cli or inlet.lake.
 """
 
-from inlet.catalog.db import Catalog, open_catalog, upgrade
-from inlet.catalog.models import (
+from rucio_inlet.catalog_models import (
     FileAvailability,
     OutboxMessage,
     ProcessedEvent,
@@ -18,7 +17,9 @@ from inlet.catalog.models import (
     RunFile,
     RunTransition,
 )
-from inlet.catalog.states import IllegalTransition, RunState
+from rucio_inlet.catalog_states import IllegalTransition, RunState
+
+from inlet.catalog.db import Catalog, open_catalog, upgrade
 
 __all__ = [
     "Catalog",

@@ -17,11 +17,11 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from rucio_inlet.catalog_models import OutboxMessage, ProcessedEvent, utcnow
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from inlet.catalog.db import Catalog
-from inlet.catalog.models import OutboxMessage, ProcessedEvent, utcnow
 from inlet.catalog.upsert import insert_ignore
 
 log = logging.getLogger(__name__)

@@ -34,12 +34,12 @@ from collections import defaultdict
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from rucio_inlet.catalog_models import FileAvailability, Run, RunFile, utcnow
+from rucio_inlet.catalog_states import TRANSITIONS, RunState
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from inlet.catalog.db import Catalog
-from inlet.catalog.models import FileAvailability, Run, RunFile, utcnow
-from inlet.catalog.states import TRANSITIONS, RunState
 
 log = logging.getLogger(__name__)
 

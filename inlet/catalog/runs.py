@@ -13,14 +13,14 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
+from rucio_inlet.catalog_models import ConditionKey, FileAvailability, Run, RunFile, RunTransition, utcnow
+from rucio_inlet.catalog_states import RunState, check_transition
 from sqlalchemy import Table, bindparam, select, tuple_, update
 from sqlalchemy.dialects import mysql
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.exc import StaleDataError
 
-from inlet.catalog.models import ConditionKey, FileAvailability, Run, RunFile, RunTransition, utcnow
-from inlet.catalog.states import RunState, check_transition
 from inlet.catalog.upsert import insert_ignore
 
 #: Keys of conditions must be usable as Rucio metadata keys: no '.', which Rucio's filter

@@ -1,6 +1,6 @@
 """``inlet embargo release``: publish proprietary data whose embargo has passed.
 
-The Rucio server (policy package ``inlet.policies``) refuses rules to public RSEs for DIDs
+The Rucio server (policy package ``rucio_inlet``) refuses rules to public RSEs for DIDs
 whose ``embargo_until`` is in the future; this command finds the DIDs whose date has passed and
 adds their public rule, so that a cron job can run it daily.
 """

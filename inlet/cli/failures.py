@@ -140,7 +140,7 @@ def _settings_source(exc: BaseException) -> tuple[str, str]:
     where = f" (set by {', '.join(suspects)})" if suspects else ""
     return (
         f"configuration: {exc}{cause}{where}",
-        "lists and tables in environment variables are JSON, e.g. INLET_LAKE__MANAGE='[\"postgres\", \"rucio\"]'",
+        'lists and tables in environment variables are JSON, e.g. INLET_LAKE__MANAGE=\'["postgres", "rucio"]\'',
     )
 
 

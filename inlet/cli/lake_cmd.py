@@ -56,8 +56,15 @@ def _table(rows: list[ServiceStatus]) -> Table:
 def _as_dict(r: ServiceStatus) -> dict[str, object]:
     """One service's status for --json, its log lines and last error masked like the table's."""
     return {
-        "service": r.name, "state": r.state, "ok": r.ok, "pid": r.pid, "endpoint": r.endpoint,
-        "rss_bytes": r.rss, "log": r.log_path, "last_error": _masked(r.last_error), "log_tail": _masked(r.log_tail),
+        "service": r.name,
+        "state": r.state,
+        "ok": r.ok,
+        "pid": r.pid,
+        "endpoint": r.endpoint,
+        "rss_bytes": r.rss,
+        "log": r.log_path,
+        "last_error": _masked(r.last_error),
+        "log_tail": _masked(r.log_tail),
     }
 
 

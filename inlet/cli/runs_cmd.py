@@ -10,11 +10,11 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from rucio_inlet.catalog_models import FileAvailability, Run, RunFile
+from rucio_inlet.catalog_states import parse_state
 from sqlalchemy import func, select
 
 from inlet.catalog.db import open_catalog
-from inlet.catalog.models import FileAvailability, Run, RunFile
-from inlet.catalog.states import parse_state
 from inlet.cli.output import JsonFlag, echo_json
 from inlet.config import load_settings
 from inlet.errors import InletError

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import configparser
 import io
+import json
 from pathlib import Path
 
 from inlet.config import Settings
@@ -79,7 +80,7 @@ def naming_file(paths: LakePaths) -> Path:
 
 
 def render_naming(settings: Settings) -> str:
-    return settings.naming.model_dump_json(indent=2)
+    return json.dumps(settings.naming.to_dict(), indent=2)
 
 
 def render_alembic_ini(paths: LakePaths, db_url: str) -> str:
@@ -166,10 +167,10 @@ def render_rucio_cfg(settings: Settings, paths: LakePaths, db_url: str) -> str:
         "voname": "inlet",
     }
     # Run-level metadata from inlet's run catalogue, then embargo_until (stored as JSON, but
-    # never deletable: inlet.policies.embargo_meta); Rucio's JSON plugin (which claims every
+    # never deletable: rucio_inlet.embargo_meta); Rucio's JSON plugin (which claims every
     # key) must stay last so that it only gets the keys the others do not own.
     cfg["metadata"] = {
-        "plugins": "inlet.plugins.runmeta.RunMetaPlugin,inlet.policies.embargo_meta.EmbargoMetaPlugin,"
+        "plugins": "rucio_inlet.runmeta.RunMetaPlugin,rucio_inlet.embargo_meta.EmbargoMetaPlugin,"
         "rucio.core.did_meta_plugins.json_meta.JSONDidMeta",
         "inlet_catalog_url": settings.catalog_url(),
     }

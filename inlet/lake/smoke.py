@@ -15,10 +15,11 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rucio_inlet.checksums import file_adler32
+
 from inlet.lake.errors import LakeError
 from inlet.lake.lake import Lake
 from inlet.lake.services.base import venv_bin
-from inlet.plugins.checksums import file_adler32
 
 
 @dataclass

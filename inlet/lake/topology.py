@@ -25,9 +25,9 @@ log = logging.getLogger("inlet.lake.topology")
 
 TB = 10**12
 
-#: Rucio's POSIX protocol confined to the RSE prefix (inlet.plugins.posix): a replica whose path
+#: Rucio's POSIX protocol confined to the RSE prefix (rucio_inlet.posix): a replica whose path
 #: resolves outside the RSE can be neither written nor deleted by upload, download or the reaper.
-_POSIX_IMPL = "inlet.plugins.posix.Default"
+_POSIX_IMPL = "rucio_inlet.posix.Default"
 _ALL_DOMAINS = {
     "lan": {"read": 1, "write": 1, "delete": 1},
     "wan": {"read": 1, "write": 1, "delete": 1, "third_party_copy_read": 1, "third_party_copy_write": 1},
@@ -119,13 +119,13 @@ def lake_topology(data_root: str, s3_endpoint: str, s3_bucket: str, settings: Se
             "S3",
             [
                 # Path-style S3 URLs under http(s), read and written by inlet's boto3 protocol:
-                # the route that lets `rucio upload/download` and gfal2 all reach it (see inlet.plugins.s3).
+                # the route that lets `rucio upload/download` and gfal2 all reach it (see rucio_inlet.s3).
                 Protocol(
                     scheme=s3.scheme or "http",
                     hostname=s3.hostname or "127.0.0.1",
                     port=s3.port or (443 if s3.scheme == "https" else 80),
                     prefix=f"/{s3_bucket}/",
-                    impl="inlet.plugins.s3.Default",
+                    impl="rucio_inlet.s3.Default",
                 )
             ],
             attributes={"site": "S3", "object_store": True},
@@ -146,8 +146,8 @@ def lake_topology(data_root: str, s3_endpoint: str, s3_bucket: str, settings: Se
     for rse in rses:
         rse.attributes["greedyDeletion"] = True
     topo = Topology(rses=rses, distances=distances)
-    if settings.policy.package == "inlet.policies":
-        # Run-partitioned paths (inlet.policies.lfn2pfn); names outside the runs keep Rucio's hash layout.
+    if settings.policy.package == "rucio_inlet":
+        # Run-partitioned paths (rucio_inlet.lfn2pfn); names outside the runs keep Rucio's hash layout.
         for rse in rses:
             rse.attributes["lfn2pfn_algorithm"] = "inlet_run"
     # One scope per experiment and data tier (cygno.raw, cygno.reco...), from [naming].

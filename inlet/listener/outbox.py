@@ -14,10 +14,10 @@ import logging
 from collections.abc import Callable
 
 import requests
+from rucio_inlet.catalog_models import OutboxMessage, utcnow
 from sqlalchemy import func, select
 from sqlalchemy.orm import object_session
 
-from inlet.catalog.models import OutboxMessage, utcnow
 from inlet.config import AlarmSettings
 
 log = logging.getLogger(__name__)

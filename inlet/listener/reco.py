@@ -19,10 +19,10 @@ import tempfile
 from pathlib import Path
 from typing import Any, Protocol
 
+from rucio_inlet.catalog_models import OutboxMessage, Run
+from rucio_inlet.catalog_states import RunState
 from sqlalchemy import select
 
-from inlet.catalog.models import OutboxMessage, Run
-from inlet.catalog.states import RunState
 from inlet.config import ListenerSettings, RecoSettings
 from inlet.listener.events import Event
 from inlet.listener.handlers.base import HandlerContext

@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from celery import Celery
+from rucio_inlet.catalog_states import RunState
 
 from inlet.catalog import ledger, open_catalog
 from inlet.catalog import runs as catalog_runs
-from inlet.catalog.states import RunState
 from inlet.config import Settings, load_settings, secret_values
 from inlet.listener.reco import TASK_NAME, RecoError
 from inlet.logs import install_secret_filter

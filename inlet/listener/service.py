@@ -24,13 +24,13 @@ import time
 from dataclasses import dataclass, field
 from types import FrameType
 
+from rucio_inlet.catalog_models import ProcessedEvent, utcnow
 from sqlalchemy import select, text, tuple_
 from sqlalchemy.exc import InternalError, OperationalError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
 from inlet.catalog import Catalog, ledger
-from inlet.catalog.models import ProcessedEvent, utcnow
 from inlet.catalog.upsert import insert_ignore
 from inlet.config import Settings
 from inlet.listener import metrics

@@ -2,7 +2,7 @@
 
 Rucio's ``rucio-conveyor-*`` scripts cannot load a transfertool that is not in their registry,
 and each waits ~10 s for partition balancing at start. This runner registers
-:class:`~inlet.plugins.transfertool.Gfal2Transfertool`, then calls the very same daemon
+:class:`~rucio_inlet.transfertool.Gfal2Transfertool`, then calls the very same daemon
 functions in threads of one process (the gfal2 copies live in that process, so its poller
 must be there too), with ``partition_wait_time=0`` and the sleeps given.
 
@@ -57,9 +57,9 @@ def run(opts: ConveyorOptions) -> None:
     call marks nothing.
     """
     from rucio.daemons.conveyor import finisher, poller, submitter
+    from rucio_inlet.transfertool import Gfal2Transfertool, engine, register
 
     from inlet.plugins.flow_daemons import repeat, stop_on_signals
-    from inlet.plugins.transfertool import Gfal2Transfertool, engine, register
 
     selected_transfertool()
     register()

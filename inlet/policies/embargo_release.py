@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from inlet.policies.embargo import EMBARGO_KEY, embargo_passed
+from rucio_inlet.embargo import EMBARGO_KEY, embargo_passed
 
 
 @dataclass

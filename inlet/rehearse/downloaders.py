@@ -25,9 +25,9 @@ from typing import Any
 from urllib.parse import urlparse
 
 import stomp
+from rucio_inlet.checksums import file_adler32
 
 from inlet.config import BrokerSettings
-from inlet.plugins.checksums import file_adler32
 from inlet.rehearse.timeline import CORRUPTED, DOWNLOADED, Timeline, rucio_time
 from inlet.stomp_login import login
 

@@ -15,7 +15,7 @@ Grammar (keywords and tiers are case-insensitive; whitespace is free)::
 
 The tier is a Rucio scope (``cygno.raw``) or the last part of one (``raw`` selects the files
 of every scope that ends in ``.raw``, and of a scope named ``raw``); ``*`` or no tier means
-every scope. Keys are those of :mod:`inlet.catalog.query`: run columns (``experiment``,
+every scope. Keys are those of :mod:`rucio_inlet.catalog_query`: run columns (``experiment``,
 ``run_number``/``run_nr``/``run``, ``run_type``, ``run_state``, ``run_start``, ``run_stop``,
 ``run_embargo_until``), file columns (``name``, ``size``, ``adler32``, ``closed_at``...),
 ``rse`` (the file is available there) and, for any other key, the run's conditions

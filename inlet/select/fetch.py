@@ -29,8 +29,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rucio_inlet.checksums import file_adler32
+
 from inlet.errors import InletError
-from inlet.plugins.checksums import file_adler32
 from inlet.select.resolve import SelectedFile, group_by_dataset
 
 log = logging.getLogger(__name__)

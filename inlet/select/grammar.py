@@ -10,7 +10,8 @@ import math
 import re
 from dataclasses import dataclass
 
-from inlet.catalog.query import OPS, And, Cmp, Node, Not, Op, Or, Value
+from rucio_inlet.catalog_query import OPS, And, Cmp, Node, Not, Op, Or, Value
+
 from inlet.errors import InletError
 
 _TOKEN = re.compile(

@@ -7,12 +7,12 @@ from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from rucio_inlet.catalog_models import FileAvailability, Run, RunFile
+from rucio_inlet.catalog_query import QueryError, compile_node
+from rucio_inlet.catalog_states import RunState
 from sqlalchemy import ColumnElement, Select, or_, select
 from sqlalchemy.orm import Session
 
-from inlet.catalog.models import FileAvailability, Run, RunFile
-from inlet.catalog.query import QueryError, compile_node
-from inlet.catalog.states import RunState
 from inlet.select.grammar import Selection, SelectSyntaxError, parse_selection
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from inlet.plugins.checksums import CHUNK, ChecksumReader
+from rucio_inlet.checksums import CHUNK, ChecksumReader
 
 __all__ = ["CHUNK", "Digest", "FileState", "digest_file", "digest_stream"]
 

@@ -24,14 +24,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rucio_inlet.catalog_models import FileAvailability, OutboxMessage, RunFile, utcnow
+from rucio_inlet.catalog_states import RunState
 from sqlalchemy import select, tuple_, update
 from sqlalchemy.orm import Session
 
 from inlet.catalog import ledger
 from inlet.catalog import runs as catalog_runs
 from inlet.catalog.db import Catalog, open_catalog
-from inlet.catalog.models import FileAvailability, OutboxMessage, RunFile, utcnow
-from inlet.catalog.states import RunState
 from inlet.catalog.upsert import insert_ignore
 from inlet.config import Settings
 from inlet.uploader.daq_release import Pending, PendingStore
@@ -290,7 +290,7 @@ class Uploader:
             if r.delay_injection:
                 rule["delay_injection"] = r.delay_injection
             rules.append(rule)
-        # The run-level metadata lives in the catalogue (Rucio shows it through inlet.plugins.runmeta):
+        # The run-level metadata lives in the catalogue (Rucio shows it through rucio_inlet.runmeta):
         # create the run row and name its dataset before Rucio is asked about it.
         self.catalog.transaction(
             lambda s: catalog_runs.upsert_run(

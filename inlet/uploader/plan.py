@@ -1,7 +1,7 @@
 """From a DAQ file, a run number and a stream to the DIDs it becomes: file, run dataset, run container.
 
 The names follow the experiment's naming rules ([naming], the same rules the Rucio server
-enforces through inlet.policies), so a name the server would refuse is refused here first,
+enforces through rucio_inlet), so a name the server would refuse is refused here first,
 with the server's own wording, before a byte moves.
 """
 
@@ -13,10 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rucio_inlet.naming import NamingSettings
+from rucio_inlet.schema_rules import expected
+
 from inlet.config import Settings, StreamPolicy
 from inlet.errors import InletError
-from inlet.policies.naming import NamingSettings
-from inlet.policies.schema_rules import expected
 
 
 class BadInput(InletError, ValueError):

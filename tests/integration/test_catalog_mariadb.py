@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from rucio_inlet.catalog_models import Base, FileAvailability, OutboxMessage, Run, RunTransition
 from sqlalchemy import func, inspect, select
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
@@ -16,7 +17,6 @@ from sqlalchemy.orm.exc import StaleDataError
 from inlet.catalog import Catalog, IllegalTransition, RunState, open_catalog
 from inlet.catalog.db import VERSION_TABLE, current_revision, downgrade, head_revision
 from inlet.catalog.ledger import claim_event, drain, enqueue
-from inlet.catalog.models import Base, FileAvailability, OutboxMessage, Run, RunTransition
 from inlet.catalog.runs import add_file, get_run, mark_available, transition, upsert_run
 
 N_THREADS = 8

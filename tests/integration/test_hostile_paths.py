@@ -306,7 +306,7 @@ def test_every_layout_refuses_a_path_outside_the_rse(hostile: Hostile) -> None:
     where the policy package's default algorithm applies) both refuse, and say why."""
     h = hostile
     rse = f"PLAIN-{h.sfx.upper()}"
-    protocol = posix_protocol(h.lake.paths.data / "rses" / rse, impl="inlet.plugins.posix.Default")
+    protocol = posix_protocol(h.lake.paths.data / "rses" / rse, impl="rucio_inlet.posix.Default")
     expect_ok(h.root.run(("add_rse", [rse], {}), ("add_protocol", [rse, protocol], {})))
     for target in (rse, "SITE_A_DISK"):
         ok = h.root.call("lfns2pfns", target, ["test:plain-name.dat"], operation="write")

@@ -10,11 +10,11 @@ import uuid
 from pathlib import Path
 
 import stomp
+from rucio_inlet.checksums import file_adler32
 
 from inlet.lake.lake import Lake
 from inlet.lake.services.base import venv_bin
 from inlet.lake.services.s3 import S3Endpoint
-from inlet.plugins.checksums import file_adler32
 
 RSES = {"SITE_A_DISK", "S3", "TAPE", "SITE_B_DISK"}
 

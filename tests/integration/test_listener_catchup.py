@@ -16,14 +16,14 @@ import uuid
 
 import pytest
 import stomp
+from rucio_inlet.catalog_models import FileAvailability, ProcessedEvent
+from rucio_inlet.catalog_states import RunState
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from inlet.catalog import open_catalog
 from inlet.catalog import runs as catalog_runs
-from inlet.catalog.models import FileAvailability, ProcessedEvent
 from inlet.catalog.runs import FileSpec
-from inlet.catalog.states import RunState
 from inlet.config import ListenerRoute, Settings
 from inlet.lake.lake import Lake
 from inlet.listener.dlq import DeadLetterQueue

@@ -27,12 +27,12 @@ from pathlib import Path
 import pymysql
 import redis
 import stomp
+from rucio_inlet.catalog_models import FileAvailability, RunFile
 from sqlalchemy import select
 
 from inlet.catalog import Run, RunState
 from inlet.catalog import runs as catalog_runs
 from inlet.catalog.db import Catalog
-from inlet.catalog.models import FileAvailability, RunFile
 from inlet.lake.lake import Lake
 from inlet.lake.ports import wait_until
 from inlet.lake.services.base import venv_bin

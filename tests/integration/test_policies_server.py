@@ -1,4 +1,4 @@
-"""inlet.policies inside the real Rucio server: schema, lfn2pfn and permissions over the REST API.
+"""rucio_inlet inside the real Rucio server: schema, lfn2pfn and permissions over the REST API.
 
 Every call goes through Rucio's standard Python client in a child process authenticated as one
 account (Rucio reads its configuration and token file once per process): root, a data manager
@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from rucio_inlet.naming import NamingSettings
 
 from inlet.lake.lake import Lake
 from inlet.lake.services.base import venv_bin
-from inlet.policies.naming import NamingSettings
 from tests.integration.actors import FUTURE, PASSWORD, PAST, Actor, expect_ok
 from tests.integration.actors import fake_file as _file
 from tests.integration.actors import posix_protocol as _posix_protocol

@@ -2,7 +2,7 @@
 
 A rule on a dataset of thousands of files makes the permission check follow the content down
 and every parent of every file up (a file may also sit in someone's embargoed dataset). This test
-runs the server-side lookup (inlet.policies.closure) against the lake's real Rucio database, in a
+runs the server-side lookup (rucio_inlet.closure) against the lake's real Rucio database, in a
 child process configured like the server, and counts the SQL statements it sends.
 """
 
@@ -26,7 +26,7 @@ import json, sys, time
 from sqlalchemy import event
 from rucio.common.types import InternalScope
 from rucio.db.sqla.session import DatabaseOperationType, db_session, get_engine
-from inlet.policies.closure import active_embargoes, closure
+from rucio_inlet.closure import active_embargoes, closure
 
 scope, name = sys.argv[1], sys.argv[2]
 count = [0]

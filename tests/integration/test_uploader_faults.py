@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 import redis
+from rucio_inlet.catalog_models import Run
 
 from inlet.catalog import open_catalog
-from inlet.catalog.models import Run
 from inlet.lake.lake import Lake
 from inlet.uploader import pacing
 from tests.integration.conftest import UploaderEnv, daq_files, inlet, start_worker, stop_worker, wait_for

@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 import stomp
+from rucio_inlet.catalog_models import OutboxMessage, Run, RunFile
 
 from inlet.catalog import open_catalog
-from inlet.catalog.models import OutboxMessage, Run, RunFile
 from inlet.lake.lake import Lake
 from tests.integration.conftest import BIN, UploaderEnv, daq_files, inlet, python_child, queue_batch, wait_for
 

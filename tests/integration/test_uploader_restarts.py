@@ -20,9 +20,9 @@ from typing import Any
 
 import pytest
 import redis
+from rucio_inlet.catalog_models import OutboxMessage, Run, RunFile
 
 from inlet.catalog import open_catalog
-from inlet.catalog.models import OutboxMessage, Run, RunFile
 from inlet.lake.lake import Lake
 from inlet.lake.ports import wait_until
 from inlet.lake.services.base import Service

@@ -6,12 +6,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from rucio_inlet.catalog_models import ConditionKey, RunFile
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from inlet.catalog import Catalog, open_catalog
 from inlet.catalog import runs as catalog_runs
-from inlet.catalog.models import ConditionKey, RunFile
 from inlet.catalog.runs import CatalogConflict, FileSpec, RunFiles, add_runs_files
 
 

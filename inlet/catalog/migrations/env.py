@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from alembic import context
+from rucio_inlet.catalog_models import Base
 from sqlalchemy import engine_from_config, pool
 
 from inlet.catalog.db import VERSION_TABLE
-from inlet.catalog.models import Base
 
 config = context.config
 target_metadata = Base.metadata

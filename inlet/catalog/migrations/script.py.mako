@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-import inlet.catalog.models
+import rucio_inlet.catalog_models
 ${imports if imports else ""}
 
 revision: str = ${repr(up_revision)}

@@ -59,6 +59,21 @@ def venv_bin(name: str) -> str:
     return str(Path(sys.executable).parent / name)
 
 
+def rucio_bin(settings: Settings, name: str) -> str:
+    """An executable of the venv that runs Rucio (``[lake] rucio_python``, default: inlet's own)."""
+    python = settings.lake.rucio_python
+    if not python:
+        return venv_bin(name)
+    if not Path(python).is_file():
+        raise LakeError(
+            f"[lake] rucio_python {python!r} does not exist",
+            "point it at a venv's bin/python with rucio and rucio-inlet (scripts/setup.sh builds .venv-py39), "
+            "or leave it empty to run Rucio on inlet's interpreter",
+        )
+    # The venv's bin directory as given: resolving the symlink would leave the venv.
+    return str(Path(python).absolute().parent / name)
+
+
 def require_executable(path_or_name: str, service: str, fix: str) -> str:
     found = shutil.which(path_or_name)
     if found is None:

@@ -15,7 +15,7 @@ from inlet.lake.services.rucio_server import rucio_env
 
 
 def render_rse_accounts(access_key: str, secret_key: str, region: str) -> str:
-    """Rucio's rse-accounts.cfg: the S3 RSE's credentials, read by inlet.plugins.s3 in every process."""
+    """Rucio's rse-accounts.cfg: the S3 RSE's credentials, read by rucio_inlet.s3 in every process."""
     return json.dumps({"S3": {"access_key": access_key, "secret_key": secret_key, "region": region}}, indent=2)
 
 

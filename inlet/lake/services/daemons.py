@@ -12,7 +12,7 @@ from pathlib import Path
 
 from inlet.config import Settings
 from inlet.lake.errors import LakeError
-from inlet.lake.services.base import LakePaths, Service, venv_bin
+from inlet.lake.services.base import LakePaths, Service, rucio_bin, venv_bin
 from inlet.lake.services.rucio_server import rucio_env
 
 #: daemon -> extra arguments. ``{sleep}`` is [lake] daemon_sleep.
@@ -54,7 +54,7 @@ class RucioDaemon(Service):
                 raise LakeError(f"{self.name}: {inlet} not found", "run scripts/setup.sh (installs inlet into .venv)")
             extra = ["--max-pause", str(lake.evaluator_max_pause)] if self.daemon == "judge-evaluator" else []
             return [inlet, "daemon", self.daemon, "--sleep", str(lake.flow_sleep), *extra]
-        exe = venv_bin(self.name)
+        exe = rucio_bin(self.settings, self.name)
 
         if not Path(exe).is_file():
             raise LakeError(f"{self.name}: {exe} not found", "run scripts/setup.sh (installs rucio into .venv)")

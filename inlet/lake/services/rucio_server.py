@@ -19,7 +19,7 @@ from inlet.lake.rucio_cfg import (
     shipped_mail_templates,
     write_mail_templates,
 )
-from inlet.lake.services.base import LakePaths, Service, venv_bin, write_private
+from inlet.lake.services.base import LakePaths, Service, rucio_bin, write_private
 from inlet.lake.services.postgres import Postgres
 
 
@@ -98,7 +98,7 @@ class RucioServer(Service):
 
     def argv(self) -> list[str]:
         return [
-            venv_bin("gunicorn"),
+            rucio_bin(self.settings, "gunicorn"),
             "--bind",
             f"127.0.0.1:{self.port}",
             "--workers",

@@ -21,12 +21,12 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from rucio_inlet.catalog_models import FileAvailability, Run, RunFile, utcnow
+from rucio_inlet.catalog_states import TRANSITIONS, IllegalTransition, RunState
 from sqlalchemy import select, tuple_
 from sqlalchemy.orm import Session
 
 from inlet.catalog import runs as catalog_runs
-from inlet.catalog.models import FileAvailability, Run, RunFile, utcnow
-from inlet.catalog.states import TRANSITIONS, IllegalTransition, RunState
 from inlet.catalog.upsert import insert_ignore
 from inlet.config import ListenerSettings
 from inlet.listener.events import Event, parse_time

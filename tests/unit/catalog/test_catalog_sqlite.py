@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from rucio_inlet.catalog_models import Base, OutboxMessage, Run, RunTransition
 from sqlalchemy import inspect, select
 
 from inlet.catalog import Catalog, IllegalTransition, RunState, open_catalog
 from inlet.catalog.db import VERSION_TABLE, current_revision, downgrade, head_revision, upgrade
 from inlet.catalog.ledger import claim_event, drain, enqueue
-from inlet.catalog.models import Base, OutboxMessage, Run, RunTransition
 from inlet.catalog.runs import (
     CatalogConflict,
     NotInCatalog,

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 from rucio.common.exception import DuplicateRule
+from rucio_inlet.checksums import file_adler32
 
 from inlet.errors import InletError
-from inlet.plugins.checksums import file_adler32
 from inlet.select.fetch import Fetcher, FetchReport, check_destination, verified
 from inlet.select.resolve import SelectedFile
 

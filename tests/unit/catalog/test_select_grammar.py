@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from rucio_inlet.catalog_query import And, Cmp, Not, Or
 
-from inlet.catalog.query import And, Cmp, Not, Or
 from inlet.select.grammar import Selection, SelectSyntaxError, parse_selection
 
 GRAMMAR_TABLE = [

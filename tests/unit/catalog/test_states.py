@@ -3,8 +3,7 @@ from __future__ import annotations
 import itertools
 
 import pytest
-
-from inlet.catalog.states import (
+from rucio_inlet.catalog_states import (
     FAILURE_STATES,
     LIFECYCLE,
     TRANSITIONS,

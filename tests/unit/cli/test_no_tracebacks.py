@@ -322,22 +322,22 @@ READS: dict[tuple[str, ...], list[str] | None] = {
 }
 #: Commands that act (start, stop, move, publish, print a document) rather than report state.
 ACTS = {
-    ('catalog', 'upgrade'),
-    ('config', 'doc'),
-    ('daemon', 'conveyor'),
-    ('daemon', 'hermes'),
-    ('daemon', 'judge-evaluator'),
-    ('events', 'dlq', 'replay'),
-    ('events', 'publish'),
-    ('fetch',),
-    ('lake', 'down'),
-    ('lake', 'up'),
-    ('listen',),
-    ('rehearse',),
-    ('smoke',),
-    ('upload',),
-    ('uploader', 'release'),
-    ('watch',),
+    ("catalog", "upgrade"),
+    ("config", "doc"),
+    ("daemon", "conveyor"),
+    ("daemon", "hermes"),
+    ("daemon", "judge-evaluator"),
+    ("events", "dlq", "replay"),
+    ("events", "publish"),
+    ("fetch",),
+    ("lake", "down"),
+    ("lake", "up"),
+    ("listen",),
+    ("rehearse",),
+    ("smoke",),
+    ("upload",),
+    ("uploader", "release"),
+    ("watch",),
 }
 
 

@@ -106,7 +106,7 @@ def test_every_rucio_process_gets_the_same_configuration(name: str) -> None:
 def test_inlet_services_are_rucio_clients_with_the_policy_package(name: str, tmp_path: Path) -> None:
     env = environment(services()[name])
     cfg = merged_rucio_cfg(env, tmp_path)
-    assert cfg.get("policy", "package") == "inlet.policies"  # clients compute run-partitioned paths
+    assert cfg.get("policy", "package") == "rucio_inlet"  # clients compute run-partitioned paths
     assert cfg.get("client", "rucio_host") == env["INLET_RUCIO__HOST"]
     assert not cfg.has_section("database"), "inlet's services must not hold Rucio's database password"
 
@@ -144,7 +144,7 @@ def test_inlet_services_load_their_settings(monkeypatch: pytest.MonkeyPatch) -> 
 
 def test_the_policy_package_reads_the_same_naming_as_inlet(monkeypatch: pytest.MonkeyPatch) -> None:
     # One file, two readers: inlet's settings and the policy package inside Rucio.
-    from inlet.policies.naming import read_naming_file
+    from rucio_inlet.naming import read_naming_file
 
     path = DOCKER / "config" / "inlet.toml"
     monkeypatch.setenv("INLET_CONFIG", str(path))

@@ -46,7 +46,7 @@ def test_inlet_entrypoint_writes_rucio_cfg_and_alembic_ini_then_runs_the_command
     assert stat.S_IMODE(cfg_path.stat().st_mode) == 0o600, "rucio.cfg holds passwords"
     cfg = _read(cfg_path)
     assert cfg.get("database", "default") == env["RUCIO_CFG_DATABASE_DEFAULT"]
-    assert cfg.get("policy", "package") == "inlet.policies"
+    assert cfg.get("policy", "package") == "rucio_inlet"
     ini = _read(Path(env["RUCIO_CFG_ALEMBIC_CFG"]))
     assert ini.get("alembic", "sqlalchemy.url") == env["RUCIO_CFG_DATABASE_DEFAULT"]
     assert Path(ini.get("alembic", "script_location")).is_dir(), "alembic needs Rucio's migrate_repo"
@@ -81,7 +81,7 @@ def test_rucio_start_merges_the_configuration_and_exports_it(tmp_path: Path) -> 
     assert res.stdout == str(tmp_path / "rucio" / "rucio.cfg")
     cfg = _read(tmp_path / "rucio" / "rucio.cfg")
     assert stat.S_IMODE((tmp_path / "rucio" / "rucio.cfg").stat().st_mode) == 0o600
-    assert cfg.get("policy", "package") == "inlet.policies"
+    assert cfg.get("policy", "package") == "rucio_inlet"
     assert cfg.get("messaging-hermes", "brokers") == "activemq"
 
 

@@ -52,7 +52,7 @@ def test_old_failures_and_those_of_an_earlier_process_do_not_count(tmp_path: Pat
 def test_inlet_daemon_format_and_plain_errors(tmp_path: Path) -> None:
     # `inlet daemon` logs "<asctime> LEVEL name message"; a transfer error without traceback is no failed pass.
     log = tmp_path / "rucio-conveyor.log"
-    lines = [f"{_stamp(NOW - 5)} ERROR inlet.plugins.transfertool copy failed: SOURCE CHECKSUM MISMATCH\n"] * 4
+    lines = [f"{_stamp(NOW - 5)} ERROR rucio_inlet.transfertool copy failed: SOURCE CHECKSUM MISMATCH\n"] * 4
     lines += [
         f"{_stamp(NOW - 2)} CRITICAL conveyor-finisher [0/1]: Exception\nTraceback (most recent call last):\n"
         '  File "x", line 1\nRuntimeError: database gone\n'

@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from rucio_inlet.catalog_models import FileAvailability, ProcessedEvent, RunTransition
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from inlet.catalog import Catalog, RunState
 from inlet.catalog import runs as catalog_runs
-from inlet.catalog.models import FileAvailability, ProcessedEvent, RunTransition
 from inlet.config import ListenerRoute, ListenerSettings, Settings
 from inlet.listener.broker import Delivery
 from inlet.listener.events import Event

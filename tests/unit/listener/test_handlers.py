@@ -5,12 +5,12 @@ import logging
 from typing import Any
 
 import pytest
+from rucio_inlet.catalog_models import FileAvailability, OutboxMessage
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from inlet.catalog import Catalog, RunState
 from inlet.catalog import runs as catalog_runs
-from inlet.catalog.models import FileAvailability, OutboxMessage
 from inlet.config import ListenerSettings
 from inlet.listener.events import BadEvent, Event, parse_message
 from inlet.listener.handlers.alarms import AlarmHandler

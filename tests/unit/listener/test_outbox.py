@@ -2,11 +2,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from rucio_inlet.catalog_models import OutboxMessage
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from inlet.catalog import Catalog, ledger
-from inlet.catalog.models import OutboxMessage
 from inlet.config import AlarmSettings
 from inlet.listener.handlers.alarms import queue_alarm
 from inlet.listener.outbox import Dispatcher, WebhookSender

@@ -6,12 +6,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from rucio_inlet.catalog_models import OutboxMessage
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from inlet.catalog import Catalog, RunState
 from inlet.catalog import runs as catalog_runs
-from inlet.catalog.models import OutboxMessage
 from inlet.config import ListenerSettings, RecoSettings
 from inlet.listener import reco_example
 from inlet.listener.events import parse_message

@@ -7,10 +7,10 @@ import queue
 import time
 from typing import Any
 
+from rucio_inlet.catalog_models import OutboxMessage, ProcessedEvent
 from sqlalchemy import func, select, text
 
 from inlet.catalog import Catalog
-from inlet.catalog.models import OutboxMessage, ProcessedEvent
 from inlet.config import ListenerRoute, ListenerSettings, Settings
 from inlet.listener.broker import Delivery
 from inlet.listener.events import Event

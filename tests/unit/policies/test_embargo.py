@@ -7,8 +7,8 @@ import datetime as dt
 from typing import Any
 
 import pytest
+from rucio_inlet.embargo import embargo_passed, parse_embargo
 
-from inlet.policies.embargo import embargo_passed, parse_embargo
 from inlet.policies.embargo_release import release
 
 NOW = dt.datetime(2026, 6, 1, 12, 0, tzinfo=dt.UTC)

@@ -6,11 +6,12 @@ from __future__ import annotations
 import configparser
 from pathlib import Path
 
+from rucio_inlet.naming import read_naming_file
+
 from inlet.config import Settings
 from inlet.lake.rucio_cfg import naming_file, render_naming, render_rucio_cfg
 from inlet.lake.services.base import LakePaths
 from inlet.lake.topology import lake_topology
-from inlet.policies.naming import read_naming_file
 
 DB = "postgresql+psycopg://rucio@127.0.0.1:1/rucio"
 
@@ -24,7 +25,7 @@ def _policy(s: Settings, tmp_path: Path) -> configparser.SectionProxy:
 def test_default_lake_loads_inlet_policies(tmp_path: Path) -> None:
     s = Settings(lake={"state_dir": tmp_path})  # type: ignore[arg-type]
     policy = _policy(s, tmp_path)
-    assert policy["package"] == "inlet.policies"
+    assert policy["package"] == "rucio_inlet"
     assert policy["inlet_naming_file"] == str(naming_file(LakePaths(tmp_path)))
     path = naming_file(LakePaths(tmp_path))
     path.parent.mkdir(parents=True)

@@ -10,8 +10,8 @@ import zlib
 from pathlib import Path
 
 import pytest
+from rucio_inlet.naming import NamingSettings
 
-from inlet.policies.naming import NamingSettings
 from inlet.rehearse.chunks import StrainSource, chunk_name, gps_now, write_chunk
 from inlet.rehearse.timeline import ChunkTimes, Timeline, rucio_time
 

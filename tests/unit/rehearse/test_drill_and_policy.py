@@ -6,11 +6,11 @@ import json
 from pathlib import Path
 
 import pytest
+from rucio_inlet.checksums import file_adler32
 from typer.testing import CliRunner
 
 from inlet.cli.main import app
 from inlet.config import Settings, StreamPolicy, UploaderSettings
-from inlet.plugins.checksums import file_adler32
 from inlet.rehearse.downloaders import Drill
 from inlet.rehearse.runner import Rehearsal, RehearsalPlan
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from rucio_inlet.schema_rules import expected
 
 from inlet.config import Settings
-from inlet.policies.schema_rules import expected
 from inlet.uploader.plan import BadInput, plan_file, run_collections
 
 

@@ -7,10 +7,9 @@ Create Date: 2026-11-21 23:19:13.029296
 
 from __future__ import annotations
 
+import rucio_inlet.catalog_models
 import sqlalchemy as sa
 from alembic import op
-
-import inlet.catalog.models
 
 revision: str = "0001"
 down_revision: str | None = None
@@ -29,8 +28,8 @@ def upgrade() -> None:
         sa.Column("kind", sa.String(length=64), nullable=False),
         sa.Column("payload", sa.JSON(), nullable=False),
         sa.Column("idempotency_key", sa.String(length=255), nullable=False),
-        sa.Column("created_at", inlet.catalog.models.UTCDateTime(), nullable=False),
-        sa.Column("sent_at", inlet.catalog.models.UTCDateTime(), nullable=True),
+        sa.Column("created_at", rucio_inlet.catalog_models.UTCDateTime(), nullable=False),
+        sa.Column("sent_at", rucio_inlet.catalog_models.UTCDateTime(), nullable=True),
         sa.Column("attempts", sa.Integer(), nullable=False),
         sa.Column("last_error", sa.Text(), nullable=True),
         sa.PrimaryKeyConstraint("id"),
@@ -45,7 +44,7 @@ def upgrade() -> None:
         sa.Column("consumer", sa.String(length=64), nullable=False),
         sa.Column("event_key", sa.String(length=255), nullable=False),
         sa.Column("event_type", sa.String(length=64), nullable=True),
-        sa.Column("processed_at", inlet.catalog.models.UTCDateTime(), nullable=False),
+        sa.Column("processed_at", rucio_inlet.catalog_models.UTCDateTime(), nullable=False),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("consumer", "event_key", name="uq_processed_events_key"),
     )
@@ -55,10 +54,10 @@ def upgrade() -> None:
         sa.Column("experiment", sa.String(length=64), nullable=False),
         sa.Column("run_number", sa.BigInteger(), nullable=False),
         sa.Column("run_type", sa.String(length=32), nullable=False),
-        sa.Column("start_time", inlet.catalog.models.UTCDateTime(), nullable=True),
-        sa.Column("stop_time", inlet.catalog.models.UTCDateTime(), nullable=True),
+        sa.Column("start_time", rucio_inlet.catalog_models.UTCDateTime(), nullable=True),
+        sa.Column("stop_time", rucio_inlet.catalog_models.UTCDateTime(), nullable=True),
         sa.Column("conditions", sa.JSON(), nullable=False),
-        sa.Column("embargo_until", inlet.catalog.models.UTCDateTime(), nullable=True),
+        sa.Column("embargo_until", rucio_inlet.catalog_models.UTCDateTime(), nullable=True),
         sa.Column("scope", sa.String(length=25), nullable=True),
         sa.Column("dataset", sa.String(length=255), nullable=True),
         sa.Column(
@@ -82,11 +81,11 @@ def upgrade() -> None:
             nullable=False,
         ),
         sa.Column("state_reason", sa.Text(), nullable=True),
-        sa.Column("state_changed_at", inlet.catalog.models.UTCDateTime(), nullable=False),
+        sa.Column("state_changed_at", rucio_inlet.catalog_models.UTCDateTime(), nullable=False),
         sa.Column("n_files", sa.Integer(), nullable=False),
         sa.Column("total_bytes", sa.BigInteger(), nullable=False),
-        sa.Column("created_at", inlet.catalog.models.UTCDateTime(), nullable=False),
-        sa.Column("updated_at", inlet.catalog.models.UTCDateTime(), nullable=False),
+        sa.Column("created_at", rucio_inlet.catalog_models.UTCDateTime(), nullable=False),
+        sa.Column("updated_at", rucio_inlet.catalog_models.UTCDateTime(), nullable=False),
         sa.Column("version", sa.Integer(), nullable=False),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("experiment", "run_number", name="uq_runs_experiment_number"),
@@ -105,10 +104,10 @@ def upgrade() -> None:
         sa.Column("size", sa.BigInteger(), nullable=False),
         sa.Column("adler32", sa.String(length=8), nullable=True),
         sa.Column("md5", sa.String(length=32), nullable=True),
-        sa.Column("closed_at", inlet.catalog.models.UTCDateTime(), nullable=True),
-        sa.Column("uploaded_at", inlet.catalog.models.UTCDateTime(), nullable=True),
-        sa.Column("registered_at", inlet.catalog.models.UTCDateTime(), nullable=True),
-        sa.Column("created_at", inlet.catalog.models.UTCDateTime(), nullable=False),
+        sa.Column("closed_at", rucio_inlet.catalog_models.UTCDateTime(), nullable=True),
+        sa.Column("uploaded_at", rucio_inlet.catalog_models.UTCDateTime(), nullable=True),
+        sa.Column("registered_at", rucio_inlet.catalog_models.UTCDateTime(), nullable=True),
+        sa.Column("created_at", rucio_inlet.catalog_models.UTCDateTime(), nullable=False),
         sa.ForeignKeyConstraint(["run_id"], ["runs.id"], ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("scope", "name", name="uq_run_files_did"),
@@ -122,7 +121,7 @@ def upgrade() -> None:
         sa.Column("run_id", sa.Integer(), nullable=False),
         sa.Column("from_state", sa.String(length=16), nullable=False),
         sa.Column("to_state", sa.String(length=16), nullable=False),
-        sa.Column("at", inlet.catalog.models.UTCDateTime(), nullable=False),
+        sa.Column("at", rucio_inlet.catalog_models.UTCDateTime(), nullable=False),
         sa.Column("reason", sa.Text(), nullable=True),
         sa.ForeignKeyConstraint(["run_id"], ["runs.id"], ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("id"),
@@ -135,7 +134,7 @@ def upgrade() -> None:
         sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
         sa.Column("file_id", sa.Integer(), nullable=False),
         sa.Column("rse", sa.String(length=64), nullable=False),
-        sa.Column("available_at", inlet.catalog.models.UTCDateTime(), nullable=False),
+        sa.Column("available_at", rucio_inlet.catalog_models.UTCDateTime(), nullable=False),
         sa.ForeignKeyConstraint(["file_id"], ["run_files.id"], ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("file_id", "rse", name="uq_file_availability_file_rse"),
