@@ -97,15 +97,20 @@ class RucioServer(Service):
         self._marker.write_text("ok\n")
 
     def argv(self) -> list[str]:
+        gunicorn = rucio_bin(self.settings, "gunicorn")
+        # gunicorn >= 24 opens a control socket unless told not to; older ones (the newest that
+        # still installs on Python 3.9, [lake] rucio_python) do not know the option.
+        help_text = subprocess.run([gunicorn, "--help"], capture_output=True, text=True, check=False).stdout
+        no_socket = ["--no-control-socket"] if "--no-control-socket" in help_text else []
         return [
-            rucio_bin(self.settings, "gunicorn"),
+            gunicorn,
             "--bind",
             f"127.0.0.1:{self.port}",
             "--workers",
             str(self.settings.lake.rucio_workers),
             "--timeout",
             "120",
-            "--no-control-socket",
+            *no_socket,
             "--access-logfile",
             str(self.paths.logs / "rucio-access.log"),
             "rucio.web.rest.flaskapi.v1.main:application",
