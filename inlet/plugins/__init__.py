@@ -1,7 +1,5 @@
-"""Code that runs inside Rucio's own processes: the gfal2 transfertool and the S3 protocol.
+"""inlet's runner of Rucio's daemon functions (``inlet daemon conveyor|judge-evaluator|hermes``).
 
-Rucio imports these modules by dotted name (an RSE protocol's ``impl``, the conveyor's
-transfertool registry), in its server, its daemons and its clients. They therefore import
-nothing from inlet's CLI, lake, uploader or listener: a site installs inlet next to Rucio and
-points its configuration at these classes, without running anything else of inlet.
+What Rucio itself loads (the gfal2 transfertool, the S3 protocol, the metadata plugin) is in
+``rucio_inlet`` (rucio-inlet/); these modules only start Rucio's daemon code in inlet's process.
 """
