@@ -67,3 +67,23 @@ def test_inlet_entrypoint_without_any_rucio_configuration_names_the_fix(tmp_path
     res = _run(["sh", str(INLET_ENTRY), "true"], env)
     assert res.returncode == 2
     assert "does not exist" in res.stderr and "fix:" in res.stderr
+
+
+def test_inlet_entrypoint_merges_the_charts_conf_d_then_the_variables(tmp_path: Path) -> None:
+    # Kubernetes: the Rucio charts' config Secret mounted as conf.d JSON (RUCIO_OVERRIDE_CONFIGS),
+    # the passwords as RUCIO_CFG_* from a Secret; the variables win, as in the official images.
+    conf_d = tmp_path / "conf.d"
+    conf_d.mkdir()
+    (conf_d / "10_common.json").write_text(
+        '{"policy": {"package": "site_policy"}, "database": {"default": "sqlite:////nowhere"},'
+        ' "messaging-hermes": {"brokers": "broker.example.org"}}'
+    )
+    env = {**_base_env(), "RUCIO_CONFIG": str(tmp_path / "rucio" / "rucio.cfg")}
+    env["RUCIO_OVERRIDE_CONFIGS"] = f"{conf_d}/"
+    env["RUCIO_CFG_DATABASE_DEFAULT"] = "postgresql+psycopg://rucio:pw@db/rucio"
+    res = _run(["sh", str(INLET_ENTRY), "true"], env)
+    assert res.returncode == 0, res.stderr
+    cfg = _read(Path(env["RUCIO_CONFIG"]))
+    assert cfg.get("policy", "package") == "site_policy"
+    assert cfg.get("messaging-hermes", "brokers") == "broker.example.org"
+    assert cfg.get("database", "default") == env["RUCIO_CFG_DATABASE_DEFAULT"]
