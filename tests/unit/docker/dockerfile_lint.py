@@ -16,6 +16,15 @@ _PIP_INSTALL_PROJECT = re.compile(r"pip\"?\s+install\s+(--?\S+\s+)*\.(\s|$)")
 _SECRET_WORDS = re.compile(r"PASSWORD|PASSWD|SECRET|TOKEN|_KEY\b|ACCESS_KEY|PRIVATE", re.IGNORECASE)
 _ASSIGNMENT = re.compile(r"([A-Za-z_][A-Za-z0-9_.-]*)=(\"[^\"]*\"|\S*)")
 _ROOT = ("root", "0")
+#: Rucio's official images, used as they are: their entry scripts (rucio.cfg from RUCIO_CFG_*,
+#: memcached, httpd on :80 or rucio-$RUCIO_DAEMON) run as root, as in rucio/containers and the
+#: Helm charts. A layer on them adds files only; it keeps their user, ENTRYPOINT and CMD.
+OFFICIAL_RUCIO_IMAGES = ("rucio/rucio-server", "rucio/rucio-daemons")
+
+
+def official_rucio_base(df: Dockerfile, target: str | None = None) -> bool:
+    """The stage is built on one of Rucio's official images (directly or through this file's stages)."""
+    return df.chain(target)[0].base.split(":")[0] in OFFICIAL_RUCIO_IMAGES
 
 
 def unpinned_bases(df: Dockerfile) -> list[str]:
@@ -54,7 +63,12 @@ def baked_secrets(df: Dockerfile) -> list[str]:
 
 
 def root_stages(df: Dockerfile) -> list[str]:
-    """A stage that sets USER must not end as root (the final image runs as its last USER)."""
+    """A stage that sets USER must not end as root (the final image runs as its last USER).
+
+    Except a layer on Rucio's official images, whose entry scripts need root; it must then not
+    change the entry point either (checked by ``official_entry_kept``)."""
+    if official_rucio_base(df):
+        return []
     out = []
     for st in df.stages:
         users = st.all("USER")
@@ -119,8 +133,28 @@ def missing_health_or_entry(df: Dockerfile) -> list[str]:
     if df.effective(None, "HEALTHCHECK") in (None, "NONE"):
         out.append("no HEALTHCHECK")
     for st in df.stages:
+        if official_rucio_base(df, st.name):
+            continue  # the official ENTRYPOINT, inherited
         if not (df.effective(st.name, "CMD") or df.effective(st.name, "ENTRYPOINT")):
             out.append(f"stage {st.name} runs nothing")
+    return out
+
+
+def official_entry_kept(df: Dockerfile) -> list[str]:
+    """A layer on an official Rucio image keeps its entry point, user and Python (adds files only)."""
+    if not official_rucio_base(df):
+        return []
+    out = []
+    for st in df.stages:
+        out += [f"{ins} overrides the official entry script" for ins in ("ENTRYPOINT", "CMD") if st.all(ins)]
+        out += [f"USER {u}: the official entry scripts run as root" for u in st.all("USER") if u not in _ROOT]
+        for rest in st.all("RUN"):
+            if re.search(r"\b(dnf|yum|microdnf)\b", rest) or re.search(r"python3\.\d+|\bvenv\b|virtualenv", rest):
+                out.append("a second Python or system packages: the layer installs into the image's python3 only")
+            if re.search(r"pip install(?![^&;|]*--no-deps)", rest):
+                out.append("pip install without --no-deps could add or move what Rucio pinned")
+            if re.search(r"pip install[^&;|]*\brucio[\[=<> ]", rest):
+                out.append("a second Rucio")
     return out
 
 
@@ -137,4 +171,13 @@ def remote_code(df: Dockerfile) -> list[str]:
     return out
 
 
-RULES = (unpinned_bases, baked_secrets, root_stages, package_hygiene, cache_order, missing_health_or_entry, remote_code)
+RULES = (
+    unpinned_bases,
+    baked_secrets,
+    root_stages,
+    package_hygiene,
+    cache_order,
+    missing_health_or_entry,
+    remote_code,
+    official_entry_kept,
+)

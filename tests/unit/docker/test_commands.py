@@ -19,7 +19,7 @@ from inlet.lake.services.daemons import DAEMONS, FLOW_DAEMONS
 from tests.unit.docker.deployment import DOCKER, built_services, environment, exec_form, read_dockerfile, services
 
 #: Programs that are not inlet's (a plain interpreter, probes of the stock images).
-OTHER_PROGRAMS = {"python", "pgrep", "tini", "sh", "bash", "pg_isready", "healthcheck.sh", "mc", "redis-cli"}
+OTHER_PROGRAMS = {"python", "python3", "pgrep", "tini", "sh", "bash", "pg_isready", "healthcheck.sh", "mc", "redis-cli"}
 SCRIPTS = {"inlet-bootstrap": DOCKER / "inlet" / "bootstrap.sh", "inlet-entrypoint": DOCKER / "inlet" / "entrypoint.sh"}
 
 

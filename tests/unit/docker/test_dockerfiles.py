@@ -57,12 +57,32 @@ FROM base AS worker
 """
 
 
+# A "thin" layer on an official Rucio image that is not thin: a second Python, a second Rucio, its
+# own entry point and user.
+BAD_OFFICIAL_LAYER = """\
+FROM rucio/rucio-daemons:release-41.5.1
+USER root
+RUN dnf install -y --setopt=install_weak_deps=False python3.11 && dnf clean all
+RUN python3.11 -m venv /opt/v && /opt/v/bin/pip install --no-cache-dir rucio==41.5.1
+USER 10001
+ENTRYPOINT ["/opt/v/bin/rucio-judge-evaluator"]
+"""
+
+
 @pytest.mark.parametrize("rule", lint.RULES, ids=lambda r: r.__name__)
 def test_the_lint_finds_what_it_is_for(rule: Callable[[Dockerfile], list[str]], tmp_path: Path) -> None:
-    # Each rule flags the broken Dockerfile above: a rule that can never fail would pass anything.
+    # Each rule flags a broken Dockerfile: a rule that can never fail would pass anything.
     bad = tmp_path / "Dockerfile"
-    bad.write_text(BAD_DOCKERFILE)
+    bad.write_text(BAD_OFFICIAL_LAYER if rule is lint.official_entry_kept else BAD_DOCKERFILE)
     assert rule(read_dockerfile(bad)) != []
+
+
+def test_the_official_layer_rule_names_each_problem(tmp_path: Path) -> None:
+    bad = tmp_path / "Dockerfile"
+    bad.write_text(BAD_OFFICIAL_LAYER)
+    found = " | ".join(lint.official_entry_kept(read_dockerfile(bad)))
+    for problem in ("a second Python", "--no-deps", "a second Rucio", "ENTRYPOINT overrides", "USER 10001"):
+        assert problem in found, problem
 
 
 def _rucio_pin() -> Requirement:
@@ -140,6 +160,6 @@ def test_every_script_is_copied_where_compose_and_the_images_call_it() -> None:
     missing = [p.name for p in SHELL_SCRIPTS if f"docker/{p.parent.name}/{p.name}" not in copied]
     assert missing == [], "scripts no image carries"
     names = {Path(dst).name for dst in copied.values()}
-    assert {"inlet-entrypoint", "inlet-bootstrap", "inlet-rucio-start"} <= names
+    assert {"inlet-entrypoint", "inlet-bootstrap"} <= names
     compose_programs = {str(svc["command"][0]) for svc in services().values() if isinstance(svc.get("command"), list)}
     assert "inlet-bootstrap" in compose_programs and "inlet-bootstrap" in names

@@ -1,4 +1,6 @@
-"""The images' entry scripts, run here on this venv: they write rucio.cfg, then run the command."""
+"""inlet's entry script, run here on this venv: it writes rucio.cfg, then runs the command.
+
+The Rucio images keep the official entry scripts (tests/unit/docker/test_rucio_images.py)."""
 
 from __future__ import annotations
 
@@ -12,7 +14,6 @@ from pathlib import Path
 from tests.unit.docker.deployment import DOCKER, environment, services
 
 INLET_ENTRY = DOCKER / "inlet" / "entrypoint.sh"
-RUCIO_START = DOCKER / "rucio" / "start.sh"
 
 
 def _base_env() -> dict[str, str]:
@@ -68,44 +69,21 @@ def test_inlet_entrypoint_without_any_rucio_configuration_names_the_fix(tmp_path
     assert "does not exist" in res.stderr and "fix:" in res.stderr
 
 
-def _start_env(tmp_path: Path, service: str) -> dict[str, str]:
-    env = {**_base_env(), **_rucio_vars(service)}
-    env.update(START_VENV=sys.prefix, START_SITE_CFG=str(tmp_path / "none.cfg"), START_STATE_DIR=str(tmp_path))
-    return env
-
-
-def test_rucio_start_merges_the_configuration_and_exports_it(tmp_path: Path) -> None:
-    env = _start_env(tmp_path, "rucio-server")
-    res = _run(["sh", str(RUCIO_START), "sh", "-c", 'printf %s "$RUCIO_CONFIG"'], env)
+def test_inlet_entrypoint_merges_the_charts_conf_d_then_the_variables(tmp_path: Path) -> None:
+    # Kubernetes: the Rucio charts' config Secret mounted as conf.d JSON (RUCIO_OVERRIDE_CONFIGS),
+    # the passwords as RUCIO_CFG_* from a Secret; the variables win, as in the official images.
+    conf_d = tmp_path / "conf.d"
+    conf_d.mkdir()
+    (conf_d / "10_common.json").write_text(
+        '{"policy": {"package": "site_policy"}, "database": {"default": "sqlite:////nowhere"},'
+        ' "messaging-hermes": {"brokers": "broker.example.org"}}'
+    )
+    env = {**_base_env(), "RUCIO_CONFIG": str(tmp_path / "rucio" / "rucio.cfg")}
+    env["RUCIO_OVERRIDE_CONFIGS"] = f"{conf_d}/"
+    env["RUCIO_CFG_DATABASE_DEFAULT"] = "postgresql+psycopg://rucio:pw@db/rucio"
+    res = _run(["sh", str(INLET_ENTRY), "true"], env)
     assert res.returncode == 0, res.stderr
-    assert res.stdout == str(tmp_path / "rucio" / "rucio.cfg")
-    cfg = _read(tmp_path / "rucio" / "rucio.cfg")
-    assert stat.S_IMODE((tmp_path / "rucio" / "rucio.cfg").stat().st_mode) == 0o600
-    assert cfg.get("policy", "package") == "rucio_inlet"
-    assert cfg.get("messaging-hermes", "brokers") == "activemq"
-
-
-def test_rucio_start_prints_the_configuration_without_secrets(tmp_path: Path) -> None:
-    env = {**_start_env(tmp_path, "hermes"), "RUCIO_PRINT_CFG": "1"}
-    res = _run(["sh", str(RUCIO_START), "true"], env)
-    assert res.returncode == 0, res.stderr
-    assert "[messaging-hermes]" in res.stdout
-    for key in ("RUCIO_CFG_CLIENT_PASSWORD", "RUCIO_CFG_MESSAGING_HERMES_PASSWORD", "RUCIO_CFG_DATABASE_DEFAULT"):
-        assert env[key] not in res.stdout, f"{key} printed in the log"
-
-
-def test_rucio_start_prefers_a_mounted_site_cfg(tmp_path: Path) -> None:
-    site = tmp_path / "rucio.cfg"
-    site.write_text("[common]\nloglevel = INFO\n")
-    env = {**_start_env(tmp_path, "rucio-server"), "START_SITE_CFG": str(site)}
-    res = _run(["sh", str(RUCIO_START), "sh", "-c", 'printf %s "$RUCIO_CONFIG"'], env)
-    assert res.returncode == 0, res.stderr
-    assert res.stdout == str(site)
-    assert not (tmp_path / "rucio").exists(), "nothing generated when the site mounts its own"
-
-
-def test_rucio_start_daemon_needs_a_daemon_name(tmp_path: Path) -> None:
-    env = _start_env(tmp_path, "rucio-server")
-    res = _run(["sh", str(RUCIO_START), "daemon"], env)
-    assert res.returncode == 2
-    assert "RUCIO_DAEMON" in res.stderr
+    cfg = _read(Path(env["RUCIO_CONFIG"]))
+    assert cfg.get("policy", "package") == "site_policy"
+    assert cfg.get("messaging-hermes", "brokers") == "broker.example.org"
+    assert cfg.get("database", "default") == env["RUCIO_CFG_DATABASE_DEFAULT"]
