@@ -30,6 +30,7 @@ from pydantic_settings import (
 
 # The naming rules live with the policy package, which the Rucio server loads without inlet's
 # settings; defining them once there keeps the server and inlet's tools in agreement.
+from inlet.event_contract import RUN_NUMBER
 from inlet.policies.naming import NamingSettings
 
 ServiceName = Literal["postgres", "rucio", "daemons", "activemq", "s3", "redis", "mariadb", "conveyor"]
@@ -318,7 +319,7 @@ class ListenerSettings(_Section):
     s3_rses: list[str] = Field(default_factory=lambda: ["S3"], description="RSEs whose copies mean ON_S3.")
     tape_rses: list[str] = Field(default_factory=lambda: ["TAPE"], description="RSEs whose copies mean ON_TAPE.")
     run_pattern: str = Field(
-        r"(?i)run[_-]?0*(?P<run>\d+)",
+        RUN_NUMBER,
         description="Regular expression with a group 'run' that finds the run number in a DID name.",
     )
     metrics_port: int = Field(0, ge=0, description="Prometheus metrics on 127.0.0.1:<port>; 0: off.")

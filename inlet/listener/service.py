@@ -34,7 +34,7 @@ from inlet.catalog.models import ProcessedEvent, utcnow
 from inlet.catalog.upsert import insert_ignore
 from inlet.config import Settings
 from inlet.listener import metrics
-from inlet.listener.broker import BrokerLink, Delivery
+from inlet.listener.broker import BrokerLink, Delivery, Link
 from inlet.listener.events import BadEvent, Event, parse_message
 from inlet.listener.handlers.alarms import queue_alarm
 from inlet.listener.handlers.base import BatchHandler, Handler, HandlerContext, RucioLookup
@@ -64,13 +64,16 @@ class _Item:
 
 
 class Listener:
-    def __init__(self, settings: Settings, catalog: Catalog, router: Router, rucio: RucioLookup) -> None:
+    def __init__(
+        self, settings: Settings, catalog: Catalog, router: Router, rucio: RucioLookup, link: Link | None = None
+    ) -> None:
+        """``link``: the broker link (default: a :class:`BrokerLink` on both of the listener's queues)."""
         self.settings = settings
         self.ls = settings.listener
         self.catalog = catalog
         self.router = router
         self.rucio = rucio
-        self.link = BrokerLink(settings.broker, self.ls, [self.ls.rucio_queue, self.ls.inlet_queue])
+        self.link: Link = link or BrokerLink(settings.broker, self.ls, [self.ls.rucio_queue, self.ls.inlet_queue])
         self.stopping = threading.Event()
         self.attempts: dict[str, int] = {}
         #: Message ids to handle in a batch of their own (their batch's transaction failed).

@@ -5,7 +5,8 @@ import re
 
 import pytest
 
-from inlet.listener.events import BadEvent, make_inlet_event, parse_message, parse_time
+from inlet.event_contract import RUN_NUMBER, envelope
+from inlet.listener.events import BadEvent, parse_message, parse_time
 
 HERMES = {
     "event_type": "transfer-done",
@@ -25,7 +26,7 @@ def test_a_hermes_message_becomes_an_event() -> None:
     )  # fmt: skip
     created = ev.created()
     assert created is not None and created.microsecond == 123456
-    assert ev.run_number(re.compile(r"(?i)run[_-]?0*(?P<run>\d+)")) == 42
+    assert ev.run_number(re.compile(RUN_NUMBER)) == 42
 
 
 def test_the_ledger_key_survives_a_new_message_id_but_tells_events_apart() -> None:
@@ -39,7 +40,7 @@ def test_the_ledger_key_survives_a_new_message_id_but_tells_events_apart() -> No
 
 
 def test_inlet_events_are_keyed_by_their_id() -> None:
-    env = make_inlet_event("daq-release", {"scope": "s", "name": "n"}, event_id="daq-release:s:n")
+    env = envelope("daq-release", {"scope": "s", "name": "n"}, event_id="daq-release:s:n")
     ev = parse_message(json.dumps(env).encode(), {}, 10_000)
     assert ev.key == "daq-release:daq-release:s:n"
 
