@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import queue
 import statistics
 import threading
 import time
@@ -30,7 +29,6 @@ from typing import Any
 
 import psutil
 import pymysql
-import stomp
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -49,6 +47,7 @@ from inlet.listener.handlers.catalog import CatalogHandler
 from inlet.listener.routing import Router
 from inlet.listener.rucio_lookup import RucioClientLookup
 from inlet.listener.service import Listener
+from inlet.messaging import Connection, Message, Subscription
 
 
 class AgreeingRucio(RucioClientLookup):
@@ -62,32 +61,24 @@ class AgreeingRucio(RucioClientLookup):
 FILES = 1000  # files of the benchmark run; event i records file i % FILES on RSE B<i // FILES>
 
 
+def transfer_done(tag: str, i: int) -> str:
+    """Event ``i``: file ``i % FILES`` on RSE ``B<i // FILES>``, stamped with its publishing time."""
+    payload = {
+        "scope": "bench",
+        "name": f"{tag}_{i % FILES:05d}.dat",
+        "dst-rse": f"B{i // FILES}",
+        "request-id": f"{tag}-{i}",
+        "sent": time.time(),
+    }
+    return json.dumps({"event_type": "transfer-done", "payload": payload, "created_at": "2026-11-21 00:00:00.000000"})
+
+
 def preload(settings: Settings, destination: str, events: int, tag: str) -> float:
-    b = settings.broker
-    conn = stomp.Connection12([(b.host, b.stomp_port)])
-    receipts: queue.Queue[str] = queue.Queue()
-
-    class L(stomp.ConnectionListener):  # type: ignore[misc]
-        def on_receipt(self, frame: stomp.utils.Frame) -> None:
-            receipts.put(frame.headers["receipt-id"])
-
-    conn.set_listener("r", L())
-    conn.connect(b.username, b.password, wait=True)
-    t0 = time.perf_counter()
-    for i in range(events):
-        body = {
-            "event_type": "transfer-done",
-            "payload": {"scope": "bench", "name": f"{tag}_{i % FILES:05d}.dat", "dst-rse": f"B{i // FILES}",
-                        "request-id": f"{tag}-{i}", "sent": time.time()},
-            "created_at": "2026-11-21 00:00:00.000000",
-        }  # fmt: skip
-        headers = {"persistent": "true"}
-        if i == events - 1:
-            headers["receipt"] = "last"
-        conn.send(destination, json.dumps(body), headers=headers)
-    assert receipts.get(timeout=600) == "last"
-    conn.disconnect()
-    return time.perf_counter() - t0
+    with Connection(settings.broker, receipt_timeout=600) as conn:
+        t0 = time.perf_counter()
+        # One receipt, on the last message: the broker confirms it and, in order, all before it.
+        conn.send_all(destination, ((transfer_done(tag, i), {}) for i in range(events)))
+        return time.perf_counter() - t0
 
 
 def make_catalog(settings: Settings, tag: str, rses: int) -> tuple[Catalog, str]:
@@ -184,29 +175,26 @@ def naive(settings: Settings, events: int, tag: str) -> float:
 
     log = logging.getLogger("bench")
 
-    class Naive(stomp.ConnectionListener):  # type: ignore[misc]
-        def on_message(self, frame: stomp.utils.Frame) -> None:
-            event = parse_message(frame.body.encode(), dict(frame.headers), 1 << 20)
+    def apply(message: Message) -> None:
+        event = parse_message(message.body, message.headers, 1 << 20)
 
-            def work(session: Session) -> None:
-                handler.handle(event, HandlerContext(session, s.listener, lookup, log))
+        def work(session: Session) -> None:
+            handler.handle(event, HandlerContext(session, s.listener, lookup, log))
 
-            try:
-                cat.transaction(work)
-            finally:  # an error (lost, as auto-ack loses it) must not hang the count
-                count[0] += 1
-            if count[0] >= events:
-                done.set()
+        try:
+            cat.transaction(work)
+        finally:  # an error (lost, as auto-ack loses it) must not hang the count
+            count[0] += 1
+        if count[0] >= events:
+            done.set()
 
-    b = s.broker
-    conn = stomp.Connection12([(b.host, b.stomp_port)])
-    conn.set_listener("n", Naive())
-    conn.connect(b.username, b.password, wait=True)
+    sub = Subscription(qname, id="naive", headers={"activemq.prefetchSize": "1000"})
+    conn = Connection(s.broker, subscriptions=[sub], on_message=apply)
     t0 = time.perf_counter()
-    conn.subscribe(qname, id="naive", ack="auto", headers={"activemq.prefetchSize": "1000"})
+    conn.connect()
     done.wait(timeout=3600)
     elapsed = time.perf_counter() - t0
-    conn.disconnect()
+    conn.close()
     cat.dispose()
     drop(s, db)
     return events / elapsed
@@ -222,23 +210,16 @@ def latency(settings: Settings, events: int, rate: float, tag: str) -> list[floa
     runner = threading.Thread(target=lst.run, kwargs={"max_events": events})
     runner.start()
     time.sleep(2)  # let it subscribe
-    b = s.broker
-    conn = stomp.Connection12([(b.host, b.stomp_port)])
-    conn.connect(b.username, b.password, wait=True)
+    conn = Connection(s.broker)
+    conn.connect()
     t0 = time.perf_counter()
     for i in range(events):
-        body = {
-            "event_type": "transfer-done",
-            "payload": {"scope": "bench", "name": f"{tag}_{i % FILES:05d}.dat", "dst-rse": f"B{i // FILES}",
-                        "request-id": f"{tag}-{i}", "sent": time.time()},
-            "created_at": "2026-11-21 00:00:00.000000",
-        }  # fmt: skip
-        conn.send(qname, json.dumps(body), headers={"persistent": "true"})
+        conn.send(qname, transfer_done(tag, i), receipt=False)
         pause = t0 + (i + 1) / rate - time.perf_counter()
         if pause > 0:
             time.sleep(pause)
     runner.join(timeout=600)
-    conn.disconnect()
+    conn.close()
     cat.dispose()
     drop(s, db)
     return lst.latencies

@@ -31,7 +31,7 @@ import logging
 import random
 import threading
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -359,6 +359,22 @@ class Connection:
             f"the broker at {self.where} did not confirm the message to {destination}",
             lambda: self._live().send(destination, body, headers=frame_headers),
         )
+
+    def send_all(self, destination: str, messages: Iterable[tuple[str | bytes, Mapping[str, str]]]) -> int:
+        """Send each (body, headers) as :meth:`send` does; return once the broker stored them all.
+
+        Only the last one asks for a receipt, which the broker sends after it handled every
+        frame before it on this connection: one round trip for the lot. Returns how many.
+        """
+        held: tuple[str | bytes, Mapping[str, str]] | None = None
+        count = 0
+        for item in messages:
+            if held is not None:
+                self.send(destination, *held, receipt=False)
+            held, count = item, count + 1
+        if held is not None:
+            self.send(destination, *held)
+        return count
 
     def ack(self, message: Message) -> None:
         """Acknowledge ``message``; raises if it came on an earlier connection (the broker took it back)."""

@@ -39,8 +39,8 @@ def file_quarantined(info: dict[str, Any], **context: Any) -> dict[str, Any]:
 class Publisher:
     """One STOMP connection per process, reopened after any failure.
 
-    :meth:`publish` returns once the broker confirmed the events (a receipt on the last
-    one): the caller marks their outbox rows sent only then.
+    :meth:`publish` returns once the broker stored the events: the caller marks their outbox
+    rows sent only then.
     """
 
     def __init__(self, broker: BrokerSettings) -> None:
@@ -53,10 +53,10 @@ class Publisher:
                 try:
                     if not self.conn.is_connected():
                         self.conn.connect()
-                    for i, ev in enumerate(events):
-                        headers = {**publish_headers(ev), "content-type": "application/json"}
-                        last = i == len(events) - 1
-                        self.conn.send(self.conn.broker.inlet_topic, json.dumps(ev), headers, receipt=last)
+                    frames = (
+                        (json.dumps(ev), {**publish_headers(ev), "content-type": "application/json"}) for ev in events
+                    )
+                    self.conn.send_all(self.conn.broker.inlet_topic, frames)
                     return
                 except Exception:
                     self.close()

@@ -8,8 +8,9 @@ test session to other ports or another state directory.
 Also what the uploader's tests share: an uploader environment with a Redis database of each
 test module's own (``uploader_env``), real Celery workers (``start_worker``, or the
 ``celery_worker`` factory that stops them at the end of the module), DAQ files
-(``daq_files``) and ``wait_for``. The plain functions are imported by the tests
-(``from tests.integration.conftest import ...``); the factories are fixtures.
+(``daq_files``) and ``wait_for``; and what arrives on a broker destination (``Topic``). The
+plain functions are imported by the tests (``from tests.integration.conftest import ...``);
+the factories are fixtures.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import queue
 import signal
 import subprocess
 import sys
@@ -24,14 +26,15 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import pytest
 
 from inlet.catalog import open_catalog
 from inlet.catalog.db import Catalog
-from inlet.config import load_settings
+from inlet.config import BrokerSettings, load_settings
 from inlet.lake.lake import Lake
+from inlet.messaging import Connection, Message, Role, Subscription
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -102,6 +105,43 @@ def wait_for(what: str, cond: Callable[[], Any], timeout: float = 120.0, every: 
             return value
         time.sleep(every)
     raise AssertionError(f"gave up waiting for {what}")
+
+
+class Topic:
+    """What arrives on a broker destination from the subscription on (confirmed by the broker).
+
+    ``inbox`` hands over each :class:`~inlet.messaging.Message` once; ``docs`` keeps every
+    JSON body seen, in order, for tests that look for one event among many. Subscribed
+    from :meth:`open` (or entering a ``with`` block) to :meth:`close`.
+    """
+
+    def __init__(self, broker: BrokerSettings, destination: str, *, role: Role = "inlet") -> None:
+        self.inbox: queue.Queue[Message] = queue.Queue()
+        self.docs: list[dict[str, Any]] = []
+        sub = Subscription(destination, id=f"test-{uuid.uuid4().hex[:12]}")
+        self.conn = Connection(broker, role=role, subscriptions=[sub], on_message=self._arrived)
+
+    def _arrived(self, message: Message) -> None:
+        try:
+            doc = json.loads(message.body)
+        except ValueError:
+            doc = None
+        if isinstance(doc, dict):
+            self.docs.append(doc)
+        self.inbox.put(message)
+
+    def open(self) -> Self:
+        self.conn.connect()
+        return self
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> Self:
+        return self.open()
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
 
 
 def inlet(env: dict[str, str], *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:

@@ -20,7 +20,6 @@ import uuid
 from pathlib import Path
 
 import pytest
-import stomp
 
 from inlet.catalog import RunState
 from inlet.catalog import runs as catalog_runs
@@ -29,28 +28,17 @@ from inlet.lake.lake import Lake
 from inlet.lake.ports import wait_until
 from inlet.lake.services.base import venv_bin
 from inlet.listener.dlq import DeadLetterQueue
+from inlet.messaging import BrokerUnavailable, Connection, Role, Subscription
 
 
-def send_as(lake: Lake, login: str, passcode: str, destination: str, body: str, headers: dict[str, str]) -> str:
-    """Publish once with that login; returns "RECEIPT" or the broker's ERROR message."""
-    b = lake.settings.broker
-    answers: list[str] = []
-
-    class _L(stomp.ConnectionListener):  # type: ignore[misc]
-        def on_receipt(self, frame: stomp.utils.Frame) -> None:
-            answers.append("RECEIPT")
-
-        def on_error(self, frame: stomp.utils.Frame) -> None:
-            answers.append(str(frame.headers.get("message", "ERROR")))
-
-    conn = stomp.Connection12([(b.host, b.stomp_port)], reconnect_attempts_max=1)
-    conn.set_listener("l", _L())
-    conn.connect(login, passcode, wait=True)
-    conn.send(destination, body, headers={**headers, "persistent": "true", "receipt": uuid.uuid4().hex})
-    assert wait_until(lambda: bool(answers), 30)
-    if conn.is_connected():
-        conn.disconnect()
-    return answers[0]
+def send_as(lake: Lake, role: Role, destination: str, body: str, headers: dict[str, str]) -> str:
+    """Publish once with that role's login; returns "RECEIPT" or the broker's ERROR message."""
+    try:
+        with Connection(lake.settings.broker, role=role) as conn:
+            conn.send(destination, body, headers)
+    except BrokerUnavailable as exc:
+        return exc.broker_error or exc.problem
+    return "RECEIPT"
 
 
 def forged_transfer_done(scope: str, name: str, rse: str) -> str:
@@ -73,36 +61,26 @@ def in_queue(lake: Lake, destination: str, marker: str) -> bool:
 def test_a_reader_can_subscribe_but_publish_on_neither_topic(lake: Lake) -> None:
     b = lake.settings.broker
     for dest in (b.rucio_topic, b.inlet_topic, lake.settings.listener.rucio_queue):
-        answer = send_as(lake, b.reader_username, b.reader_password, dest, "{}", {})
+        answer = send_as(lake, "reader", dest, "{}", {})
         assert answer.startswith(f"User {b.reader_username} is not authorized to write"), (dest, answer)
-    # Reading is what a reader is for.
-    collect: list[str] = []
-
-    class _R(stomp.ConnectionListener):  # type: ignore[misc]
-        def on_receipt(self, frame: stomp.utils.Frame) -> None:
-            collect.append(frame.headers["receipt-id"])
-
-    conn = stomp.Connection12([(b.host, b.stomp_port)])
-    conn.set_listener("r", _R())
-    conn.connect(b.reader_username, b.reader_password, wait=True)
-    conn.subscribe(b.rucio_topic, id="1", headers={"receipt": "s1"})
-    conn.subscribe(b.inlet_topic, id="2", headers={"receipt": "s2"})
-    assert wait_until(lambda: sorted(collect) == ["s1", "s2"], 30)
-    conn.disconnect()
+    # Reading is what a reader is for: the broker confirms both subscriptions.
+    subs = [Subscription(b.rucio_topic, id="1"), Subscription(b.inlet_topic, id="2")]
+    with Connection(b, role="reader", subscriptions=subs) as conn:
+        assert conn.is_connected()
 
 
 def test_hermes_publishes_rucios_topic_only(lake: Lake) -> None:
     b = lake.settings.broker
-    answer = send_as(lake, b.hermes_username, b.hermes_password, b.inlet_topic, "{}", {})
+    answer = send_as(lake, "hermes", b.inlet_topic, "{}", {})
     assert answer.startswith(f"User {b.hermes_username} is not authorized to write"), answer
-    answer = send_as(lake, b.hermes_username, b.hermes_password, lake.settings.listener.inlet_queue, "{}", {})
+    answer = send_as(lake, "hermes", lake.settings.listener.inlet_queue, "{}", {})
     assert "not authorized to write" in answer
     # inlet's services cannot speak for Rucio either.
-    answer = send_as(lake, b.username, b.password, b.rucio_topic, "{}", {})
+    answer = send_as(lake, "inlet", b.rucio_topic, "{}", {})
     assert answer.startswith(f"User {b.username} is not authorized to write"), answer
     # What hermes may do, it can (the lake's real hermes logs in with this account).
     noop = json.dumps({"event_type": "inlet-test-noop", "payload": {}, "created_at": "2026-11-21 10:00:00"})
-    assert send_as(lake, b.hermes_username, b.hermes_password, b.rucio_topic, noop, {}) == "RECEIPT"
+    assert send_as(lake, "hermes", b.rucio_topic, noop, {}) == "RECEIPT"
 
 
 def test_a_forged_transfer_done_from_a_reader_never_reaches_the_listener(lake: Lake) -> None:
@@ -110,7 +88,7 @@ def test_a_forged_transfer_done_from_a_reader_never_reaches_the_listener(lake: L
     marker = f"forged-{uuid.uuid4().hex}"
     body = forged_transfer_done("test", marker, "TAPE")
     for dest in (b.rucio_topic, b.inlet_topic, ls.rucio_queue, ls.inlet_queue):
-        answer = send_as(lake, b.reader_username, b.reader_password, dest, body, {"event_type": "transfer-done"})
+        answer = send_as(lake, "reader", dest, body, {"event_type": "transfer-done"})
         assert "not authorized to write" in answer, (dest, answer)
     # The listener's queues (where the composite topics forward to) never got it.
     assert not in_queue(lake, ls.rucio_queue, marker)
@@ -160,11 +138,9 @@ def test_a_forged_transfer_done_from_inlets_own_login_does_not_put_a_run_on_tape
         listener = subprocess.Popen([venv_bin("inlet"), "-v", "listen"], env=env, stdout=out, stderr=out)
     try:
         assert wait_until(lambda: "subscribed to" in log.read_text(errors="replace"), 60), log.read_text()
-        b = lake.settings.broker
         # The most a forger with inlet's login can do: write straight into the listener's Rucio queue.
         body = forged_transfer_done("test", name, "TAPE")
-        answer = send_as(lake, b.username, b.password, lake.settings.listener.rucio_queue, body,
-                         {"event_type": "transfer-done"})  # fmt: skip
+        answer = send_as(lake, "inlet", lake.settings.listener.rucio_queue, body, {"event_type": "transfer-done"})
         assert answer == "RECEIPT"
         assert wait_until(lambda: "a forged or premature event?" in " ".join(log.read_text().split()), 120), (
             log.read_text(errors="replace")[-3000:]

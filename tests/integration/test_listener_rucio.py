@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import queue
 import random
 import signal
 import socket
@@ -26,7 +25,6 @@ from pathlib import Path
 
 import pymysql
 import redis
-import stomp
 from sqlalchemy import select
 
 from inlet.catalog import Run, RunState
@@ -36,6 +34,7 @@ from inlet.catalog.models import FileAvailability, RunFile
 from inlet.lake.lake import Lake
 from inlet.lake.ports import wait_until
 from inlet.lake.services.base import venv_bin
+from tests.integration.conftest import Topic
 
 SETUP_RUCIO = """
 import json, sys
@@ -64,18 +63,6 @@ print(json.dumps({"files": files, "rules": rules}))
 """
 
 
-class _Collect(stomp.ConnectionListener):  # type: ignore[misc]
-    def __init__(self) -> None:
-        self.bodies: queue.Queue[dict[str, object]] = queue.Queue()
-        self.receipts: queue.Queue[str] = queue.Queue()
-
-    def on_message(self, frame: stomp.utils.Frame) -> None:
-        self.bodies.put(json.loads(frame.body))
-
-    def on_receipt(self, frame: stomp.utils.Frame) -> None:
-        self.receipts.put(frame.headers["receipt-id"])
-
-
 def test_rucio_events_move_the_run_release_the_daq_copies_and_reconstruct_it(
     lake: Lake, rucio_env: dict[str, str], catalog: tuple[str, Catalog], tmp_path: Path
 ) -> None:
@@ -100,12 +87,7 @@ def test_rucio_events_move_the_run_release_the_daq_copies_and_reconstruct_it(
 
     # The uploader's side of the release signal: a plain subscriber on the inlet topic.
     b = lake.settings.broker
-    collect = _Collect()
-    sub = stomp.Connection12([(b.host, b.stomp_port)])
-    sub.set_listener("c", collect)
-    sub.connect(b.username, b.password, wait=True)
-    sub.subscribe(b.inlet_topic, id="release", ack="auto", headers={"receipt": "sub"})
-    assert collect.receipts.get(timeout=30) == "sub"
+    collect = Topic(b, b.inlet_topic).open()
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -189,7 +171,7 @@ def test_rucio_events_move_the_run_release_the_daq_copies_and_reconstruct_it(
 
         released: dict[str, dict[str, object]] = {}
         while set(released) != set(names):
-            body = collect.bodies.get(timeout=120)
+            body = json.loads(collect.inbox.get(timeout=120).body)
             payload = body["payload"]
             assert isinstance(payload, dict)
             if body["event_type"] == "daq-release" and payload["name"] in names:
@@ -206,7 +188,7 @@ def test_rucio_events_move_the_run_release_the_daq_copies_and_reconstruct_it(
         assert "inlet_listener_lag_seconds_count" in status.stdout
         assert "dlq /queue/inlet.listener.dlq:" in status.stdout
     finally:
-        sub.disconnect()
+        collect.close()
         worker.send_signal(signal.SIGTERM)
         worker.wait(timeout=60)
         listener.send_signal(signal.SIGTERM)
