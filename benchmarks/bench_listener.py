@@ -283,35 +283,45 @@ def main() -> None:
     settings = load_settings()
     tag = uuid.uuid4().hex[:8]
     if args.catchup:
-        print(f"catch-up: {args.catchup:,} transfer-done events queued while no listener runs; host load "
-              f"{psutil.getloadavg()}")  # fmt: skip
+        print(
+            f"catch-up: {args.catchup:,} transfer-done events queued while no listener runs; host load "
+            f"{psutil.getloadavg()}"
+        )
         one = 0.0
         for k in (1, 2):
             took, ledger, avail = catchup(settings, args.catchup, k, f"{tag}c{k}")
             one = one or took
             ok = "none lost, none applied twice" if ledger == avail == args.catchup else "MISMATCH"
-            print(f"  {k} listener(s): drained in {took:.1f} s ({args.catchup / took:,.0f} events/s); ledger rows "
-                  f"{ledger:,}, availability rows {avail:,}: {ok}; ratio to 1 listener {one / took:.2f}",
-                  flush=True)  # fmt: skip
+            print(
+                f"  {k} listener(s): drained in {took:.1f} s ({args.catchup / took:,.0f} events/s); ledger rows "
+                f"{ledger:,}, availability rows {avail:,}: {ok}; ratio to 1 listener {one / took:.2f}",
+                flush=True,
+            )
         return
 
     print(f"events: {args.events} transfer-done, each a catalogue update on MariaDB ({FILES} files per run)")
     print(f"MariaDB round trip (SELECT 1, median): {round_trip_ms(settings):.2f} ms; host load {psutil.getloadavg()}")
     durable_rate, lst, load_rate = durable(settings, args.events, tag + "d", sample=True)
     print(f"preload into the broker: {load_rate:,.0f} events/s")
-    print(f"durable (client-individual ack after commit, ledger, set-based batches): {durable_rate:,.0f} events/s",
-          flush=True)  # fmt: skip
+    print(
+        f"durable (client-individual ack after commit, ledger, set-based batches): {durable_rate:,.0f} events/s",
+        flush=True,
+    )
     naive_rate = naive(settings, args.naive_events or args.events, tag + "n")
-    print(f"naive (auto-ack, no ledger, a transaction per event, {args.naive_events or args.events} events): "
-          f"{naive_rate:,.0f} events/s")  # fmt: skip
+    print(
+        f"naive (auto-ack, no ledger, a transaction per event, {args.naive_events or args.events} events): "
+        f"{naive_rate:,.0f} events/s"
+    )
     print(f"ratio durable / naive: {durable_rate / naive_rate:.2f}")
     mb = [r / 2**20 for r in lst.rss]
     print(f"RSS every {args.events // 10} events (MB): {' '.join(f'{m:.0f}' for m in mb)}")
     print(f"RSS growth first→last sample: {mb[-1] - mb[1] if len(mb) > 1 else 0:+.1f} MB")
     lat = sorted(latency(settings, args.latency_events, args.rate, tag + "l"))
     p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))]
-    print(f"event-to-effect latency at {args.rate:.0f} events/s over {len(lat)} events: "
-          f"median {statistics.median(lat) * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms")  # fmt: skip
+    print(
+        f"event-to-effect latency at {args.rate:.0f} events/s over {len(lat)} events: "
+        f"median {statistics.median(lat) * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms"
+    )
 
 
 if __name__ == "__main__":

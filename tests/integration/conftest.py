@@ -65,8 +65,12 @@ def _retire_test_rses(lake: Lake) -> None:
     keep = [r.name for r in lake_topology(str(lake.paths.data), s.s3.endpoint, s.s3.bucket, s).rses]
     res = subprocess.run(
         [sys.executable, "-c", _RETIRE_TEST_RSES, *keep],
-        env={**os.environ, **lake.exports()}, capture_output=True, text=True, timeout=300, check=False,
-    )  # fmt: skip
+        env={**os.environ, **lake.exports()},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert res.returncode == 0, res.stderr[-2000:]
 
 

@@ -45,11 +45,16 @@ def forged_transfer_done(scope: str, name: str, rse: str) -> str:
     return json.dumps(
         {
             "event_type": "transfer-done",
-            "payload": {"scope": scope, "name": name, "dst-rse": rse, "request-id": uuid.uuid4().hex,
-                        "transferred_at": "2026-11-21 10:00:00"},
+            "payload": {
+                "scope": scope,
+                "name": name,
+                "dst-rse": rse,
+                "request-id": uuid.uuid4().hex,
+                "transferred_at": "2026-11-21 10:00:00",
+            },
             "created_at": "2026-11-21 10:00:01",
         }
-    )  # fmt: skip
+    )
 
 
 def in_queue(lake: Lake, destination: str, marker: str) -> bool:
@@ -111,8 +116,9 @@ def test_a_forged_transfer_done_from_inlets_own_login_does_not_put_a_run_on_tape
     name = f"run{run_number}_000.dat"
     (tmp_path / name).write_bytes(os.urandom(1024))
     # A real file in Rucio, on disk only (SITE_A_DISK), not on tape.
-    res = subprocess.run([sys.executable, "-c", UPLOAD, str(tmp_path / name)], env=rucio_env, capture_output=True,
-                         text=True, timeout=180)  # fmt: skip
+    res = subprocess.run(
+        [sys.executable, "-c", UPLOAD, str(tmp_path / name)], env=rucio_env, capture_output=True, text=True, timeout=180
+    )
     assert res.returncode == 0, res.stderr[-3000:]
 
     def register(session: object) -> None:
@@ -126,12 +132,14 @@ def test_a_forged_transfer_done_from_inlets_own_login_does_not_put_a_run_on_tape
 
     cat.transaction(register)
     config = tmp_path / "inlet.toml"
-    config.write_text(textwrap.dedent(f"""
+    config.write_text(
+        textwrap.dedent(f"""
         [listener]
         consumer = "roles-{uuid.uuid4().hex[:8]}"
         tape_rses = ["TAPE"]
         metrics_port = 0
-        """))  # fmt: skip
+        """)
+    )
     env = {**rucio_env, "INLET_CONFIG": str(config), "INLET_CATALOG__URL": url}
     log = tmp_path / "listener.log"
     with log.open("wb") as out:
@@ -162,14 +170,13 @@ def test_a_wrong_broker_password_or_an_absent_broker_is_one_line_that_says_which
         free.bind(("127.0.0.1", 0))
         absent = free.getsockname()[1]
     cases = {
-        "refused": (
-            {"INLET_BROKER__PASSWORD": "wrong"}, "refused the login of 'inlet'"
-        ),
+        "refused": ({"INLET_BROKER__PASSWORD": "wrong"}, "refused the login of 'inlet'"),
         "absent": ({"INLET_BROKER__STOMP_PORT": str(absent)}, f"cannot reach the broker at 127.0.0.1:{absent}"),
-    }  # fmt: skip
+    }
     for what, (override, expected) in cases.items():
-        res = subprocess.run([venv_bin("inlet"), *command], env={**env, **override}, capture_output=True, text=True,
-                             timeout=120)  # fmt: skip
+        res = subprocess.run(
+            [venv_bin("inlet"), *command], env={**env, **override}, capture_output=True, text=True, timeout=120
+        )
         assert res.returncode != 0, (what, res.stderr)
         lines = res.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("inlet: error: "), (what, res.stderr)

@@ -477,12 +477,18 @@ def test_alarms_reach_the_webhook_deduplicated_and_rate_limited(setup: Setup, we
         return json.dumps(
             {
                 "event_type": "transfer-failed",
-                "payload": {"scope": "test", "name": name, "dst-rse": "S3", "src-rse": "SITE_A_DISK",
-                            "reason": "SOURCE CHECKSUM MISMATCH", "tag": setup.tag},
+                "payload": {
+                    "scope": "test",
+                    "name": name,
+                    "dst-rse": "S3",
+                    "src-rse": "SITE_A_DISK",
+                    "reason": "SOURCE CHECKSUM MISMATCH",
+                    "tag": setup.tag,
+                },
                 "created_at": "2026-11-21 23:00:00.000001",
                 "id": uuid.uuid4().hex,
             }
-        )  # fmt: skip
+        )
 
     # The same failure twice (two distinct events): one alarm.
     pub.send(setup.queue, failed(f"{setup.tag}-a.dat"))

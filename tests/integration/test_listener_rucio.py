@@ -117,19 +117,24 @@ def test_rucio_events_move_the_run_release_the_daq_copies_and_reconstruct_it(
         listener = subprocess.Popen([venv_bin("inlet"), "-v", "listen"], env=env, stdout=out, stderr=out)
         worker = subprocess.Popen(
             [venv_bin("celery"), "-A", "inlet.listener.reco_task", "worker", "--pool", "solo", "-l", "INFO"],
-            env=env, stdout=wout, stderr=wout,
-        )  # fmt: skip
+            env=env,
+            stdout=wout,
+            stderr=wout,
+        )
     try:
         # Anything pushed into the reconstruction queue by whoever holds the Redis password: the
         # worker drops it with an alarm and goes on to reconstruct the run below.
         garbage = redis.Redis.from_url(lake.settings.redis.url)
         garbage.lpush("celery", b"\xff not json", json.dumps({"body": "x", "headers": 5}))
         garbage.close()
+        spec = {"paths": [str(tmp_path / n) for n in names], "names": names, "dataset": dataset}
         res = subprocess.run(
-            [sys.executable, "-c", SETUP_RUCIO, json.dumps({
-                "paths": [str(tmp_path / n) for n in names], "names": names, "dataset": dataset})],
-            env=rucio_env, capture_output=True, text=True, timeout=180,
-        )  # fmt: skip
+            [sys.executable, "-c", SETUP_RUCIO, json.dumps(spec)],
+            env=rucio_env,
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
         assert res.returncode == 0, res.stderr[-3000:]
 
         def reconstructed() -> bool:
@@ -159,9 +164,12 @@ def test_rucio_events_move_the_run_release_the_daq_copies_and_reconstruct_it(
 
         # The reconstruction's outputs are in Rucio, in the reco dataset, under a rule.
         check = subprocess.run(
-            [sys.executable, "-c", CHECK_RECO, f"{dataset}_reco"], env=rucio_env, capture_output=True, text=True,
+            [sys.executable, "-c", CHECK_RECO, f"{dataset}_reco"],
+            env=rucio_env,
+            capture_output=True,
+            text=True,
             timeout=120,
-        )  # fmt: skip
+        )
         assert check.returncode == 0, check.stderr[-2000:]
         reco = json.loads(check.stdout)
         assert sorted(reco["files"]) == sorted(f"{n}.stats.json" for n in names)
@@ -194,8 +202,13 @@ def test_rucio_events_move_the_run_release_the_daq_copies_and_reconstruct_it(
         listener.send_signal(signal.SIGTERM)
         assert listener.wait(timeout=60) == 0, log.read_text(errors="replace")[-3000:]
     # Each handler applied each Rucio event once: the ledger holds one row per (handler, event).
-    conn = pymysql.connect(host="127.0.0.1", port=lake.settings.lake.mariadb_port, user="inlet",
-                           password="inlet-secret", database=url.rsplit("/", 1)[1])  # fmt: skip
+    conn = pymysql.connect(
+        host="127.0.0.1",
+        port=lake.settings.lake.mariadb_port,
+        user="inlet",
+        password="inlet-secret",
+        database=url.rsplit("/", 1)[1],
+    )
     with conn.cursor() as cur:
         cur.execute("SELECT consumer, event_key, COUNT(*) FROM processed_events GROUP BY consumer, event_key")
         counts = [r[2] for r in cur.fetchall()]

@@ -21,9 +21,8 @@ def parse(doc: object, max_bytes: int = 10_000) -> object:
 
 def test_a_hermes_message_becomes_an_event() -> None:
     ev = parse_message(json.dumps(HERMES).encode(), {"message-id": "ID:1"}, 10_000)
-    assert (ev.event_type, ev.scope, ev.name, ev.rse, ev.message_id) == (
-        "transfer-done", "cygno", "run00042_001.mid.gz", "S3", "ID:1"
-    )  # fmt: skip
+    got = (ev.event_type, ev.scope, ev.name, ev.rse, ev.message_id)
+    assert got == ("transfer-done", "cygno", "run00042_001.mid.gz", "S3", "ID:1")
     created = ev.created()
     assert created is not None and created.microsecond == 123456
     assert ev.run_number(re.compile(RUN_NUMBER)) == 42
