@@ -7,7 +7,8 @@ test session to other ports or another state directory.
 
 Also what the uploader's tests share: an uploader environment with a Redis database of each
 test module's own (``uploader_env``), real Celery workers (``start_worker``, or the
-``celery_worker`` factory that stops them at the end of the module), DAQ files
+``celery_worker`` factory that stops them at the end of the module), real watchers
+(``start_watcher``/``stop_watcher``), DAQ files
 (``daq_files``) and ``wait_for``; and what arrives on a broker destination (``Topic``). The
 plain functions are imported by the tests (``from tests.integration.conftest import ...``);
 the factories are fixtures.
@@ -212,6 +213,21 @@ def stop_worker(proc: subprocess.Popen[bytes] | None, timeout: float = 60) -> No
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout)
+
+
+def start_watcher(
+    env: dict[str, str], daq: Path, log: Path, *, stable: float, interval: float
+) -> subprocess.Popen[bytes]:
+    """A real ``inlet watch DAQ`` (``--stable``/``--interval`` as given), its output in ``log``."""
+    argv = [str(BIN / "inlet"), "watch", str(daq), "--stable", f"{stable:g}", "--interval", f"{interval:g}"]
+    with log.open("wb") as out:
+        return subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT)
+
+
+def stop_watcher(proc: subprocess.Popen[bytes]) -> None:
+    """Stop a watcher from ``start_watcher`` (SIGTERM) and wait for it to exit."""
+    proc.terminate()
+    proc.wait(30)
 
 
 #: Redis databases handed to test modules, one each (the lake's own database is never handed out).

@@ -24,7 +24,7 @@ import redis
 
 from inlet.lake.lake import Lake
 from tests.integration import test_uploader_flow as flow
-from tests.integration.conftest import BIN, Topic, daq_files, inlet, python_child, wait_for
+from tests.integration.conftest import Topic, daq_files, inlet, python_child, start_watcher, stop_watcher, wait_for
 from tests.integration.test_uploader_flow import SCOPE, _adler, ask
 
 # test_uploader_flow's fixtures, reused rather than copied: its env (a queue, state and
@@ -219,13 +219,7 @@ def test_bad_sidecars_are_quarantined_with_reasons_while_the_good_files_are_regi
     contents = {f.name: f.read_bytes() for f in files}
 
     log = tmp_path / "watch.log"
-    with log.open("wb") as out:
-        watcher = subprocess.Popen(
-            [str(BIN / "inlet"), "watch", str(daq), "--stable", "0", "--interval", "0.3"],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+    watcher = start_watcher(env, daq, log, stable=0, interval=0.3)
     try:
         ds = f"run{run:06d}.raw"
         want = [sorted(f.name for f in good)]
@@ -241,8 +235,7 @@ def test_bad_sidecars_are_quarantined_with_reasons_while_the_good_files_are_regi
         )
         assert watcher.poll() is None, log.read_text()[-3000:]
     finally:
-        watcher.terminate()
-        watcher.wait(30)
+        stop_watcher(watcher)
     assert "Traceback" not in log.read_text()
 
     for kind, f in bad.items():

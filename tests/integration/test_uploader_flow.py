@@ -29,6 +29,8 @@ from tests.integration.conftest import (
     inlet,
     python_child,
     queue_batch,
+    start_watcher,
+    stop_watcher,
     wait_for,
 )
 
@@ -303,14 +305,7 @@ def test_watch_uploads_closed_files_and_quarantines_bad_names(
     )
     bad = daq / "notes.txt"
     bad.write_bytes(b"not a run file")
-    log_path = tmp_path / "watch.log"
-    with log_path.open("wb") as out:
-        watcher = subprocess.Popen(
-            [str(BIN / "inlet"), "watch", str(daq), "--stable", "1", "--interval", "0.5"],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+    watcher = start_watcher(env, daq, tmp_path / "watch.log", stable=1, interval=0.5)
     try:
         cat = open_catalog(lake.settings.catalog_url())
 
@@ -321,8 +316,7 @@ def test_watch_uploads_closed_files_and_quarantines_bad_names(
         assert wait_for("both closed files registered", lambda: registered() == {with_sidecar.name, still.name}, 120)
         cat.dispose()
     finally:
-        watcher.terminate()
-        watcher.wait(30)
+        stop_watcher(watcher)
     qdir = Path(env["INLET_UPLOADER__QUARANTINE_DIR"])
     assert (qdir / "notes.txt").read_bytes() == b"not a run file"
     assert "no run number" in json.loads((qdir / "notes.txt.reason.json").read_text())["reason"]
