@@ -223,7 +223,9 @@ class Connection:
             heart_beat_receive_scale=3.0,
             reconnect_attempts_max=1,
             auto_decode=False,
-            timeout=10,
+            # The socket's timeout bounds every read, not just the connect: only a connection
+            # with heart-beats is never silent that long (an idle subscriber would be dropped).
+            timeout=10 if self.heartbeat_ms else None,
         )
         frames = _Frames(self, self.generation)
         conn.set_listener("inlet", frames)
