@@ -233,17 +233,18 @@ class Connection:
         self._conn, self._frames, self.logged_in = conn, frames, True
         try:
             for sub in self.subscriptions:
-                headers = {**sub.headers, "receipt": f"{sub.id}-{uuid.uuid4().hex}"}
-                self._confirmed(
-                    headers["receipt"],
-                    f"the broker at {self.where} did not confirm the subscription to {sub.destination}",
-                    lambda sub=sub, headers=headers: conn.subscribe(  # type: ignore[misc]
-                        sub.destination, id=sub.id, ack=sub.ack, headers=headers
-                    ),
-                )
+                self._subscribe(conn, sub)
         except BaseException:
             self.close()
             raise
+
+    def _subscribe(self, conn: stomp.Connection12, sub: Subscription) -> None:
+        self._confirmed(
+            f"the broker at {self.where} did not confirm the subscription to {sub.destination}",
+            lambda receipt: conn.subscribe(
+                sub.destination, id=sub.id, ack=sub.ack, headers={**sub.headers, "receipt": receipt}
+            ),
+        )
 
     def _login(self, conn: stomp.Connection12, frames: _Frames) -> None:
         username, password, what = self._credentials()
@@ -312,18 +313,24 @@ class Connection:
             raise BrokerUnavailable(f"not connected to the broker at {self.where}", _FIX_UNREACHABLE)
         return self._conn
 
-    def _confirmed(self, receipt: str, what: str, send: Callable[[], None]) -> None:
-        """``send()`` a frame that carries ``receipt``; return once the broker confirmed it."""
-        conn = self._live()
-        waiter = _Receipt(receipt)
-        name = f"receipt-{receipt}"
-        conn.set_listener(name, waiter)
+    def _transmit(self, what: str, send: Callable[[], None]) -> None:
         try:
-            try:
-                with self._send_lock:
-                    send()
-            except (StompException, OSError) as exc:
-                raise BrokerUnavailable(f"{what}: {exc or type(exc).__name__}", _FIX_UNREACHABLE) from None
+            with self._send_lock:
+                send()
+        except (StompException, OSError) as exc:
+            raise BrokerUnavailable(f"{what}: {exc or type(exc).__name__}", _FIX_UNREACHABLE) from None
+
+    def _confirmed(self, what: str, send: Callable[[str], None]) -> None:
+        """``send(receipt)`` a frame that asks for that receipt; return once the broker sent it.
+
+        ``what`` says what the broker did not do, for the error.
+        """
+        conn = self._live()
+        receipt = uuid.uuid4().hex
+        waiter = _Receipt(receipt)
+        conn.set_listener(f"receipt-{receipt}", waiter)
+        try:
+            self._transmit(what, lambda: send(receipt))
             if waiter.wait(self.receipt_timeout):
                 return
             if waiter.error is not None:
@@ -334,7 +341,7 @@ class Connection:
             raise BrokerUnavailable(f"{what} within {self.receipt_timeout:g} s", _FIX_UNREACHABLE)
         finally:
             with contextlib.suppress(KeyError):
-                conn.remove_listener(name)
+                conn.remove_listener(f"receipt-{receipt}")
 
     def send(
         self, destination: str, body: str | bytes, headers: Mapping[str, str] | None = None, *, receipt: bool = True
@@ -347,19 +354,11 @@ class Connection:
         frame_headers = {**(headers or {}), "persistent": "true"}
         if not receipt:
             conn = self._live()
-            try:
-                with self._send_lock:
-                    conn.send(destination, body, headers=frame_headers)
-            except (StompException, OSError) as exc:
-                raise BrokerUnavailable(
-                    f"sending to {destination}: {exc or type(exc).__name__}", _FIX_UNREACHABLE
-                ) from None
+            self._transmit(f"sending to {destination}", lambda: conn.send(destination, body, headers=frame_headers))
             return
-        frame_headers["receipt"] = uuid.uuid4().hex
         self._confirmed(
-            frame_headers["receipt"],
             f"the broker at {self.where} did not confirm the message to {destination}",
-            lambda: self._live().send(destination, body, headers=frame_headers),
+            lambda r: self._live().send(destination, body, headers={**frame_headers, "receipt": r}),
         )
 
     def send_all(self, destination: str, messages: Iterable[tuple[str | bytes, Mapping[str, str]]]) -> int:
