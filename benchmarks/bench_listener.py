@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import queue
 import statistics
 import threading
 import time
@@ -30,7 +29,6 @@ from typing import Any
 
 import psutil
 import pymysql
-import stomp
 from rucio_inlet.catalog_models import FileAvailability, ProcessedEvent
 from rucio_inlet.catalog_states import RunState
 from sqlalchemy import func, select
@@ -49,6 +47,7 @@ from inlet.listener.handlers.catalog import CatalogHandler
 from inlet.listener.routing import Router
 from inlet.listener.rucio_lookup import RucioClientLookup
 from inlet.listener.service import Listener
+from inlet.messaging import Connection, Message, Subscription
 
 
 class AgreeingRucio(RucioClientLookup):
@@ -62,32 +61,24 @@ class AgreeingRucio(RucioClientLookup):
 FILES = 1000  # files of the benchmark run; event i records file i % FILES on RSE B<i // FILES>
 
 
+def transfer_done(tag: str, i: int) -> str:
+    """Event ``i``: file ``i % FILES`` on RSE ``B<i // FILES>``, stamped with its publishing time."""
+    payload = {
+        "scope": "bench",
+        "name": f"{tag}_{i % FILES:05d}.dat",
+        "dst-rse": f"B{i // FILES}",
+        "request-id": f"{tag}-{i}",
+        "sent": time.time(),
+    }
+    return json.dumps({"event_type": "transfer-done", "payload": payload, "created_at": "2026-11-21 00:00:00.000000"})
+
+
 def preload(settings: Settings, destination: str, events: int, tag: str) -> float:
-    b = settings.broker
-    conn = stomp.Connection12([(b.host, b.stomp_port)])
-    receipts: queue.Queue[str] = queue.Queue()
-
-    class L(stomp.ConnectionListener):  # type: ignore[misc]
-        def on_receipt(self, frame: stomp.utils.Frame) -> None:
-            receipts.put(frame.headers["receipt-id"])
-
-    conn.set_listener("r", L())
-    conn.connect(b.username, b.password, wait=True)
-    t0 = time.perf_counter()
-    for i in range(events):
-        body = {
-            "event_type": "transfer-done",
-            "payload": {"scope": "bench", "name": f"{tag}_{i % FILES:05d}.dat", "dst-rse": f"B{i // FILES}",
-                        "request-id": f"{tag}-{i}", "sent": time.time()},
-            "created_at": "2026-11-21 00:00:00.000000",
-        }  # fmt: skip
-        headers = {"persistent": "true"}
-        if i == events - 1:
-            headers["receipt"] = "last"
-        conn.send(destination, json.dumps(body), headers=headers)
-    assert receipts.get(timeout=600) == "last"
-    conn.disconnect()
-    return time.perf_counter() - t0
+    with Connection(settings.broker, receipt_timeout=600) as conn:
+        t0 = time.perf_counter()
+        # One receipt, on the last message: the broker confirms it and, in order, all before it.
+        conn.send_all(destination, ((transfer_done(tag, i), {}) for i in range(events)))
+        return time.perf_counter() - t0
 
 
 def make_catalog(settings: Settings, tag: str, rses: int) -> tuple[Catalog, str]:
@@ -184,29 +175,26 @@ def naive(settings: Settings, events: int, tag: str) -> float:
 
     log = logging.getLogger("bench")
 
-    class Naive(stomp.ConnectionListener):  # type: ignore[misc]
-        def on_message(self, frame: stomp.utils.Frame) -> None:
-            event = parse_message(frame.body.encode(), dict(frame.headers), 1 << 20)
+    def apply(message: Message) -> None:
+        event = parse_message(message.body, message.headers, 1 << 20)
 
-            def work(session: Session) -> None:
-                handler.handle(event, HandlerContext(session, s.listener, lookup, log))
+        def work(session: Session) -> None:
+            handler.handle(event, HandlerContext(session, s.listener, lookup, log))
 
-            try:
-                cat.transaction(work)
-            finally:  # an error (lost, as auto-ack loses it) must not hang the count
-                count[0] += 1
-            if count[0] >= events:
-                done.set()
+        try:
+            cat.transaction(work)
+        finally:  # an error (lost, as auto-ack loses it) must not hang the count
+            count[0] += 1
+        if count[0] >= events:
+            done.set()
 
-    b = s.broker
-    conn = stomp.Connection12([(b.host, b.stomp_port)])
-    conn.set_listener("n", Naive())
-    conn.connect(b.username, b.password, wait=True)
+    sub = Subscription(qname, id="naive", headers={"activemq.prefetchSize": "1000"})
+    conn = Connection(s.broker, subscriptions=[sub], on_message=apply)
     t0 = time.perf_counter()
-    conn.subscribe(qname, id="naive", ack="auto", headers={"activemq.prefetchSize": "1000"})
+    conn.connect()
     done.wait(timeout=3600)
     elapsed = time.perf_counter() - t0
-    conn.disconnect()
+    conn.close()
     cat.dispose()
     drop(s, db)
     return events / elapsed
@@ -222,23 +210,16 @@ def latency(settings: Settings, events: int, rate: float, tag: str) -> list[floa
     runner = threading.Thread(target=lst.run, kwargs={"max_events": events})
     runner.start()
     time.sleep(2)  # let it subscribe
-    b = s.broker
-    conn = stomp.Connection12([(b.host, b.stomp_port)])
-    conn.connect(b.username, b.password, wait=True)
+    conn = Connection(s.broker)
+    conn.connect()
     t0 = time.perf_counter()
     for i in range(events):
-        body = {
-            "event_type": "transfer-done",
-            "payload": {"scope": "bench", "name": f"{tag}_{i % FILES:05d}.dat", "dst-rse": f"B{i // FILES}",
-                        "request-id": f"{tag}-{i}", "sent": time.time()},
-            "created_at": "2026-11-21 00:00:00.000000",
-        }  # fmt: skip
-        conn.send(qname, json.dumps(body), headers={"persistent": "true"})
+        conn.send(qname, transfer_done(tag, i), receipt=False)
         pause = t0 + (i + 1) / rate - time.perf_counter()
         if pause > 0:
             time.sleep(pause)
     runner.join(timeout=600)
-    conn.disconnect()
+    conn.close()
     cat.dispose()
     drop(s, db)
     return lst.latencies
@@ -302,35 +283,45 @@ def main() -> None:
     settings = load_settings()
     tag = uuid.uuid4().hex[:8]
     if args.catchup:
-        print(f"catch-up: {args.catchup:,} transfer-done events queued while no listener runs; host load "
-              f"{psutil.getloadavg()}")  # fmt: skip
+        print(
+            f"catch-up: {args.catchup:,} transfer-done events queued while no listener runs; host load "
+            f"{psutil.getloadavg()}"
+        )
         one = 0.0
         for k in (1, 2):
             took, ledger, avail = catchup(settings, args.catchup, k, f"{tag}c{k}")
             one = one or took
             ok = "none lost, none applied twice" if ledger == avail == args.catchup else "MISMATCH"
-            print(f"  {k} listener(s): drained in {took:.1f} s ({args.catchup / took:,.0f} events/s); ledger rows "
-                  f"{ledger:,}, availability rows {avail:,}: {ok}; ratio to 1 listener {one / took:.2f}",
-                  flush=True)  # fmt: skip
+            print(
+                f"  {k} listener(s): drained in {took:.1f} s ({args.catchup / took:,.0f} events/s); ledger rows "
+                f"{ledger:,}, availability rows {avail:,}: {ok}; ratio to 1 listener {one / took:.2f}",
+                flush=True,
+            )
         return
 
     print(f"events: {args.events} transfer-done, each a catalogue update on MariaDB ({FILES} files per run)")
     print(f"MariaDB round trip (SELECT 1, median): {round_trip_ms(settings):.2f} ms; host load {psutil.getloadavg()}")
     durable_rate, lst, load_rate = durable(settings, args.events, tag + "d", sample=True)
     print(f"preload into the broker: {load_rate:,.0f} events/s")
-    print(f"durable (client-individual ack after commit, ledger, set-based batches): {durable_rate:,.0f} events/s",
-          flush=True)  # fmt: skip
+    print(
+        f"durable (client-individual ack after commit, ledger, set-based batches): {durable_rate:,.0f} events/s",
+        flush=True,
+    )
     naive_rate = naive(settings, args.naive_events or args.events, tag + "n")
-    print(f"naive (auto-ack, no ledger, a transaction per event, {args.naive_events or args.events} events): "
-          f"{naive_rate:,.0f} events/s")  # fmt: skip
+    print(
+        f"naive (auto-ack, no ledger, a transaction per event, {args.naive_events or args.events} events): "
+        f"{naive_rate:,.0f} events/s"
+    )
     print(f"ratio durable / naive: {durable_rate / naive_rate:.2f}")
     mb = [r / 2**20 for r in lst.rss]
     print(f"RSS every {args.events // 10} events (MB): {' '.join(f'{m:.0f}' for m in mb)}")
     print(f"RSS growth first→last sample: {mb[-1] - mb[1] if len(mb) > 1 else 0:+.1f} MB")
     lat = sorted(latency(settings, args.latency_events, args.rate, tag + "l"))
     p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))]
-    print(f"event-to-effect latency at {args.rate:.0f} events/s over {len(lat)} events: "
-          f"median {statistics.median(lat) * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms")  # fmt: skip
+    print(
+        f"event-to-effect latency at {args.rate:.0f} events/s over {len(lat)} events: "
+        f"median {statistics.median(lat) * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms"
+    )
 
 
 if __name__ == "__main__":

@@ -86,8 +86,10 @@ def main() -> None:
     args = ap.parse_args()
     if not args.skip_fill:
         took = fill(args.url, args.runs, args.files)
-        print(f"generated {args.runs:,} runs x {args.files} files = {args.runs * args.files:,} files in {took:.0f} s",
-              flush=True)  # fmt: skip
+        print(
+            f"generated {args.runs:,} runs x {args.files} files = {args.runs * args.files:,} files in {took:.0f} s",
+            flush=True,
+        )
     cat = open_catalog(args.url)
     rng = random.Random(7)
     with cat.session() as s:
@@ -100,18 +102,24 @@ def main() -> None:
         where = f"WHERE r.run_number BETWEEN {a0} AND {a0 + 9} AND f.scope = 'kloe.raw'"
         sql = "SELECT f.scope, f.name FROM run_files f JOIN runs r ON r.id = f.run_id " + where  # noqa: S608
         base = median_ms(raw(s, sql), args.repeat)
-        print(f"select 10 runs: median {ours:.1f} ms (target <= 50 ms); bare join on the cursor {base:.2f} ms; "
-              f"ratio {ours / base:.1f}")  # fmt: skip
+        print(
+            f"select 10 runs: median {ours:.1f} ms (target <= 50 ms); bare join on the cursor {base:.2f} ms; "
+            f"ratio {ours / base:.1f}"
+        )
         page = median_ms(lambda: first_page(s), args.repeat)
         base = median_ms(raw(s, "SELECT * FROM runs ORDER BY experiment, run_number LIMIT 50"), args.repeat)
-        print(f"runs, first page of 50 with per-RSE counts: median {page:.1f} ms (target <= 200 ms); "
-              f"the bare page query {base:.2f} ms; ratio {page / base:.1f}")  # fmt: skip
+        print(
+            f"runs, first page of 50 with per-RSE counts: median {page:.1f} ms (target <= 200 ms); "
+            f"the bare page query {base:.2f} ms; ratio {page / base:.1f}"
+        )
         it2 = iter([rng.randrange(0, args.runs) for _ in range(args.repeat)])
         rec = median_ms(lambda: reconcile_reads(s, next(it2)), args.repeat)
         one_run = f"SELECT * FROM run_files WHERE run_id = {a0 + 1} ORDER BY name"  # noqa: S608
         base = median_ms(raw(s, one_run), args.repeat)
-        print(f"reconcile one run, catalogue reads: median {rec:.1f} ms (target <= 2 s with Rucio's side); "
-              f"bare files query {base:.2f} ms; ratio {rec / base:.1f}")  # fmt: skip
+        print(
+            f"reconcile one run, catalogue reads: median {rec:.1f} ms (target <= 2 s with Rucio's side); "
+            f"bare files query {base:.2f} ms; ratio {rec / base:.1f}"
+        )
     cat.dispose()
 
 

@@ -28,10 +28,11 @@ from pydantic_settings import (
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
+from rucio_inlet.naming import NamingSettings
 
 # The naming rules live with the policy package, which the Rucio server loads without inlet's
 # settings; defining them once there keeps the server and inlet's tools in agreement.
-from rucio_inlet.naming import NamingSettings
+from inlet.event_contract import RUN_NUMBER
 
 ServiceName = Literal["postgres", "rucio", "daemons", "activemq", "s3", "redis", "mariadb", "conveyor"]
 SERVICE_NAMES: tuple[ServiceName, ...] = (
@@ -326,7 +327,7 @@ class ListenerSettings(_Section):
     s3_rses: list[str] = Field(default_factory=lambda: ["S3"], description="RSEs whose copies mean ON_S3.")
     tape_rses: list[str] = Field(default_factory=lambda: ["TAPE"], description="RSEs whose copies mean ON_TAPE.")
     run_pattern: str = Field(
-        r"(?i)run[_-]?0*(?P<run>\d+)",
+        RUN_NUMBER,
         description="Regular expression with a group 'run' that finds the run number in a DID name.",
     )
     metrics_port: int = Field(0, ge=0, description="Prometheus metrics on 127.0.0.1:<port>; 0: off.")

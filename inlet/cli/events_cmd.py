@@ -29,9 +29,9 @@ def publish(
     event_id: Annotated[str | None, typer.Option("--id", help="Event id (default: a new UUID).")] = None,
 ) -> None:
     """Publish an inlet event on \\[broker] inlet_topic (persistent; the listener's queue keeps it)."""
-    from inlet.listener.broker import connection
-    from inlet.listener.events import make_inlet_event
-    from inlet.stomp_login import login
+    from inlet.event_contract import envelope as make_event
+    from inlet.event_contract import publish_headers
+    from inlet.messaging import Connection
 
     try:
         body = json.loads(payload)
@@ -40,15 +40,10 @@ def publish(
     if not isinstance(body, dict):
         raise _fail("--payload must be a JSON object", 'pass an object, e.g. --payload \'{"scope": "cygno"}\'')
     settings = load_settings()
-    envelope = make_inlet_event(event_type, body, event_id)
-    conn = connection(settings.broker)
-    # A BrokerLoginError says which of refused / unreachable: the CLI's one handler prints it.
-    broker = settings.broker
-    login(conn, broker.host, broker.stomp_port, broker.username, broker.password)
-    try:
-        conn.send(broker.inlet_topic, json.dumps(envelope), headers={"persistent": "true", "event_type": event_type})
-    finally:
-        conn.disconnect()
+    envelope = make_event(event_type, body, event_id)
+    # A BrokerUnavailable says which of refused / unreachable: the CLI's one handler prints it.
+    with Connection(settings.broker) as conn:
+        conn.send(settings.broker.inlet_topic, json.dumps(envelope), publish_headers(envelope))
     typer.echo(envelope["id"])
 
 

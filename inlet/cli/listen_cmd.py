@@ -63,7 +63,7 @@ def listen(
     )
 
     try:
-        # BrokerUnavailable / BrokerRefused (a wrong password) reach the CLI's one handler.
+        # BrokerUnavailable (no broker, or a wrong password) reaches the CLI's one handler.
         handled = listener.run(max_events=max_events)
     finally:
         catalog.dispose()
@@ -72,7 +72,8 @@ def listen(
 
 def _status(port: int, settings: object) -> int:
     from inlet.config import Settings
-    from inlet.listener.dlq import DeadLetterQueue, DLQError
+    from inlet.listener.dlq import DeadLetterQueue
+    from inlet.messaging import BrokerUnavailable
 
     assert isinstance(settings, Settings)
     code = 0
@@ -92,7 +93,7 @@ def _status(port: int, settings: object) -> int:
     try:
         size = len(DeadLetterQueue(settings.broker, settings.listener).letters())
         typer.echo(f"dlq {settings.listener.dlq}: {size} message(s)")
-    except DLQError as err:
+    except BrokerUnavailable as err:
         console.print(f"[bold red]error:[/] {escape(str(err))}")
         code = 1
     return code

@@ -11,24 +11,12 @@ from __future__ import annotations
 
 import queue
 import time
-import uuid
 from dataclasses import dataclass
-
-import stomp
 
 from inlet.config import BrokerSettings, ListenerSettings
 from inlet.errors import InletError
-from inlet.listener.broker import (
-    DELIVERIES,
-    DLQ_AT,
-    DLQ_HANDLER,
-    DLQ_ID,
-    DLQ_ORIGINAL_ID,
-    DLQ_REASON,
-    DLQ_SOURCE,
-    connection,
-)
-from inlet.stomp_login import BrokerLoginError, login
+from inlet.listener.broker import DELIVERIES, DLQ_AT, DLQ_HANDLER, DLQ_ID, DLQ_ORIGINAL_ID, DLQ_REASON, DLQ_SOURCE
+from inlet.messaging import BrokerUnavailable, Connection, Message, Subscription
 
 
 class DLQError(InletError):
@@ -62,54 +50,39 @@ def _letter(headers: dict[str, str], body: bytes) -> DeadLetter:
     )
 
 
-class _Collect(stomp.ConnectionListener):  # type: ignore[misc]
-    def __init__(self) -> None:
-        self.frames: queue.Queue[tuple[dict[str, str], bytes]] = queue.Queue()
-        self.receipts: queue.Queue[str] = queue.Queue()
-
-    def on_message(self, frame: stomp.utils.Frame) -> None:
-        body = frame.body if isinstance(frame.body, bytes) else str(frame.body).encode()
-        self.frames.put((dict(frame.headers), body))
-
-    def on_receipt(self, frame: stomp.utils.Frame) -> None:
-        self.receipts.put(frame.headers.get("receipt-id", ""))
-
-
 class DeadLetterQueue:
     def __init__(self, broker: BrokerSettings, settings: ListenerSettings, timeout: float = 10.0) -> None:
         self.broker = broker
         self.settings = settings
         self.timeout = timeout
 
-    def _open(self) -> tuple[stomp.Connection12, _Collect]:
-        conn = connection(self.broker)
-        collect = _Collect()
-        conn.set_listener("dlq", collect)
-        b = self.broker
-        try:
-            login(conn, b.host, b.stomp_port, b.username, b.password)
-        except BrokerLoginError as exc:
-            raise DLQError(exc.problem, exc.fix) from None
-        return conn, collect
+    def _open(self, subscription: Subscription) -> tuple[Connection, queue.Queue[Message]]:
+        """A connection whose ``subscription`` the broker confirmed, and the queue its messages go to."""
+        frames: queue.Queue[Message] = queue.Queue()
+        conn = Connection(
+            self.broker, subscriptions=[subscription], on_message=frames.put, receipt_timeout=self.timeout
+        )
+        conn.connect()
+        return conn, frames
 
     def letters(self) -> list[DeadLetter]:
         """Every message in the DLQ, oldest first, without consuming any."""
-        conn, collect = self._open()
+        browse = Subscription(self.settings.dlq, id="browse", headers={"browser": "true"})
+        conn, frames = self._open(browse)
         try:
-            conn.subscribe(self.settings.dlq, id="browse", ack="auto", headers={"browser": "true"})
             out: list[DeadLetter] = []
             while True:
                 try:
-                    headers, body = collect.frames.get(timeout=self.timeout)
+                    message = frames.get(timeout=self.timeout)
                 except queue.Empty:
-                    raise DLQError(f"browsing {self.settings.dlq}: the broker did not finish within "
-                                   f"{self.timeout:.0f} s") from None  # fmt: skip
+                    what = f"browsing {self.settings.dlq}: the broker did not finish within {self.timeout:.0f} s"
+                    raise BrokerUnavailable(what, "check that the broker runs (`inlet lake status`)") from None
                 # ActiveMQ ends a browse with an empty message that carries browser:end.
-                if headers.get("browser") == "end":
+                if message.headers.get("browser") == "end":
                     return out
-                out.append(_letter(headers, body))
+                out.append(_letter(message.headers, message.body))
         finally:
-            conn.disconnect()
+            conn.close()
 
     def show(self, dlq_id: str) -> DeadLetter:
         for letter in self.letters():
@@ -136,39 +109,31 @@ class DeadLetterQueue:
                 raise DLQError(f"message {i} has no {DLQ_SOURCE} header: cannot tell where to replay it")
         if not wanted:
             return []
-        conn, collect = self._open()
+        ids = ", ".join(f"'{i}'" for i in wanted)
+        replay = Subscription(
+            self.settings.dlq, id="replay", ack="client-individual", headers={"selector": f"{DLQ_ID} IN ({ids})"}
+        )
+        conn, frames = self._open(replay)
         done: list[str] = []
         try:
-            ids = ", ".join(f"'{i}'" for i in wanted)
-            receipt = uuid.uuid4().hex
-            conn.subscribe(
-                self.settings.dlq,
-                id="replay",
-                ack="client-individual",
-                headers={"selector": f"{DLQ_ID} IN ({ids})", "receipt": receipt},
-            )
             deadline = time.monotonic() + self.timeout
             while len(done) < len(wanted) and time.monotonic() < deadline:
                 try:
-                    headers, original = collect.frames.get(timeout=0.5)
+                    message = frames.get(timeout=0.5)
                 except queue.Empty:
                     continue
-                letter = _letter(headers, original)
+                letter = _letter(message.headers, message.body)
                 keep = {
                     k: v
-                    for k, v in headers.items()
+                    for k, v in message.headers.items()
                     if k == "event_type"
                     or (k.startswith("inlet_") and not k.startswith("inlet_dlq") and k != DELIVERIES)
                 }
-                keep["persistent"] = "true"
                 keep["inlet_replayed_from"] = letter.dlq_id
-                tx = conn.begin()
-                conn.send(letter.source, body if body is not None else original, headers=keep, transaction=tx)
-                conn.ack(headers["ack"], transaction=tx)
-                conn.commit(tx)
+                conn.send_and_ack(message, letter.source, body if body is not None else message.body, keep)
                 done.append(letter.dlq_id)
         finally:
-            conn.disconnect()
+            conn.close()
         missing = sorted(set(wanted) - set(done))
         if missing:
             raise DLQError(

@@ -1,7 +1,7 @@
 """What an event is, and how a broker message becomes one (or is rejected with the reason).
 
 hermes sends ``{"event_type", "payload", "created_at"}``; inlet's own events use the same
-envelope plus an ``id``. Anything else is rejected here, before a handler sees it, with a
+envelope plus an ``id`` (:mod:`inlet.event_contract`). Anything else is rejected here, before a handler sees it, with a
 reason that names what is wrong, so that the message can go to the dead-letter queue.
 
 Parsing is *total*: whatever the bytes (huge integers that ``int()`` refuses, nesting deep
@@ -18,13 +18,11 @@ import datetime as dt
 import hashlib
 import json
 import re
-import uuid
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
-ENVELOPE_REQUIRED = ("event_type", "payload", "created_at")
-ENVELOPE_ALLOWED = frozenset({*ENVELOPE_REQUIRED, "id"})
+from inlet.event_contract import ENVELOPE_ALLOWED, ENVELOPE_REQUIRED
 
 #: Payload fields that name the event's subject, in order of preference, for the ledger key.
 _KEY_FIELDS = ("request-id", "rule_id", "rule-id", "id")
@@ -245,13 +243,3 @@ def _parse(body: bytes, headers: dict[str, str], max_bytes: int) -> Event:
     )
     _ = event.key  # computed here, inside the boundary, and kept (cached) for the handlers
     return event
-
-
-def make_inlet_event(event_type: str, payload: dict[str, Any], event_id: str | None = None) -> dict[str, Any]:
-    """The envelope of an event inlet publishes itself (same shape as hermes', plus ``id``)."""
-    return {
-        "event_type": event_type,
-        "payload": payload,
-        "created_at": dt.datetime.now(dt.UTC).isoformat(),
-        "id": event_id or uuid.uuid4().hex,
-    }

@@ -19,6 +19,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import object_session
 
 from inlet.config import AlarmSettings
+from inlet.event_contract import publish_headers
 
 log = logging.getLogger(__name__)
 
@@ -93,10 +94,7 @@ class InletEventSender:
     def __call__(self, msg: OutboxMessage) -> None:
         envelope = dict(msg.payload)
         envelope.setdefault("id", msg.idempotency_key)
-        self.publish(
-            json.dumps(envelope),
-            {"event_type": str(envelope.get("event_type", "")), "inlet_event_id": str(envelope["id"])},
-        )
+        self.publish(json.dumps(envelope), publish_headers(envelope))
 
 
 class Dispatcher:

@@ -61,8 +61,13 @@ class RecoHandler:
             ctx.log.warning(
                 "run %s: datasetlock_ok says %s:%s is on %s, but Rucio lists %d of its %d files as not AVAILABLE "
                 "there: reconstruction not started",
-                run.label, scope, name, rse, len(missing), len(files),
-            )  # fmt: skip
+                run.label,
+                scope,
+                name,
+                rse,
+                len(missing),
+                len(files),
+            )
             return
         job = {
             "experiment": run.experiment,

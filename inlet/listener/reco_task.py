@@ -83,9 +83,17 @@ def reconstruct(settings: Settings, job: dict[str, Any], key: str) -> dict[str, 
             except DataIdentifierNotFound:
                 pass
             uploader.upload(
-                [{"path": str(out), "rse": reco.rse, "did_scope": scope, "did_name": out.name,
-                  "dataset_scope": scope, "dataset_name": dataset}]
-            )  # fmt: skip
+                [
+                    {
+                        "path": str(out),
+                        "rse": reco.rse,
+                        "did_scope": scope,
+                        "did_name": out.name,
+                        "dataset_scope": scope,
+                        "dataset_name": dataset,
+                    }
+                ]
+            )
         with contextlib.suppress(DuplicateRule):
             client.add_replication_rule([{"scope": scope, "name": dataset}], 1, reco.rse)
 

@@ -34,7 +34,7 @@ from inlet.catalog import Catalog, ledger
 from inlet.catalog.upsert import insert_ignore
 from inlet.config import Settings
 from inlet.listener import metrics
-from inlet.listener.broker import BrokerLink, Delivery
+from inlet.listener.broker import BrokerLink, Delivery, Link
 from inlet.listener.events import BadEvent, Event, parse_message
 from inlet.listener.handlers.alarms import queue_alarm
 from inlet.listener.handlers.base import BatchHandler, Handler, HandlerContext, RucioLookup
@@ -64,13 +64,16 @@ class _Item:
 
 
 class Listener:
-    def __init__(self, settings: Settings, catalog: Catalog, router: Router, rucio: RucioLookup) -> None:
+    def __init__(
+        self, settings: Settings, catalog: Catalog, router: Router, rucio: RucioLookup, link: Link | None = None
+    ) -> None:
+        """``link``: the broker link (default: a :class:`BrokerLink` on both of the listener's queues)."""
         self.settings = settings
         self.ls = settings.listener
         self.catalog = catalog
         self.router = router
         self.rucio = rucio
-        self.link = BrokerLink(settings.broker, self.ls, [self.ls.rucio_queue, self.ls.inlet_queue])
+        self.link: Link = link or BrokerLink(settings.broker, self.ls, [self.ls.rucio_queue, self.ls.inlet_queue])
         self.stopping = threading.Event()
         self.attempts: dict[str, int] = {}
         #: Message ids to handle in a batch of their own (their batch's transaction failed).
@@ -257,8 +260,13 @@ class Listener:
             if n >= self.ls.handler_attempts:
                 self.attempts.pop(f"tx:{d.message_id}", None)
                 self.alone.discard(d.message_id)
-                self._dead_letter(d, i.event, f"the catalogue transaction failed {n} times on this event alone, "
-                                  f"while the catalogue answers; last error: {why}", None)  # fmt: skip
+                self._dead_letter(
+                    d,
+                    i.event,
+                    f"the catalogue transaction failed {n} times on this event alone, "
+                    f"while the catalogue answers; last error: {why}",
+                    None,
+                )
             else:
                 self.retries.append((due, d))
 
@@ -288,8 +296,12 @@ class Listener:
                 None,
             )
         elif self.link.requeue(d, n):
-            log.info("message %s was delivered before, unsettled (%d of %d): requeued", d.message_id, n,
-                     self.ls.max_deliveries)  # fmt: skip
+            log.info(
+                "message %s was delivered before, unsettled (%d of %d): requeued",
+                d.message_id,
+                n,
+                self.ls.max_deliveries,
+            )
 
     def _consumer(self, handler: Handler) -> str:
         return f"{self.ls.consumer}:{handler.name}"[:64]
@@ -441,8 +453,14 @@ class Listener:
             self._dead_letter(d, event, f"handler {handler} failed {n} times; last error: {why}", handler)
             return
         delay = self.ls.retry_backoff * (2 ** (n - 1))
-        log.info("retrying %s (%s) in %.1f s (attempt %d/%d)", event.event_type, event.key, delay, n + 1,
-                 self.ls.handler_attempts)  # fmt: skip
+        log.info(
+            "retrying %s (%s) in %.1f s (attempt %d/%d)",
+            event.event_type,
+            event.key,
+            delay,
+            n + 1,
+            self.ls.handler_attempts,
+        )
         self.retries.append((time.monotonic() + delay, d))
 
     def _dead_letter(self, d: Delivery, event: Event | None, reason: str, handler: str | None) -> None:

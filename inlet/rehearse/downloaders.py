@@ -14,7 +14,6 @@ it up first.
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -24,14 +23,17 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-import stomp
 from rucio_inlet.checksums import file_adler32
 
+from inlet import messaging
 from inlet.config import BrokerSettings
+from inlet.event_contract import FILE_REGISTERED
 from inlet.rehearse.timeline import CORRUPTED, DOWNLOADED, Timeline, rucio_time
-from inlet.stomp_login import login
 
 log = logging.getLogger(__name__)
+
+#: Rucio's event (hermes) for a finished transfer.
+TRANSFER_DONE = "transfer-done"
 
 
 class SiteB:
@@ -145,31 +147,6 @@ class _Fetcher:
         self.pool.shutdown(wait=True, cancel_futures=False)
 
 
-class _StompEvents(stomp.ConnectionListener):  # type: ignore[misc]
-    def __init__(self, on_doc: Callable[[dict[str, Any], float], None]) -> None:
-        self.on_doc = on_doc
-        self.receipts: dict[str, threading.Event] = {}
-
-    def on_message(self, frame: Any) -> None:
-        now = time.time()
-        # stomp.py's receiver thread: nothing a message holds may escape from here.
-        try:
-            doc = json.loads(frame.body)
-        except (ValueError, RecursionError):
-            log.warning("ignoring a message that is not JSON: %.200r", frame.body)
-            return
-        if isinstance(doc, dict) and isinstance(doc.get("payload"), dict):
-            try:
-                self.on_doc(doc, now)
-            except Exception as exc:
-                log.warning("ignoring an event that could not be handled: %s: %.200s", type(exc).__name__, exc)
-
-    def on_receipt(self, frame: Any) -> None:
-        ev = self.receipts.get(frame.headers.get("receipt-id", ""))
-        if ev is not None:
-            ev.set()
-
-
 class EventDownloader:
     """Fetch each chunk as soon as Rucio says its replica at site B is done."""
 
@@ -189,49 +166,48 @@ class EventDownloader:
         self.site = site
         self.timeline = timeline
         self.fetcher = _Fetcher("event", site, timeline, dest, workers, drill, keep)
-        self.listener = _StompEvents(self._on_doc)
-        self.conn: stomp.Connection12 | None = None
+        # A reader: the rehearsal only listens, so it uses the read-only login. Selectors, so the
+        # broker does not ship every other hermes event to us.
+        self.conn = messaging.Connection(
+            broker,
+            role="reader",
+            subscriptions=[
+                messaging.Subscription(
+                    broker.rucio_topic, "rehearse-0", headers={"selector": f"event_type = '{TRANSFER_DONE}'"}
+                ),
+                messaging.Subscription(
+                    broker.inlet_topic, "rehearse-1", headers={"selector": f"event_type = '{FILE_REGISTERED}'"}
+                ),
+            ],
+            on_message=messaging.json_documents(self._on_doc, "the rehearsal's topics"),
+        )
         self.reconnects = 0
 
     def start(self) -> None:
         """Subscribe to both topics and return once the broker has confirmed both subscriptions."""
-        conn = stomp.Connection12([(self.broker.host, self.broker.stomp_port)])
-        conn.set_listener("rehearse", self.listener)
-        b = self.broker
-        # A reader: the rehearsal only listens, so it uses the read-only login.
-        creds = "[broker] reader_username/reader_password"
-        login(conn, b.host, b.stomp_port, b.reader_username, b.reader_password, creds)
-        subs = (
-            # A selector, so the broker does not ship every other hermes event to us.
-            (self.broker.rucio_topic, {"selector": "event_type = 'transfer-done'"}),
-            (self.broker.inlet_topic, {"selector": "event_type = 'file-registered'"}),
-        )
-        for i, (dest, headers) in enumerate(subs):
-            receipt = f"rehearse-sub-{i}-{self.reconnects}"
-            ev = self.listener.receipts[receipt] = threading.Event()
-            conn.subscribe(dest, id=f"rehearse-{i}", ack="auto", headers={**headers, "receipt": receipt})
-            if not ev.wait(15):
-                raise ConnectionError(f"the broker did not confirm the subscription to {dest} within 15 s")
-        self.conn = conn
+        self.conn.connect()
 
     def ensure_connected(self) -> bool:
         """Reconnect after a broker restart; True if it had to (events in between are gone: the
         polling side still sees those chunks, and the report counts them as missed by events)."""
-        if self.conn is not None and self.conn.is_connected():
+        if self.conn.is_connected():
             return False
         self.reconnects += 1
         self.start()
         return True
 
-    def _on_doc(self, doc: dict[str, Any], now: float) -> None:
-        payload = doc["payload"]
+    def _on_doc(self, doc: dict[str, Any]) -> None:
+        now = time.time()
+        payload = doc.get("payload")
+        if not isinstance(payload, dict):
+            return
         etype = doc.get("event_type")
         name = str(payload.get("name", ""))
-        if etype == "file-registered":
+        if etype == FILE_REGISTERED:
             known = self.timeline.update(name, registered=rucio_time(payload.get("registered_at")), registered_seen=now)
             if known and self.on_registered is not None:
                 self.on_registered(name)
-        elif etype == "transfer-done" and payload.get("dst-rse") == self.site.rse:
+        elif etype == TRANSFER_DONE and payload.get("dst-rse") == self.site.rse:
             known = self.timeline.update(
                 name,
                 request_created=rucio_time(payload.get("created_at")),
@@ -245,11 +221,7 @@ class EventDownloader:
                 self.fetcher.submit(name, str(pfn))
 
     def close(self) -> None:
-        if self.conn is not None:
-            try:
-                self.conn.disconnect()
-            except Exception as exc:
-                log.debug("closing the STOMP connection: %s", exc)
+        self.conn.close()
         self.fetcher.close()
 
 

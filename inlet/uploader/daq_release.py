@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from inlet.event_contract import DAQ_RELEASE
 from inlet.uploader.digest import digest_file
-from inlet.uploader.events import DAQ_RELEASE
 
 log = logging.getLogger(__name__)
 alarm = logging.getLogger("inlet.uploader.alarm")

@@ -34,9 +34,10 @@ from inlet.catalog import runs as catalog_runs
 from inlet.catalog.db import Catalog, open_catalog
 from inlet.catalog.upsert import insert_ignore
 from inlet.config import Settings
+from inlet.event_contract import FILE_REGISTERED, envelope, file_event_id
 from inlet.uploader.daq_release import Pending, PendingStore
 from inlet.uploader.digest import digest_stream
-from inlet.uploader.events import FILE_REGISTERED, Publisher, envelope, file_quarantined, file_registered_id
+from inlet.uploader.events import Publisher, file_quarantined
 from inlet.uploader.plan import BadInput, FilePlan, RunCollections, plan_file, run_collections, stream_policy
 from inlet.uploader.quarantine import quarantine_info
 from inlet.uploader.roots import DaqFile, DaqRoots, Refused, worker_roots
@@ -452,7 +453,7 @@ class Uploader:
                     "closed_at": _iso(dt.datetime.fromtimestamp(pl.state.mtime_ns / 1e9, dt.UTC)),
                     "registered_at": _iso(now),
                 },
-                file_registered_id(p.scope, p.name),
+                file_event_id(FILE_REGISTERED, p.scope, p.name),
             )
             for p, pl in ok
         ]

@@ -7,9 +7,11 @@ test session to other ports or another state directory.
 
 Also what the uploader's tests share: an uploader environment with a Redis database of each
 test module's own (``uploader_env``), real Celery workers (``start_worker``, or the
-``celery_worker`` factory that stops them at the end of the module), DAQ files
-(``daq_files``) and ``wait_for``. The plain functions are imported by the tests
-(``from tests.integration.conftest import ...``); the factories are fixtures.
+``celery_worker`` factory that stops them at the end of the module), real watchers
+(``start_watcher``/``stop_watcher``), DAQ files
+(``daq_files``) and ``wait_for``; and what arrives on a broker destination (``Topic``). The
+plain functions are imported by the tests (``from tests.integration.conftest import ...``);
+the factories are fixtures.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import queue
 import signal
 import subprocess
 import sys
@@ -24,14 +27,15 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import pytest
 
 from inlet.catalog import open_catalog
 from inlet.catalog.db import Catalog
-from inlet.config import load_settings
+from inlet.config import BrokerSettings, load_settings
 from inlet.lake.lake import Lake
+from inlet.messaging import Connection, Message, Role, Subscription
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -62,8 +66,12 @@ def _retire_test_rses(lake: Lake) -> None:
     keep = [r.name for r in lake_topology(str(lake.paths.data), s.s3.endpoint, s.s3.bucket, s).rses]
     res = subprocess.run(
         [sys.executable, "-c", _RETIRE_TEST_RSES, *keep],
-        env={**os.environ, **lake.exports()}, capture_output=True, text=True, timeout=300, check=False,
-    )  # fmt: skip
+        env={**os.environ, **lake.exports()},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert res.returncode == 0, res.stderr[-2000:]
 
 
@@ -102,6 +110,43 @@ def wait_for(what: str, cond: Callable[[], Any], timeout: float = 120.0, every: 
             return value
         time.sleep(every)
     raise AssertionError(f"gave up waiting for {what}")
+
+
+class Topic:
+    """What arrives on a broker destination from the subscription on (confirmed by the broker).
+
+    ``inbox`` hands over each :class:`~inlet.messaging.Message` once; ``docs`` keeps every
+    JSON body seen, in order, for tests that look for one event among many. Subscribed
+    from :meth:`open` (or entering a ``with`` block) to :meth:`close`.
+    """
+
+    def __init__(self, broker: BrokerSettings, destination: str, *, role: Role = "inlet") -> None:
+        self.inbox: queue.Queue[Message] = queue.Queue()
+        self.docs: list[dict[str, Any]] = []
+        sub = Subscription(destination, id=f"test-{uuid.uuid4().hex[:12]}")
+        self.conn = Connection(broker, role=role, subscriptions=[sub], on_message=self._arrived)
+
+    def _arrived(self, message: Message) -> None:
+        try:
+            doc = json.loads(message.body)
+        except ValueError:
+            doc = None
+        if isinstance(doc, dict):
+            self.docs.append(doc)
+        self.inbox.put(message)
+
+    def open(self) -> Self:
+        self.conn.connect()
+        return self
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> Self:
+        return self.open()
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
 
 
 def inlet(env: dict[str, str], *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
@@ -168,6 +213,21 @@ def stop_worker(proc: subprocess.Popen[bytes] | None, timeout: float = 60) -> No
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout)
+
+
+def start_watcher(
+    env: dict[str, str], daq: Path, log: Path, *, stable: float, interval: float
+) -> subprocess.Popen[bytes]:
+    """A real ``inlet watch DAQ`` (``--stable``/``--interval`` as given), its output in ``log``."""
+    argv = [str(BIN / "inlet"), "watch", str(daq), "--stable", f"{stable:g}", "--interval", f"{interval:g}"]
+    with log.open("wb") as out:
+        return subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT)
+
+
+def stop_watcher(proc: subprocess.Popen[bytes]) -> None:
+    """Stop a watcher from ``start_watcher`` (SIGTERM) and wait for it to exit."""
+    proc.terminate()
+    proc.wait(30)
 
 
 #: Redis databases handed to test modules, one each (the lake's own database is never handed out).

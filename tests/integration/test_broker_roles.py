@@ -20,7 +20,6 @@ import uuid
 from pathlib import Path
 
 import pytest
-import stomp
 
 from inlet.catalog import RunState
 from inlet.catalog import runs as catalog_runs
@@ -29,39 +28,33 @@ from inlet.lake.lake import Lake
 from inlet.lake.ports import wait_until
 from inlet.lake.services.base import venv_bin
 from inlet.listener.dlq import DeadLetterQueue
+from inlet.messaging import BrokerUnavailable, Connection, Role, Subscription
 
 
-def send_as(lake: Lake, login: str, passcode: str, destination: str, body: str, headers: dict[str, str]) -> str:
-    """Publish once with that login; returns "RECEIPT" or the broker's ERROR message."""
-    b = lake.settings.broker
-    answers: list[str] = []
-
-    class _L(stomp.ConnectionListener):  # type: ignore[misc]
-        def on_receipt(self, frame: stomp.utils.Frame) -> None:
-            answers.append("RECEIPT")
-
-        def on_error(self, frame: stomp.utils.Frame) -> None:
-            answers.append(str(frame.headers.get("message", "ERROR")))
-
-    conn = stomp.Connection12([(b.host, b.stomp_port)], reconnect_attempts_max=1)
-    conn.set_listener("l", _L())
-    conn.connect(login, passcode, wait=True)
-    conn.send(destination, body, headers={**headers, "persistent": "true", "receipt": uuid.uuid4().hex})
-    assert wait_until(lambda: bool(answers), 30)
-    if conn.is_connected():
-        conn.disconnect()
-    return answers[0]
+def send_as(lake: Lake, role: Role, destination: str, body: str, headers: dict[str, str]) -> str:
+    """Publish once with that role's login; returns "RECEIPT" or the broker's ERROR message."""
+    try:
+        with Connection(lake.settings.broker, role=role) as conn:
+            conn.send(destination, body, headers)
+    except BrokerUnavailable as exc:
+        return exc.broker_error or exc.problem
+    return "RECEIPT"
 
 
 def forged_transfer_done(scope: str, name: str, rse: str) -> str:
     return json.dumps(
         {
             "event_type": "transfer-done",
-            "payload": {"scope": scope, "name": name, "dst-rse": rse, "request-id": uuid.uuid4().hex,
-                        "transferred_at": "2026-11-21 10:00:00"},
+            "payload": {
+                "scope": scope,
+                "name": name,
+                "dst-rse": rse,
+                "request-id": uuid.uuid4().hex,
+                "transferred_at": "2026-11-21 10:00:00",
+            },
             "created_at": "2026-11-21 10:00:01",
         }
-    )  # fmt: skip
+    )
 
 
 def in_queue(lake: Lake, destination: str, marker: str) -> bool:
@@ -73,36 +66,26 @@ def in_queue(lake: Lake, destination: str, marker: str) -> bool:
 def test_a_reader_can_subscribe_but_publish_on_neither_topic(lake: Lake) -> None:
     b = lake.settings.broker
     for dest in (b.rucio_topic, b.inlet_topic, lake.settings.listener.rucio_queue):
-        answer = send_as(lake, b.reader_username, b.reader_password, dest, "{}", {})
+        answer = send_as(lake, "reader", dest, "{}", {})
         assert answer.startswith(f"User {b.reader_username} is not authorized to write"), (dest, answer)
-    # Reading is what a reader is for.
-    collect: list[str] = []
-
-    class _R(stomp.ConnectionListener):  # type: ignore[misc]
-        def on_receipt(self, frame: stomp.utils.Frame) -> None:
-            collect.append(frame.headers["receipt-id"])
-
-    conn = stomp.Connection12([(b.host, b.stomp_port)])
-    conn.set_listener("r", _R())
-    conn.connect(b.reader_username, b.reader_password, wait=True)
-    conn.subscribe(b.rucio_topic, id="1", headers={"receipt": "s1"})
-    conn.subscribe(b.inlet_topic, id="2", headers={"receipt": "s2"})
-    assert wait_until(lambda: sorted(collect) == ["s1", "s2"], 30)
-    conn.disconnect()
+    # Reading is what a reader is for: the broker confirms both subscriptions.
+    subs = [Subscription(b.rucio_topic, id="1"), Subscription(b.inlet_topic, id="2")]
+    with Connection(b, role="reader", subscriptions=subs) as conn:
+        assert conn.is_connected()
 
 
 def test_hermes_publishes_rucios_topic_only(lake: Lake) -> None:
     b = lake.settings.broker
-    answer = send_as(lake, b.hermes_username, b.hermes_password, b.inlet_topic, "{}", {})
+    answer = send_as(lake, "hermes", b.inlet_topic, "{}", {})
     assert answer.startswith(f"User {b.hermes_username} is not authorized to write"), answer
-    answer = send_as(lake, b.hermes_username, b.hermes_password, lake.settings.listener.inlet_queue, "{}", {})
+    answer = send_as(lake, "hermes", lake.settings.listener.inlet_queue, "{}", {})
     assert "not authorized to write" in answer
     # inlet's services cannot speak for Rucio either.
-    answer = send_as(lake, b.username, b.password, b.rucio_topic, "{}", {})
+    answer = send_as(lake, "inlet", b.rucio_topic, "{}", {})
     assert answer.startswith(f"User {b.username} is not authorized to write"), answer
     # What hermes may do, it can (the lake's real hermes logs in with this account).
     noop = json.dumps({"event_type": "inlet-test-noop", "payload": {}, "created_at": "2026-11-21 10:00:00"})
-    assert send_as(lake, b.hermes_username, b.hermes_password, b.rucio_topic, noop, {}) == "RECEIPT"
+    assert send_as(lake, "hermes", b.rucio_topic, noop, {}) == "RECEIPT"
 
 
 def test_a_forged_transfer_done_from_a_reader_never_reaches_the_listener(lake: Lake) -> None:
@@ -110,7 +93,7 @@ def test_a_forged_transfer_done_from_a_reader_never_reaches_the_listener(lake: L
     marker = f"forged-{uuid.uuid4().hex}"
     body = forged_transfer_done("test", marker, "TAPE")
     for dest in (b.rucio_topic, b.inlet_topic, ls.rucio_queue, ls.inlet_queue):
-        answer = send_as(lake, b.reader_username, b.reader_password, dest, body, {"event_type": "transfer-done"})
+        answer = send_as(lake, "reader", dest, body, {"event_type": "transfer-done"})
         assert "not authorized to write" in answer, (dest, answer)
     # The listener's queues (where the composite topics forward to) never got it.
     assert not in_queue(lake, ls.rucio_queue, marker)
@@ -133,8 +116,9 @@ def test_a_forged_transfer_done_from_inlets_own_login_does_not_put_a_run_on_tape
     name = f"run{run_number}_000.dat"
     (tmp_path / name).write_bytes(os.urandom(1024))
     # A real file in Rucio, on disk only (SITE_A_DISK), not on tape.
-    res = subprocess.run([sys.executable, "-c", UPLOAD, str(tmp_path / name)], env=rucio_env, capture_output=True,
-                         text=True, timeout=180)  # fmt: skip
+    res = subprocess.run(
+        [sys.executable, "-c", UPLOAD, str(tmp_path / name)], env=rucio_env, capture_output=True, text=True, timeout=180
+    )
     assert res.returncode == 0, res.stderr[-3000:]
 
     def register(session: object) -> None:
@@ -148,23 +132,23 @@ def test_a_forged_transfer_done_from_inlets_own_login_does_not_put_a_run_on_tape
 
     cat.transaction(register)
     config = tmp_path / "inlet.toml"
-    config.write_text(textwrap.dedent(f"""
+    config.write_text(
+        textwrap.dedent(f"""
         [listener]
         consumer = "roles-{uuid.uuid4().hex[:8]}"
         tape_rses = ["TAPE"]
         metrics_port = 0
-        """))  # fmt: skip
+        """)
+    )
     env = {**rucio_env, "INLET_CONFIG": str(config), "INLET_CATALOG__URL": url}
     log = tmp_path / "listener.log"
     with log.open("wb") as out:
         listener = subprocess.Popen([venv_bin("inlet"), "-v", "listen"], env=env, stdout=out, stderr=out)
     try:
         assert wait_until(lambda: "subscribed to" in log.read_text(errors="replace"), 60), log.read_text()
-        b = lake.settings.broker
         # The most a forger with inlet's login can do: write straight into the listener's Rucio queue.
         body = forged_transfer_done("test", name, "TAPE")
-        answer = send_as(lake, b.username, b.password, lake.settings.listener.rucio_queue, body,
-                         {"event_type": "transfer-done"})  # fmt: skip
+        answer = send_as(lake, "inlet", lake.settings.listener.rucio_queue, body, {"event_type": "transfer-done"})
         assert answer == "RECEIPT"
         assert wait_until(lambda: "a forged or premature event?" in " ".join(log.read_text().split()), 120), (
             log.read_text(errors="replace")[-3000:]
@@ -186,14 +170,13 @@ def test_a_wrong_broker_password_or_an_absent_broker_is_one_line_that_says_which
         free.bind(("127.0.0.1", 0))
         absent = free.getsockname()[1]
     cases = {
-        "refused": (
-            {"INLET_BROKER__PASSWORD": "wrong"}, "refused the login of 'inlet'"
-        ),
+        "refused": ({"INLET_BROKER__PASSWORD": "wrong"}, "refused the login of 'inlet'"),
         "absent": ({"INLET_BROKER__STOMP_PORT": str(absent)}, f"cannot reach the broker at 127.0.0.1:{absent}"),
-    }  # fmt: skip
+    }
     for what, (override, expected) in cases.items():
-        res = subprocess.run([venv_bin("inlet"), *command], env={**env, **override}, capture_output=True, text=True,
-                             timeout=120)  # fmt: skip
+        res = subprocess.run(
+            [venv_bin("inlet"), *command], env={**env, **override}, capture_output=True, text=True, timeout=120
+        )
         assert res.returncode != 0, (what, res.stderr)
         lines = res.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("inlet: error: "), (what, res.stderr)

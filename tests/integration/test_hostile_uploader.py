@@ -24,8 +24,8 @@ import redis
 
 from inlet.lake.lake import Lake
 from tests.integration import test_uploader_flow as flow
-from tests.integration.conftest import BIN, daq_files, inlet, python_child, wait_for
-from tests.integration.test_uploader_flow import SCOPE, Events, _adler, ask
+from tests.integration.conftest import Topic, daq_files, inlet, python_child, start_watcher, stop_watcher, wait_for
+from tests.integration.test_uploader_flow import SCOPE, _adler, ask
 
 # test_uploader_flow's fixtures, reused rather than copied: its env (a queue, state and
 # quarantine of this module's own; DAQ roots: pytest's temporary directory), a real worker on
@@ -76,12 +76,12 @@ def forge(env: dict[str, str], *tasks: tuple[str, list[Any]]) -> list[dict[str, 
     return out
 
 
-def quarantine_events(events: Events, name: str) -> list[dict[str, Any]]:
+def quarantine_events(events: Topic, name: str) -> list[dict[str, Any]]:
     return [d for d in events.docs if d["event_type"] == "file-quarantined" and d["payload"]["name"] == name]
 
 
 def test_a_symlink_to_a_private_file_outside_the_roots_is_refused_not_uploaded(
-    env: dict[str, str], worker: subprocess.Popen[bytes], events: Events, tmp_path: Path, outside: Path
+    env: dict[str, str], worker: subprocess.Popen[bytes], events: Topic, tmp_path: Path, outside: Path
 ) -> None:
     run = random.randint(100_000, 999_999)
     secret = outside / "secret.key"
@@ -193,7 +193,7 @@ def test_bad_sidecars_are_quarantined_with_reasons_while_the_good_files_are_regi
     lake: Lake,
     env: dict[str, str],
     worker: subprocess.Popen[bytes],
-    events: Events,
+    events: Topic,
     tmp_path: Path,
     outside: Path,
 ) -> None:
@@ -219,13 +219,7 @@ def test_bad_sidecars_are_quarantined_with_reasons_while_the_good_files_are_regi
     contents = {f.name: f.read_bytes() for f in files}
 
     log = tmp_path / "watch.log"
-    with log.open("wb") as out:
-        watcher = subprocess.Popen(
-            [str(BIN / "inlet"), "watch", str(daq), "--stable", "0", "--interval", "0.3"],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+    watcher = start_watcher(env, daq, log, stable=0, interval=0.3)
     try:
         ds = f"run{run:06d}.raw"
         want = [sorted(f.name for f in good)]
@@ -241,8 +235,7 @@ def test_bad_sidecars_are_quarantined_with_reasons_while_the_good_files_are_regi
         )
         assert watcher.poll() is None, log.read_text()[-3000:]
     finally:
-        watcher.terminate()
-        watcher.wait(30)
+        stop_watcher(watcher)
     assert "Traceback" not in log.read_text()
 
     for kind, f in bad.items():

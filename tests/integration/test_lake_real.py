@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import json
 import os
-import queue
 import subprocess
 import uuid
 from pathlib import Path
 
-import stomp
 from rucio_inlet.checksums import file_adler32
 
 from inlet.lake.lake import Lake
 from inlet.lake.services.base import venv_bin
 from inlet.lake.services.s3 import S3Endpoint
+from tests.integration.conftest import Topic
 
 RSES = {"SITE_A_DISK", "S3", "TAPE", "SITE_B_DISK"}
 
@@ -57,30 +56,12 @@ def test_upload_to_site_a_and_download_back_with_same_adler32(rucio_env: dict[st
     assert file_adler32(got) == file_adler32(src)
 
 
-class _Collector(stomp.ConnectionListener):  # type: ignore[misc]
-    def __init__(self) -> None:
-        self.messages: queue.Queue[tuple[dict[str, str], dict[str, object]]] = queue.Queue()
-        self.receipts: queue.Queue[str] = queue.Queue()
-
-    def on_message(self, frame: stomp.utils.Frame) -> None:
-        self.messages.put((frame.headers, json.loads(frame.body)))
-
-    def on_receipt(self, frame: stomp.utils.Frame) -> None:
-        self.receipts.put(frame.headers.get("receipt-id", ""))
-
-
 def test_rule_with_notify_produces_a_hermes_event_on_activemq(
     lake: Lake, rucio_env: dict[str, str], tmp_path: Path
 ) -> None:
     b = lake.settings.broker
-    collector = _Collector()
-    conn = stomp.Connection([(b.host, b.stomp_port)])
-    conn.set_listener("collector", collector)
-    conn.connect(b.username, b.password, wait=True)
-    receipt = f"sub-{uuid.uuid4().hex}"
-    # subscribe() is asynchronous: only a receipt proves the broker will deliver to us.
-    conn.subscribe(b.rucio_topic, id="test-events", ack="auto", headers={"receipt": receipt})
-    assert collector.receipts.get(timeout=10) == receipt
+    # Subscribed once the broker confirmed it (subscribe() alone is asynchronous).
+    collector = Topic(b, b.rucio_topic).open()
     try:
         name = f"event-{uuid.uuid4().hex[:10]}.dat"
         (tmp_path / name).write_bytes(os.urandom(2000))
@@ -89,7 +70,8 @@ def test_rule_with_notify_produces_a_hermes_event_on_activemq(
         seen: list[str] = []
         while True:
             # hermes runs every [lake] daemon_sleep seconds; the timeout only bounds a hang.
-            headers, body = collector.messages.get(timeout=60)
+            message = collector.inbox.get(timeout=60)
+            headers, body = message.headers, json.loads(message.body)
             payload = body.get("payload")
             assert isinstance(payload, dict)
             if payload.get("name") != name:
@@ -100,7 +82,7 @@ def test_rule_with_notify_produces_a_hermes_event_on_activemq(
         assert headers["event_type"] == body["event_type"]
         assert payload["scope"] == "test"
     finally:
-        conn.disconnect()
+        collector.close()
 
 
 def test_boto3_object_reads_back_the_same(lake: Lake) -> None:

@@ -15,7 +15,6 @@ import time
 import uuid
 
 import pytest
-import stomp
 from rucio_inlet.catalog_models import FileAvailability, ProcessedEvent
 from rucio_inlet.catalog_states import RunState
 from sqlalchemy import func, select
@@ -30,6 +29,7 @@ from inlet.listener.dlq import DeadLetterQueue
 from inlet.listener.routing import Router
 from inlet.listener.rucio_lookup import RucioClientLookup
 from inlet.listener.service import Listener
+from inlet.messaging import Connection
 
 FILES = 150  # events cover files 0..FILES-1 on two RSEs; the run has FILES + 1 files
 RSES = ("S3C", "TAPEC")
@@ -53,37 +53,28 @@ def settings_for(lake: Lake, qname: str) -> Settings:
     return base.model_copy(update={"listener": ls})
 
 
+def transfer_done(tag: str, i: int, rse: str) -> str:
+    payload = {
+        "scope": "catchup",
+        "name": f"{tag}_{i:04d}.dat",
+        "dst-rse": rse,
+        "request-id": f"{tag}-{rse}-{i}",
+        "transferred_at": "2026-11-29 10:00:00",
+    }
+    return json.dumps({"event_type": "transfer-done", "payload": payload, "created_at": "2026-11-29 10:00:01.000000"})
+
+
 def publish_backlog(s: Settings, qname: str, tag: str) -> int:
     """Every (file, RSE) transfer-done once, and every fifth one again (hermes re-sending it)."""
-    b = s.broker
-    conn = stomp.Connection12([(b.host, b.stomp_port)])
-    got = threading.Event()
-
-    class Receipts(stomp.ConnectionListener):  # type: ignore[misc]
-        def on_receipt(self, frame: stomp.utils.Frame) -> None:
-            got.set()
-
-    conn.set_listener("r", Receipts())
-    conn.connect(b.username, b.password, wait=True)
-    sent = 0
-    last = (len(RSES) - 1, FILES - 1)
-    for r, rse in enumerate(RSES):
-        for i in range(FILES):
-            body = json.dumps({
-                "event_type": "transfer-done",
-                "payload": {"scope": "catchup", "name": f"{tag}_{i:04d}.dat", "dst-rse": rse,
-                            "request-id": f"{tag}-{rse}-{i}", "transferred_at": "2026-11-29 10:00:00"},
-                "created_at": "2026-11-29 10:00:01.000000",
-            })  # fmt: skip
-            headers = {"persistent": "true", "event_type": "transfer-done"}
-            if (r, i) == last:
-                headers["receipt"] = "done"  # the broker confirms it (and, in order, all before it)
-            for _ in range(2 if i % 5 == 0 else 1):
-                conn.send(qname, body, headers=headers)
-                sent += 1
-    assert got.wait(120), "the broker did not confirm the backlog"
-    conn.disconnect()
-    return sent
+    frames = (
+        (transfer_done(tag, i, rse), {"event_type": "transfer-done"})
+        for rse in RSES
+        for i in range(FILES)
+        for _ in range(2 if i % 5 == 0 else 1)
+    )
+    # Returns once the broker confirmed the last message (and, in order, all before it).
+    with Connection(s.broker, receipt_timeout=120) as conn:
+        return conn.send_all(qname, frames)
 
 
 @pytest.mark.parametrize("listeners", [1, 2])

@@ -24,13 +24,13 @@ from typing import Any
 
 import pymysql
 import pytest
-import stomp
 
 from inlet.catalog.db import upgrade
 from inlet.lake.lake import Lake
 from inlet.lake.ports import wait_until
 from inlet.lake.services.base import venv_bin
 from inlet.listener.dlq import DeadLetterQueue, DLQError
+from inlet.messaging import BrokerUnavailable, Connection
 
 PROBE_MODULE = '''
 """A test handler: records its effect, and misbehaves on request."""
@@ -227,47 +227,24 @@ class Publisher:
     """Sends persistent messages and waits for the broker's receipt of each."""
 
     def __init__(self, lake: Lake) -> None:
-        self.lake = lake
-        self.conn: stomp.Connection12 | None = None
-        self.receipts: set[str] = set()
-        self.cond = threading.Condition()
-
-    def _connect(self) -> stomp.Connection12:
-        b = self.lake.settings.broker
-        conn = stomp.Connection12([(b.host, b.stomp_port)], reconnect_attempts_max=1)
-        outer = self
-
-        class _L(stomp.ConnectionListener):  # type: ignore[misc]
-            def on_receipt(self, frame: stomp.utils.Frame) -> None:
-                with outer.cond:
-                    outer.receipts.add(frame.headers["receipt-id"])
-                    outer.cond.notify_all()
-
-        conn.set_listener("r", _L())
-        conn.connect(b.username, b.password, wait=True)
-        return conn
+        self.conn = Connection(lake.settings.broker)
 
     def send(self, destination: str, body: str | bytes, retry_until: float = 0.0) -> None:
         """Send once; with ``retry_until`` (a monotonic deadline) retry through broker outages."""
         while True:
             try:
-                if self.conn is None or not self.conn.is_connected():
-                    self.conn = self._connect()
-                receipt = uuid.uuid4().hex
-                self.conn.send(destination, body, headers={"persistent": "true", "receipt": receipt})
-                with self.cond:
-                    if not self.cond.wait_for(lambda r=receipt: r in self.receipts, timeout=10):  # type: ignore[misc]
-                        raise TimeoutError("no receipt")
+                if not self.conn.is_connected():
+                    self.conn.connect()
+                self.conn.send(destination, body)
                 return
-            except Exception:
-                self.conn = None
+            except BrokerUnavailable:
+                self.conn.close()
                 if time.monotonic() > retry_until:
                     raise
                 time.sleep(0.3)
 
     def close(self) -> None:
-        if self.conn is not None and self.conn.is_connected():
-            self.conn.disconnect()
+        self.conn.close()
 
 
 def probe_event(event_id: str, **payload: Any) -> str:
@@ -500,12 +477,18 @@ def test_alarms_reach_the_webhook_deduplicated_and_rate_limited(setup: Setup, we
         return json.dumps(
             {
                 "event_type": "transfer-failed",
-                "payload": {"scope": "test", "name": name, "dst-rse": "S3", "src-rse": "SITE_A_DISK",
-                            "reason": "SOURCE CHECKSUM MISMATCH", "tag": setup.tag},
+                "payload": {
+                    "scope": "test",
+                    "name": name,
+                    "dst-rse": "S3",
+                    "src-rse": "SITE_A_DISK",
+                    "reason": "SOURCE CHECKSUM MISMATCH",
+                    "tag": setup.tag,
+                },
                 "created_at": "2026-11-21 23:00:00.000001",
                 "id": uuid.uuid4().hex,
             }
-        )  # fmt: skip
+        )
 
     # The same failure twice (two distinct events): one alarm.
     pub.send(setup.queue, failed(f"{setup.tag}-a.dat"))

@@ -40,9 +40,8 @@ def raw_send(lake: Lake, login: str, passcode: str, frames: list[tuple[list[byte
     replies = []
     with socket.create_connection((b.host, b.stomp_port), timeout=30) as sock:
         sock.sendall(
-            b"CONNECT\naccept-version:1.2\nhost:localhost\nlogin:" + login.encode() + b"\npasscode:"
-            + passcode.encode() + b"\n\n\x00"
-        )  # fmt: skip
+            f"CONNECT\naccept-version:1.2\nhost:localhost\nlogin:{login}\npasscode:{passcode}\n\n\x00".encode()
+        )
         assert sock.recv(4096).startswith(b"CONNECTED")
         for i, (headers, body) in enumerate(frames):
             receipt = f"r{i}".encode()
@@ -100,9 +99,11 @@ def test_the_hostile_corpus_goes_to_the_dlq_and_the_listener_stays_up(setup: Set
     bad_corpus = [body for body in CORPUS.values() if _rejected(body, lake)]
     # The same corpus as hermes would send it, on Rucio's topic with hermes' login.
     hermes = raw_send(
-        lake, b.hermes_username, b.hermes_password,
+        lake,
+        b.hermes_username,
+        b.hermes_password,
         [([b"destination:" + b.rucio_topic.encode(), b"event_type:transfer-done"], body) for body in bad_corpus],
-    )  # fmt: skip
+    )
     assert all(r.startswith(b"RECEIPT") for r in hermes)
 
     # Then a good event: still handled.
@@ -127,8 +128,14 @@ def test_the_hostile_corpus_goes_to_the_dlq_and_the_listener_stays_up(setup: Set
     rows = [line.split("\t") for line in listed.stdout.splitlines() if "\t" in line]
     assert len(rows) == len(letters) and all(r[4] for r in rows)
     reasons = " | ".join(r[4] for r in rows)
-    for expected in ("an integer of 5001 digits", "JSON nested", "not UTF-8", "oversized body: 1500",
-                     "payload field name must be a string", "event_type"):  # fmt: skip
+    for expected in (
+        "an integer of 5001 digits",
+        "JSON nested",
+        "not UTF-8",
+        "oversized body: 1500",
+        "payload field name must be a string",
+        "event_type",
+    ):
         assert expected in reasons, expected
     shown = setup.cli("events", "dlq", "show", rows[0][0])
     assert shown.returncode == 0, shown.stderr

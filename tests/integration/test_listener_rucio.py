@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import queue
 import random
 import signal
 import socket
@@ -26,7 +25,6 @@ from pathlib import Path
 
 import pymysql
 import redis
-import stomp
 from rucio_inlet.catalog_models import FileAvailability, RunFile
 from sqlalchemy import select
 
@@ -36,6 +34,7 @@ from inlet.catalog.db import Catalog
 from inlet.lake.lake import Lake
 from inlet.lake.ports import wait_until
 from inlet.lake.services.base import venv_bin
+from tests.integration.conftest import Topic
 
 SETUP_RUCIO = """
 import json, sys
@@ -64,18 +63,6 @@ print(json.dumps({"files": files, "rules": rules}))
 """
 
 
-class _Collect(stomp.ConnectionListener):  # type: ignore[misc]
-    def __init__(self) -> None:
-        self.bodies: queue.Queue[dict[str, object]] = queue.Queue()
-        self.receipts: queue.Queue[str] = queue.Queue()
-
-    def on_message(self, frame: stomp.utils.Frame) -> None:
-        self.bodies.put(json.loads(frame.body))
-
-    def on_receipt(self, frame: stomp.utils.Frame) -> None:
-        self.receipts.put(frame.headers["receipt-id"])
-
-
 def test_rucio_events_move_the_run_release_the_daq_copies_and_reconstruct_it(
     lake: Lake, rucio_env: dict[str, str], catalog: tuple[str, Catalog], tmp_path: Path
 ) -> None:
@@ -100,12 +87,7 @@ def test_rucio_events_move_the_run_release_the_daq_copies_and_reconstruct_it(
 
     # The uploader's side of the release signal: a plain subscriber on the inlet topic.
     b = lake.settings.broker
-    collect = _Collect()
-    sub = stomp.Connection12([(b.host, b.stomp_port)])
-    sub.set_listener("c", collect)
-    sub.connect(b.username, b.password, wait=True)
-    sub.subscribe(b.inlet_topic, id="release", ack="auto", headers={"receipt": "sub"})
-    assert collect.receipts.get(timeout=30) == "sub"
+    collect = Topic(b, b.inlet_topic).open()
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -135,19 +117,24 @@ def test_rucio_events_move_the_run_release_the_daq_copies_and_reconstruct_it(
         listener = subprocess.Popen([venv_bin("inlet"), "-v", "listen"], env=env, stdout=out, stderr=out)
         worker = subprocess.Popen(
             [venv_bin("celery"), "-A", "inlet.listener.reco_task", "worker", "--pool", "solo", "-l", "INFO"],
-            env=env, stdout=wout, stderr=wout,
-        )  # fmt: skip
+            env=env,
+            stdout=wout,
+            stderr=wout,
+        )
     try:
         # Anything pushed into the reconstruction queue by whoever holds the Redis password: the
         # worker drops it with an alarm and goes on to reconstruct the run below.
         garbage = redis.Redis.from_url(lake.settings.redis.url)
         garbage.lpush("celery", b"\xff not json", json.dumps({"body": "x", "headers": 5}))
         garbage.close()
+        spec = {"paths": [str(tmp_path / n) for n in names], "names": names, "dataset": dataset}
         res = subprocess.run(
-            [sys.executable, "-c", SETUP_RUCIO, json.dumps({
-                "paths": [str(tmp_path / n) for n in names], "names": names, "dataset": dataset})],
-            env=rucio_env, capture_output=True, text=True, timeout=180,
-        )  # fmt: skip
+            [sys.executable, "-c", SETUP_RUCIO, json.dumps(spec)],
+            env=rucio_env,
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
         assert res.returncode == 0, res.stderr[-3000:]
 
         def reconstructed() -> bool:
@@ -177,9 +164,12 @@ def test_rucio_events_move_the_run_release_the_daq_copies_and_reconstruct_it(
 
         # The reconstruction's outputs are in Rucio, in the reco dataset, under a rule.
         check = subprocess.run(
-            [sys.executable, "-c", CHECK_RECO, f"{dataset}_reco"], env=rucio_env, capture_output=True, text=True,
+            [sys.executable, "-c", CHECK_RECO, f"{dataset}_reco"],
+            env=rucio_env,
+            capture_output=True,
+            text=True,
             timeout=120,
-        )  # fmt: skip
+        )
         assert check.returncode == 0, check.stderr[-2000:]
         reco = json.loads(check.stdout)
         assert sorted(reco["files"]) == sorted(f"{n}.stats.json" for n in names)
@@ -189,7 +179,7 @@ def test_rucio_events_move_the_run_release_the_daq_copies_and_reconstruct_it(
 
         released: dict[str, dict[str, object]] = {}
         while set(released) != set(names):
-            body = collect.bodies.get(timeout=120)
+            body = json.loads(collect.inbox.get(timeout=120).body)
             payload = body["payload"]
             assert isinstance(payload, dict)
             if body["event_type"] == "daq-release" and payload["name"] in names:
@@ -206,14 +196,19 @@ def test_rucio_events_move_the_run_release_the_daq_copies_and_reconstruct_it(
         assert "inlet_listener_lag_seconds_count" in status.stdout
         assert "dlq /queue/inlet.listener.dlq:" in status.stdout
     finally:
-        sub.disconnect()
+        collect.close()
         worker.send_signal(signal.SIGTERM)
         worker.wait(timeout=60)
         listener.send_signal(signal.SIGTERM)
         assert listener.wait(timeout=60) == 0, log.read_text(errors="replace")[-3000:]
     # Each handler applied each Rucio event once: the ledger holds one row per (handler, event).
-    conn = pymysql.connect(host="127.0.0.1", port=lake.settings.lake.mariadb_port, user="inlet",
-                           password="inlet-secret", database=url.rsplit("/", 1)[1])  # fmt: skip
+    conn = pymysql.connect(
+        host="127.0.0.1",
+        port=lake.settings.lake.mariadb_port,
+        user="inlet",
+        password="inlet-secret",
+        database=url.rsplit("/", 1)[1],
+    )
     with conn.cursor() as cur:
         cur.execute("SELECT consumer, event_key, COUNT(*) FROM processed_events GROUP BY consumer, event_key")
         counts = [r[2] for r in cur.fetchall()]

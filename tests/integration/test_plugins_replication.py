@@ -25,11 +25,12 @@ from urllib.parse import urlparse
 
 import boto3
 import pytest
-import stomp
 
+from inlet.config import BrokerSettings
 from inlet.lake.lake import Lake
 from inlet.lake.ports import wait_until
 from inlet.lake.services.base import venv_bin
+from tests.integration.conftest import Topic
 
 RULE_WAIT_S = 150.0
 Event = tuple[str, dict[str, Any]]
@@ -47,18 +48,17 @@ def client(lake: Lake) -> Any:
     return Client()
 
 
-class _Events(stomp.ConnectionListener):  # type: ignore[misc]
-    def __init__(self) -> None:
-        self.inbox: queue.Queue[Event] = queue.Queue()
+class _Events(Topic):
+    """Rucio's events (hermes), as (event_type, payload), and a wait for one of them."""
+
+    def __init__(self, broker: BrokerSettings) -> None:
+        super().__init__(broker, broker.rucio_topic)
         self.seen: list[Event] = []
-        self.receipts: queue.Queue[str] = queue.Queue()
 
-    def on_message(self, frame: stomp.utils.Frame) -> None:
-        body = json.loads(frame.body)
-        self.inbox.put((str(body.get("event_type", "")).lower(), body.get("payload", {})))
-
-    def on_receipt(self, frame: stomp.utils.Frame) -> None:
-        self.receipts.put(frame.headers.get("receipt-id", ""))
+    def take(self, timeout: float) -> Event:
+        message = self.inbox.get(timeout=timeout)
+        body = json.loads(message.body)
+        return str(body.get("event_type", "")).lower(), body.get("payload", {})
 
     def wait_for(self, pred: Callable[[str, dict[str, Any]], bool], timeout: float = RULE_WAIT_S) -> Event:
         for ev in self.seen:
@@ -67,7 +67,7 @@ class _Events(stomp.ConnectionListener):  # type: ignore[misc]
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
-                ev = self.inbox.get(timeout=0.5)
+                ev = self.take(timeout=0.5)
             except queue.Empty:
                 continue
             self.seen.append(ev)
@@ -78,23 +78,15 @@ class _Events(stomp.ConnectionListener):  # type: ignore[misc]
     def drain(self) -> list[Event]:
         while True:
             try:
-                self.seen.append(self.inbox.get_nowait())
+                self.seen.append(self.take(timeout=0))
             except queue.Empty:
                 return self.seen
 
 
 @pytest.fixture(scope="module")
 def events(lake: Lake) -> Iterator[_Events]:
-    b = lake.settings.broker
-    listener = _Events()
-    conn = stomp.Connection([(b.host, b.stomp_port)])
-    conn.set_listener("events", listener)
-    conn.connect(b.username, b.password, wait=True)
-    receipt = f"plugins-{uuid.uuid4().hex}"
-    conn.subscribe(destination=b.rucio_topic, id=receipt, ack="auto", headers={"receipt": receipt})
-    assert listener.receipts.get(timeout=10) == receipt
-    yield listener
-    conn.disconnect()
+    with _Events(lake.settings.broker) as listener:
+        yield listener
 
 
 @pytest.fixture(scope="module")

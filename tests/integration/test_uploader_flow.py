@@ -8,7 +8,6 @@ import json
 import os
 import random
 import subprocess
-import threading
 import uuid
 import zlib
 from collections.abc import Callable, Iterator
@@ -16,12 +15,24 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import stomp
 from rucio_inlet.catalog_models import OutboxMessage, Run, RunFile
 
 from inlet.catalog import open_catalog
+from inlet.event_contract import DAQ_RELEASE, envelope, file_event_id, publish_headers
 from inlet.lake.lake import Lake
-from tests.integration.conftest import BIN, UploaderEnv, daq_files, inlet, python_child, queue_batch, wait_for
+from inlet.messaging import Connection
+from tests.integration.conftest import (
+    BIN,
+    Topic,
+    UploaderEnv,
+    daq_files,
+    inlet,
+    python_child,
+    queue_batch,
+    start_watcher,
+    stop_watcher,
+    wait_for,
+)
 
 SCOPE = "cygno.raw"
 HELD = {"tier": "raw", "rules": [{"rse_expression": "SITE_B_DISK", "delay_injection": 86400}]}
@@ -88,29 +99,10 @@ def ask(env: dict[str, str], *ops: list[Any]) -> list[Any]:
     return result
 
 
-class Events(stomp.ConnectionListener):  # type: ignore[misc]
-    def __init__(self) -> None:
-        self.docs: list[dict[str, Any]] = []
-        self.receipt = threading.Event()
-
-    def on_message(self, frame: Any) -> None:
-        self.docs.append(json.loads(frame.body))
-
-    def on_receipt(self, frame: Any) -> None:
-        self.receipt.set()
-
-
 @pytest.fixture(scope="module")
-def events(lake: Lake) -> Iterator[Events]:
-    b = lake.settings.broker
-    conn = stomp.Connection12([(b.host, b.stomp_port)])
-    ev = Events()
-    conn.set_listener("t", ev)
-    conn.connect(b.username, b.password, wait=True)
-    conn.subscribe(b.inlet_topic, id="uploader-test", ack="auto", headers={"receipt": "r1"})
-    assert ev.receipt.wait(10)
-    yield ev
-    conn.disconnect()
+def events(lake: Lake) -> Iterator[Topic]:
+    with Topic(lake.settings.broker, lake.settings.broker.inlet_topic) as topic:
+        yield topic
 
 
 @pytest.fixture(scope="module")
@@ -122,7 +114,7 @@ def run_number() -> int:
 def uploaded(
     env: dict[str, str],
     worker: subprocess.Popen[bytes],
-    events: Events,
+    events: Topic,
     run_number: int,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> list[Path]:
@@ -135,7 +127,7 @@ def uploaded(
 
 
 def test_run_upload_registers_dids_dataset_rules_catalogue_and_events(
-    lake: Lake, env: dict[str, str], events: Events, uploaded: list[Path], run_number: int
+    lake: Lake, env: dict[str, str], events: Topic, uploaded: list[Path], run_number: int
 ) -> None:
     ds = f"run{run_number:06d}.raw"
     first = run_number // 1000 * 1000
@@ -281,17 +273,11 @@ def test_daq_copy_is_freed_only_once_every_rule_is_ok(
         # Rules OK but no signal yet: the DAQ copies are still there.
         assert all(f.exists() for f in files)
         b = lake.settings.broker
-        conn = stomp.Connection12([(b.host, b.stomp_port)])
-        conn.connect(b.username, b.password, wait=True)
-        for f in [held, files[0]]:
-            doc = {
-                "event_type": "daq-release",
-                "payload": {"scope": SCOPE, "name": f.name, "rules": []},
-                "created_at": "2026-11-21T00:00:00+00:00",
-                "id": f"daq-release:{SCOPE}:{f.name}",
-            }
-            conn.send(destination=b.inlet_topic, body=json.dumps(doc), headers={"event_type": "daq-release"})
-        conn.disconnect()
+        with Connection(b) as conn:
+            for f in [held, files[0]]:
+                payload = {"scope": SCOPE, "name": f.name, "rules": []}
+                doc = envelope(DAQ_RELEASE, payload, file_event_id(DAQ_RELEASE, SCOPE, f.name))
+                conn.send(b.inlet_topic, json.dumps(doc), publish_headers(doc))
         wait_for("the signalled DAQ copy to go", lambda: not files[0].exists(), 60)
         # Only the signalled file went; the held one (rule not OK) stays despite its signal.
         assert files[1].exists()
@@ -319,14 +305,7 @@ def test_watch_uploads_closed_files_and_quarantines_bad_names(
     )
     bad = daq / "notes.txt"
     bad.write_bytes(b"not a run file")
-    log_path = tmp_path / "watch.log"
-    with log_path.open("wb") as out:
-        watcher = subprocess.Popen(
-            [str(BIN / "inlet"), "watch", str(daq), "--stable", "1", "--interval", "0.5"],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+    watcher = start_watcher(env, daq, tmp_path / "watch.log", stable=1, interval=0.5)
     try:
         cat = open_catalog(lake.settings.catalog_url())
 
@@ -337,8 +316,7 @@ def test_watch_uploads_closed_files_and_quarantines_bad_names(
         assert wait_for("both closed files registered", lambda: registered() == {with_sidecar.name, still.name}, 120)
         cat.dispose()
     finally:
-        watcher.terminate()
-        watcher.wait(30)
+        stop_watcher(watcher)
     qdir = Path(env["INLET_UPLOADER__QUARANTINE_DIR"])
     assert (qdir / "notes.txt").read_bytes() == b"not a run file"
     assert "no run number" in json.loads((qdir / "notes.txt.reason.json").read_text())["reason"]

@@ -21,11 +21,10 @@ from typing import Any
 import pytest
 import redis
 import requests
-import stomp
 from prometheus_client.parser import text_string_to_metric_families
 
 from inlet.lake.lake import Lake
-from tests.integration.conftest import BIN, UploaderEnv, daq_files, inlet, queue_batch, wait_for
+from tests.integration.conftest import BIN, Topic, UploaderEnv, daq_files, inlet, queue_batch, wait_for
 
 SIZE = 3000
 
@@ -158,18 +157,6 @@ def webhook() -> Iterator[tuple[str, list[dict[str, Any]]]]:
     server.server_close()
 
 
-class Topic(stomp.ConnectionListener):  # type: ignore[misc]
-    def __init__(self) -> None:
-        self.docs: list[dict[str, Any]] = []
-        self.receipt = threading.Event()
-
-    def on_message(self, frame: Any) -> None:
-        self.docs.append(json.loads(frame.body))
-
-    def on_receipt(self, frame: Any) -> None:
-        self.receipt.set()
-
-
 @pytest.fixture
 def listener(
     lake: Lake, env: dict[str, str], webhook: tuple[str, list[dict[str, Any]]], tmp_path: Path
@@ -212,12 +199,7 @@ def test_quarantined_file_raises_an_event_and_the_listeners_webhook_alarm(
     tmp_path: Path,
 ) -> None:
     b = lake.settings.broker
-    conn = stomp.Connection12([(b.host, b.stomp_port)])
-    topic = Topic()
-    conn.set_listener("t", topic)
-    conn.connect(b.username, b.password, wait=True)
-    conn.subscribe(b.inlet_topic, id="quarantine-test", ack="auto", headers={"receipt": "q1"})
-    assert topic.receipt.wait(10)
+    topic = Topic(b, b.inlet_topic).open()
     m0, s0 = scrape(env), status(env)
     run = random.randint(100_000, 999_999)
     bad = tmp_path / f"run{run:06d}-oops.dat"
@@ -233,7 +215,7 @@ def test_quarantined_file_raises_an_event_and_the_listeners_webhook_alarm(
             60,
         )
     finally:
-        conn.disconnect()
+        topic.close()
     p = ev["payload"]
     assert (p["kind"], p["run"], p["stream"], p["experiment"], p["name"]) == ("bad-name", run, "raw", "cygno", bad.name)
     assert "breaks the naming schema" in p["reason"]

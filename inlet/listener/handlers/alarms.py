@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from inlet.catalog import ledger
 from inlet.config import AlarmSettings, ListenerSettings
+from inlet.event_contract import FILE_QUARANTINED
 from inlet.listener.events import Event
 from inlet.listener.handlers.base import HandlerContext
 
@@ -48,7 +49,7 @@ class AlarmHandler:
                 f" (from {p.get('src-rse') or '?'}): {p.get('reason') or 'no reason given'}"
             )
             queue_alarm(ctx.session, self.settings, f"transfer-failed|{scope}|{name}|{rse}", text)
-        elif event.event_type == "file-quarantined":
+        elif event.event_type == FILE_QUARANTINED:
             # Published by the uploader (inlet.uploader.events); one event per quarantine.
             p = event.payload
             where = p.get("moved_to") or "left in place"
@@ -58,7 +59,7 @@ class AlarmHandler:
                 f"{p.get('host') or '?'} ({p.get('kind') or '?'}): {p.get('reason') or 'no reason given'}; "
                 f"now at {where}"
             )
-            queue_alarm(ctx.session, self.settings, f"file-quarantined|{event.key}", text[:1800])
+            queue_alarm(ctx.session, self.settings, f"{FILE_QUARANTINED}|{event.key}", text[:1800])
         else:
             text = f":warning: {event.event_type}: {event.payload}"
             queue_alarm(ctx.session, self.settings, f"{event.event_type}|{event.key}", text[:1800])

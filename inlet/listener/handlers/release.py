@@ -11,14 +11,13 @@ from __future__ import annotations
 from typing import Any
 
 from inlet.config import ListenerSettings
-from inlet.listener.events import Event, make_inlet_event
+from inlet.event_contract import DAQ_RELEASE, envelope, file_event_id
+from inlet.listener.events import Event
 from inlet.listener.handlers.base import HandlerContext
-
-RELEASE_EVENT = "daq-release"
 
 
 class ReleaseHandler:
-    name = "daq-release"
+    name = DAQ_RELEASE
 
     def __init__(self, settings: ListenerSettings, options: dict[str, Any]) -> None:
         self.min_rules = int(options.get("min_rules", 1))
@@ -31,9 +30,7 @@ class ReleaseHandler:
             states = ctx.rucio.file_rule_states(f_scope, f_name)
             if len(states) < self.min_rules or any(s != "OK" for s in states.values()):
                 continue
-            key = f"{RELEASE_EVENT}:{f_scope}:{f_name}"
-            envelope = make_inlet_event(
-                RELEASE_EVENT, {"scope": f_scope, "name": f_name, "rules": sorted(states)}, event_id=key
-            )
-            if ctx.enqueue("inlet-event", envelope, key):
+            key = file_event_id(DAQ_RELEASE, f_scope, f_name)
+            release = envelope(DAQ_RELEASE, {"scope": f_scope, "name": f_name, "rules": sorted(states)}, key)
+            if ctx.enqueue("inlet-event", release, key):
                 ctx.log.info("%s:%s: all %d rules OK, DAQ-disk copy may be released", f_scope, f_name, len(states))

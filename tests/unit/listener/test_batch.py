@@ -34,9 +34,8 @@ def uploaded_run(session: Session) -> None:
 def make(catalog: Catalog, handler: Any) -> tuple[Listener, FakeLink]:
     ls = ListenerSettings(routes=[], retry_backoff=0.0)
     router = Router(ls, [Route(ListenerRoute(handler=handler.name, event_types=["*"]), handler, [])])
-    lst = Listener(Settings(listener=ls), catalog, router, FakeRucio())
     link = FakeLink()
-    lst.link = link  # type: ignore[assignment]
+    lst = Listener(Settings(listener=ls), catalog, router, FakeRucio(), link=link)
     return lst, link
 
 

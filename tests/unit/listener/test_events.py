@@ -5,7 +5,8 @@ import re
 
 import pytest
 
-from inlet.listener.events import BadEvent, make_inlet_event, parse_message, parse_time
+from inlet.event_contract import RUN_NUMBER, envelope
+from inlet.listener.events import BadEvent, parse_message, parse_time
 
 HERMES = {
     "event_type": "transfer-done",
@@ -20,12 +21,11 @@ def parse(doc: object, max_bytes: int = 10_000) -> object:
 
 def test_a_hermes_message_becomes_an_event() -> None:
     ev = parse_message(json.dumps(HERMES).encode(), {"message-id": "ID:1"}, 10_000)
-    assert (ev.event_type, ev.scope, ev.name, ev.rse, ev.message_id) == (
-        "transfer-done", "cygno", "run00042_001.mid.gz", "S3", "ID:1"
-    )  # fmt: skip
+    got = (ev.event_type, ev.scope, ev.name, ev.rse, ev.message_id)
+    assert got == ("transfer-done", "cygno", "run00042_001.mid.gz", "S3", "ID:1")
     created = ev.created()
     assert created is not None and created.microsecond == 123456
-    assert ev.run_number(re.compile(r"(?i)run[_-]?0*(?P<run>\d+)")) == 42
+    assert ev.run_number(re.compile(RUN_NUMBER)) == 42
 
 
 def test_the_ledger_key_survives_a_new_message_id_but_tells_events_apart() -> None:
@@ -39,7 +39,7 @@ def test_the_ledger_key_survives_a_new_message_id_but_tells_events_apart() -> No
 
 
 def test_inlet_events_are_keyed_by_their_id() -> None:
-    env = make_inlet_event("daq-release", {"scope": "s", "name": "n"}, event_id="daq-release:s:n")
+    env = envelope("daq-release", {"scope": "s", "name": "n"}, event_id="daq-release:s:n")
     ev = parse_message(json.dumps(env).encode(), {}, 10_000)
     assert ev.key == "daq-release:daq-release:s:n"
 

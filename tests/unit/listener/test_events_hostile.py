@@ -15,10 +15,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from inlet.event_contract import RUN_NUMBER
 from inlet.listener.events import STRING_FIELDS, BadEvent, Event, parse_message
 
 MAX = 262_144
-RUN = re.compile(r"(?i)run[_-]?0*(?P<run>\d+)")
+RUN = re.compile(RUN_NUMBER)
 
 
 def total(body: bytes, headers: dict[str, str] | None = None) -> Event | BadEvent:

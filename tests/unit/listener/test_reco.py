@@ -57,14 +57,18 @@ def run_on(catalog: Catalog, state: RunState) -> None:
     catalog.transaction(work)
 
 
-@pytest.mark.parametrize(("state", "rse", "queued"), [(RunState.ON_TAPE, "S3", 1), (RunState.ON_S3, "S3", 0),
-                                                      (RunState.ON_TAPE, "TAPE", 0)])  # fmt: skip
+@pytest.mark.parametrize(
+    ("state", "rse", "queued"), [(RunState.ON_TAPE, "S3", 1), (RunState.ON_S3, "S3", 0), (RunState.ON_TAPE, "TAPE", 0)]
+)
 def test_reco_starts_for_a_run_on_tape_whose_dataset_is_on_a_processing_rse(
     catalog: Catalog, state: RunState, rse: str, queued: int
 ) -> None:
     run_on(catalog, state)
-    body = {"event_type": "datasetlock_ok", "payload": {"scope": "cygno", "name": "run1_raw", "rse": rse,
-            "rule_id": "r"}, "created_at": "2026-11-21T00:00:00"}  # fmt: skip
+    body = {
+        "event_type": "datasetlock_ok",
+        "payload": {"scope": "cygno", "name": "run1_raw", "rse": rse, "rule_id": "r"},
+        "created_at": "2026-11-21T00:00:00",
+    }
     ev = parse_message(json.dumps(body).encode(), {}, 10_000)
     handler = RecoHandler(ListenerSettings(), {})
     catalog.transaction(
@@ -75,5 +79,10 @@ def test_reco_starts_for_a_run_on_tape_whose_dataset_is_on_a_processing_rse(
     assert len(msgs) == queued
     if queued:
         assert msgs[0].kind == "reco" and msgs[0].idempotency_key == "reco:cygno:run1_raw"
-        assert msgs[0].payload == {"experiment": "cygno", "run_number": 1, "scope": "cygno", "dataset": "run1_raw",
-                                   "rse": "S3"}  # fmt: skip
+        assert msgs[0].payload == {
+            "experiment": "cygno",
+            "run_number": 1,
+            "scope": "cygno",
+            "dataset": "run1_raw",
+            "rse": "S3",
+        }

@@ -68,9 +68,8 @@ def make(catalog: Catalog, handler: Any, **listener: Any) -> tuple[Listener, Fak
         s.execute(text("CREATE TABLE IF NOT EXISTS effects (k VARCHAR(255))"))
     ls = ListenerSettings(routes=[], retry_backoff=0.0, **listener)
     router = Router(ls, [Route(ListenerRoute(handler=handler.name, event_types=["t*"]), handler, [])])
-    lst = Listener(Settings(listener=ls), catalog, router, FakeRucio())
     link = FakeLink()
-    lst.link = link  # type: ignore[assignment]
+    lst = Listener(Settings(listener=ls), catalog, router, FakeRucio(), link=link)
     return lst, link
 
 

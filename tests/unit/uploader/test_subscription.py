@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from inlet import messaging
 from inlet.config import BrokerSettings
 from inlet.uploader import events
 
@@ -21,6 +22,12 @@ class FakeConnection:
 
     def set_listener(self, name: str, listener: Any) -> None:
         self.listeners[name] = listener
+
+    def remove_listener(self, name: str) -> None:
+        del self.listeners[name]
+
+    def connect(self, *_: Any, **__: Any) -> None:
+        pass
 
     def subscribe(self, destination: str, id: str, ack: str, headers: dict[str, str]) -> None:
         if self.answer is None:
@@ -41,8 +48,7 @@ class FakeConnection:
 
 @pytest.fixture
 def fake(monkeypatch: pytest.MonkeyPatch) -> type[FakeConnection]:
-    monkeypatch.setattr(events.stomp, "Connection12", FakeConnection)
-    monkeypatch.setattr(events, "login", lambda *a, **k: None)
+    monkeypatch.setattr(messaging.stomp, "Connection12", FakeConnection)
     monkeypatch.setattr(events, "SUBSCRIBE_TIMEOUT", 0.2)
     return FakeConnection
 
