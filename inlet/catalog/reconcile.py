@@ -39,6 +39,7 @@ from sqlalchemy.orm import Session
 
 from inlet.catalog.db import Catalog
 from inlet.catalog.models import FileAvailability, Run, RunFile, utcnow
+from inlet.catalog.runs import NotInCatalog
 from inlet.catalog.states import TRANSITIONS, RunState
 
 log = logging.getLogger(__name__)
@@ -96,13 +97,22 @@ class Reconciler:
             return False
         return True
 
-    def run(self, experiment: str | None = None, apply: bool = False) -> list[Mismatch]:
+    def run(self, experiment: str | None = None, apply: bool = False, run_number: int | None = None) -> list[Mismatch]:
+        """Every mismatch of the runs selected (all, one experiment's, or those numbered
+        ``run_number``: one run, read through the run-number index and its files' index)."""
         out: list[Mismatch] = []
         with self.catalog.session() as s:
             stmt = select(Run).order_by(Run.experiment, Run.run_number)
             if experiment:
                 stmt = stmt.where(Run.experiment == experiment)
-            for run in s.scalars(stmt).all():
+            if run_number is not None:
+                stmt = stmt.where(Run.run_number == run_number)
+            runs = s.scalars(stmt).all()
+            if run_number is not None and not runs:
+                raise NotInCatalog(
+                    f"run {run_number}{f' of experiment {experiment}' if experiment else ''} is not in the catalogue"
+                )
+            for run in runs:
                 out.extend(self._run(s, run, apply))
         return out
 
