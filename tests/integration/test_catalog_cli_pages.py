@@ -67,3 +67,23 @@ def test_reconcile_of_one_run_looks_at_that_run_only(lake: Lake, rucio_env: dict
     assert found == [("dataset_missing", f"test:{exp}.run2"), ("missing_in_rucio", f"test:{exp}.run2.ghost.dat")]
     res = inlet(rucio_env, "reconcile", "--experiment", exp, "--run", "99")
     assert res.returncode == 2 and "run 99 of experiment" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_runs_pages_on_mariadb(mariadb_url: str, rucio_env: dict[str, str]) -> None:
+    # The page's range (the OR form of "after this run") on MariaDB, where the year's-scale
+    # catalogue lives, and with a state: the (state, experiment, run_number) index of 0003.
+    cat = open_catalog(mariadb_url)
+    cat.transaction(lambda s: add_runs_files(s, [RunFiles(e, r, []) for e in ("a", "b") for r in (1, 2, 3)]))
+    cat.dispose()
+    env = {**rucio_env, "INLET_CATALOG__URL": mariadb_url}
+    seen: list[tuple[str, int]] = []
+    after: list[str] = []
+    for _ in range(4):
+        res = inlet(env, "runs", "--json", "--state", "recording", "--limit", "4", *after)
+        assert res.returncode == 0, res.stderr
+        page = [(r["experiment"], r["run_number"]) for r in json.loads(res.stdout)]
+        seen += page
+        if len(page) < 4:
+            break
+        after = ["--after", f"{page[-1][0]}/{page[-1][1]}"]
+    assert seen == [("a", 1), ("a", 2), ("a", 3), ("b", 1), ("b", 2), ("b", 3)]
