@@ -88,6 +88,20 @@ class Reconciler:
                 )
         return found
 
+    def existing_dids(self, dids: list[tuple[str, str]]) -> set[tuple[str, str]]:
+        """Which of ``dids`` Rucio knows: one bulk call per 500, not a lookup per DID (a run's
+        files that have no replica at all would otherwise cost a round trip each)."""
+        from rucio.common.exception import DataIdentifierNotFound
+
+        found: set[tuple[str, str]] = set()
+        for i in range(0, len(dids), 500):
+            chunk = [{"scope": s, "name": n} for s, n in dids[i : i + 500]]
+            try:
+                found.update((m["scope"], m["name"]) for m in self.client.get_metadata_bulk(chunk))
+            except DataIdentifierNotFound:
+                continue
+        return found
+
     def _did_exists(self, scope: str, name: str) -> bool:
         from rucio.common.exception import DataIdentifierNotFound
 
@@ -124,10 +138,11 @@ class Reconciler:
             for a in s.scalars(select(FileAvailability).where(FileAvailability.file_id.in_([f.id for f in files]))):
                 avail[a.file_id][a.rse] = a
         rucio = self.rucio_files([(f.scope, f.name) for f in files])
+        known_dids = self.existing_dids([(f.scope, f.name) for f in files if (f.scope, f.name) not in rucio])
         on_tier = {"s3": 0, "tape": 0}
         for f in files:
             r = rucio.get((f.scope, f.name))
-            if r is None and not self._did_exists(f.scope, f.name):
+            if r is None and (f.scope, f.name) not in known_dids:
                 if f.registered_at is not None:
                     m = Mismatch(
                         "missing_in_rucio",
