@@ -133,14 +133,23 @@ class Measured(Listener):
         self.latencies: list[float] = []
         self.rss: list[int] = []
         self.sample_every = 0
+        #: Only the latency run notes latencies: in a throughput run, decoding every body a
+        #: second time and a list of 100,000 floats (~3 MB) would be the benchmark's own cost.
+        self.track_latency = False
 
     def process(self, batch: list[Delivery]) -> None:
         super().process(batch)
         now = time.time()  # after the commit and the acks
-        for d in batch:
-            self.latencies.append(now - json.loads(d.body)["payload"]["sent"])
+        if self.track_latency:
+            for d in batch:
+                self.latencies.append(now - json.loads(d.body)["payload"]["sent"])
         if self.sample_every and self.handled // self.sample_every > len(self.rss) - 1:
             self.rss.append(psutil.Process().memory_info().rss)
+
+
+def with_batch(settings: Settings, batch_size: int, prefetch: int) -> Settings:
+    ls = settings.listener.model_copy(update={"batch_size": batch_size, "prefetch": prefetch})
+    return settings.model_copy(update={"listener": ls})
 
 
 def durable(settings: Settings, events: int, tag: str, sample: bool) -> tuple[float, Measured, float]:
@@ -207,6 +216,7 @@ def latency(settings: Settings, events: int, rate: float, tag: str) -> list[floa
     s = listener_settings(settings, qname, rses)
     cat, db = make_catalog(s, tag, rses)
     lst = Measured(s, cat, Router.from_settings(s.listener), AgreeingRucio())
+    lst.track_latency = True
     runner = threading.Thread(target=lst.run, kwargs={"max_events": events})
     runner.start()
     time.sleep(2)  # let it subscribe
@@ -279,9 +289,24 @@ def main() -> None:
     ap.add_argument("--naive-events", type=int, default=0, help="events for the naive baseline (default: --events)")
     ap.add_argument("--rate", type=float, default=500.0, help="publishing rate (events/s) of the latency run")
     ap.add_argument("--catchup", type=int, default=0, help="only the catch-up figure, with this many queued events")
+    ap.add_argument(
+        "--sweep", default="", help="only durable throughput for each BATCH:PREFETCH of this list, e.g. 100:200,250:500"
+    )
     args = ap.parse_args()
     settings = load_settings()
     tag = uuid.uuid4().hex[:8]
+    if args.sweep:
+        print(f"durable throughput over {args.events:,} events per setting; host load {psutil.getloadavg()}")
+        first = 0.0
+        for k, pair in enumerate(args.sweep.split(",")):
+            batch_size, prefetch = (int(x) for x in pair.split(":"))
+            rate, lst, _ = durable(with_batch(settings, batch_size, prefetch), args.events, f"{tag}s{k}", True)
+            first = first or rate
+            mb = [r / 2**20 for r in lst.rss]
+            print(f"  batch_size {batch_size}, prefetch {prefetch}: {rate:,.0f} events/s (ratio to the first "
+                  f"setting {rate / first:.2f}); RSS growth after warm-up {mb[-1] - mb[1]:+.1f} MB; host load "
+                  f"{psutil.getloadavg()}", flush=True)  # fmt: skip
+        return
     if args.catchup:
         print(
             f"catch-up: {args.catchup:,} transfer-done events queued while no listener runs; host load "

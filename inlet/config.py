@@ -307,8 +307,8 @@ class ListenerSettings(_Section):
         "/queue/inlet.listener.inlet", description="Queue the broker fills from [broker] inlet_topic."
     )
     dlq: str = Field("/queue/inlet.listener.dlq", description="Dead-letter queue: events that cannot be handled.")
-    prefetch: int = Field(200, ge=1, description="Unacknowledged messages the broker may push to one listener.")
-    batch_size: int = Field(100, ge=1, description="Events handled in one catalogue transaction.")
+    prefetch: int = Field(500, ge=1, description="Unacknowledged messages the broker may push to one listener.")
+    batch_size: int = Field(250, ge=1, description="Events handled in one catalogue transaction.")
     heartbeat_ms: int = Field(5000, ge=0, description="STOMP heart-beat interval (ms) both ways; 0: off.")
     reconnect_initial: float = Field(0.5, gt=0, description="First wait (s) before reconnecting to the broker.")
     reconnect_max: float = Field(30.0, gt=0, description="Longest wait (s) between reconnection attempts.")

@@ -40,6 +40,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from inlet.catalog.db import Catalog
+from inlet.catalog.runs import NotInCatalog
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +88,20 @@ class Reconciler:
                 )
         return found
 
+    def existing_dids(self, dids: list[tuple[str, str]]) -> set[tuple[str, str]]:
+        """Which of ``dids`` Rucio knows: one bulk call per 500, not a lookup per DID (a run's
+        files that have no replica at all would otherwise cost a round trip each)."""
+        from rucio.common.exception import DataIdentifierNotFound
+
+        found: set[tuple[str, str]] = set()
+        for i in range(0, len(dids), 500):
+            chunk = [{"scope": s, "name": n} for s, n in dids[i : i + 500]]
+            try:
+                found.update((m["scope"], m["name"]) for m in self.client.get_metadata_bulk(chunk))
+            except DataIdentifierNotFound:
+                continue
+        return found
+
     def _did_exists(self, scope: str, name: str) -> bool:
         from rucio.common.exception import DataIdentifierNotFound
 
@@ -96,13 +111,22 @@ class Reconciler:
             return False
         return True
 
-    def run(self, experiment: str | None = None, apply: bool = False) -> list[Mismatch]:
+    def run(self, experiment: str | None = None, apply: bool = False, run_number: int | None = None) -> list[Mismatch]:
+        """Every mismatch of the runs selected (all, one experiment's, or those numbered
+        ``run_number``: one run, read through the run-number index and its files' index)."""
         out: list[Mismatch] = []
         with self.catalog.session() as s:
             stmt = select(Run).order_by(Run.experiment, Run.run_number)
             if experiment:
                 stmt = stmt.where(Run.experiment == experiment)
-            for run in s.scalars(stmt).all():
+            if run_number is not None:
+                stmt = stmt.where(Run.run_number == run_number)
+            runs = s.scalars(stmt).all()
+            if run_number is not None and not runs:
+                raise NotInCatalog(
+                    f"run {run_number}{f' of experiment {experiment}' if experiment else ''} is not in the catalogue"
+                )
+            for run in runs:
                 out.extend(self._run(s, run, apply))
         return out
 
@@ -114,10 +138,11 @@ class Reconciler:
             for a in s.scalars(select(FileAvailability).where(FileAvailability.file_id.in_([f.id for f in files]))):
                 avail[a.file_id][a.rse] = a
         rucio = self.rucio_files([(f.scope, f.name) for f in files])
+        known_dids = self.existing_dids([(f.scope, f.name) for f in files if (f.scope, f.name) not in rucio])
         on_tier = {"s3": 0, "tape": 0}
         for f in files:
             r = rucio.get((f.scope, f.name))
-            if r is None and not self._did_exists(f.scope, f.name):
+            if r is None and (f.scope, f.name) not in known_dids:
                 if f.registered_at is not None:
                     m = Mismatch(
                         "missing_in_rucio",

@@ -10,18 +10,19 @@ error that :meth:`Catalog.transaction` retries.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import dataclass
 from typing import Any
 
 from rucio_inlet.catalog_models import ConditionKey, FileAvailability, Run, RunFile, RunTransition, utcnow
 from rucio_inlet.catalog_states import RunState, check_transition
-from sqlalchemy import Table, bindparam, select, tuple_, update
+from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.dialects import mysql
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.exc import StaleDataError
 
-from inlet.catalog.upsert import insert_ignore
+from inlet.catalog.upsert import insert_ignore, insert_ignore_returning
 
 #: Keys of conditions must be usable as Rucio metadata keys: no '.', which Rucio's filter
 #: syntax uses as the key/operator separator.
@@ -152,21 +153,29 @@ class FileSpec:
     closed_at: dt.datetime | None = None
 
     def checked(self) -> FileSpec:
+        """This spec with lower-case checksums; raises ValueError on a bad size or checksum."""
         if self.size < 0:
             raise ValueError(f"file {self.scope}:{self.name}: negative size {self.size}")
         adler = self.adler32.lower() if self.adler32 else None
-        if adler is not None and (len(adler) != 8 or any(c not in "0123456789abcdef" for c in adler)):
+        if adler is not None and not _ADLER32.fullmatch(adler):
             raise ValueError(f"file {self.scope}:{self.name}: adler32 {self.adler32!r} is not 8 hex digits")
         md5 = self.md5.lower() if self.md5 else None
-        if md5 is not None and (len(md5) != 32 or any(c not in "0123456789abcdef" for c in md5)):
+        if md5 is not None and not _MD5.fullmatch(md5):
             raise ValueError(f"file {self.scope}:{self.name}: md5 {self.md5!r} is not 32 hex digits")
+        if adler == self.adler32 and md5 == self.md5:
+            return self  # already normal (the usual case): no copy per file of a bulk write
         return FileSpec(self.scope, self.name, self.size, adler, md5, self.closed_at)
 
 
-def _conflict(existing: Any, run: Run, spec: FileSpec) -> CatalogConflict | None:
-    """``existing``: a recorded file (a row with run_id, size, adler32, md5)."""
+_ADLER32 = re.compile(r"[0-9a-f]{8}")
+_MD5 = re.compile(r"[0-9a-f]{32}")
+
+
+def _conflict(existing: Any, run_id: int | None, spec: FileSpec) -> CatalogConflict | None:
+    """``existing``: a recorded file (a row with run_id, size, adler32, md5); ``run_id``: the
+    run ``spec`` is for (None: a run not created yet, which holds no file)."""
     if (
-        existing.run_id != run.id
+        existing.run_id != run_id
         or existing.size != spec.size
         or (spec.adler32 and existing.adler32 != spec.adler32)
         or (spec.md5 and existing.md5 and existing.md5 != spec.md5)
@@ -174,7 +183,7 @@ def _conflict(existing: Any, run: Run, spec: FileSpec) -> CatalogConflict | None
         return CatalogConflict(
             f"file {spec.scope}:{spec.name} is already in the catalogue with run id {existing.run_id}, "
             f"size {existing.size}, adler32 {existing.adler32}; refusing to overwrite it with "
-            f"run id {run.id}, size {spec.size}, adler32 {spec.adler32} (a DID names one content forever: "
+            f"run id {run_id}, size {spec.size}, adler32 {spec.adler32} (a DID names one content forever: "
             "give the new file a new name)"
         )
     return None
@@ -212,7 +221,7 @@ def add_files(session: Session, run: Run, files: list[FileSpec]) -> int:
     existing = _existing(session, specs)
     for spec in specs:
         if (spec.scope, spec.name) in existing:
-            err = _conflict(existing[(spec.scope, spec.name)], run, spec)
+            err = _conflict(existing[(spec.scope, spec.name)], run.id, spec)
             if err is not None:
                 raise err
     new = [f for f in specs if (f.scope, f.name) not in existing]
@@ -228,7 +237,7 @@ def add_files(session: Session, run: Run, files: list[FileSpec]) -> int:
         # Another writer recorded some of these DIDs (under another run) since our check.
         raced = _existing(session, new)
         for spec in new:
-            err = _conflict(raced[(spec.scope, spec.name)], run, spec)
+            err = _conflict(raced[(spec.scope, spec.name)], run.id, spec)
             if err is not None:
                 raise err
         raise CatalogConflict(f"run {run.label}: {len(new) - inserted} file(s) were recorded concurrently; retry")
@@ -329,10 +338,12 @@ def add_runs_files(session: Session, batch: list[RunFiles]) -> int:
 
     The same checks and the same integrity as the one-run functions (content conflicts
     refused and nothing written, duplicates of the same content skipped, counters changed
-    under each run's row lock, the version counter bumped), but with a handful of
-    statements for the whole batch instead of five or six per run: a multi-row INSERT
-    IGNORE of the runs, one locked SELECT of them, one SELECT of the files already
-    recorded, one multi-row INSERT of the new files, then the runs' UPDATEs in one flush.
+    under each run's row lock, the version counter bumped once per run written), with a
+    handful of statements for the whole batch instead of five or six per run: one locked
+    SELECT of the runs that exist, one SELECT of the files already recorded, one INSERT of
+    the new runs *with their final values* (returning their ids), one INSERT of the new
+    files, and an UPDATE only for runs that existed before. Rows are read as plain rows,
+    not ORM objects: building a batch's worth of objects costs more than the queries.
     """
     if not batch:
         return 0
@@ -346,121 +357,207 @@ def add_runs_files(session: Session, batch: list[RunFiles]) -> int:
     for b in batch:
         if b.fields and b.fields.get("conditions"):
             _check_conditions(b.fields["conditions"])
-    now = utcnow()
-    insert_ignore(
-        session,
-        Run.__table__,  # type: ignore[arg-type]
-        [
-            {"experiment": e, "run_number": n, "run_type": (b.fields or {}).get("run_type") or "physics",
-             "conditions": {}, "state": RunState.RECORDING.value, "state_changed_at": now, "n_files": 0,
-             "total_bytes": 0, "created_at": now, "updated_at": now, "version": 1}
-            for b in batch
-            for e, n in [(b.experiment, b.run_number)]
-        ],
-    )  # fmt: skip
-    runs: dict[tuple[str, int], Run] = {}
-    for i in range(0, len(keys), 500):
-        stmt = (
-            select(Run)
-            .where(tuple_(Run.experiment, Run.run_number).in_(keys[i : i + 500]))
-            .order_by(Run.id)  # locks taken in one order by every writer: no deadlock between batches
-            .with_for_update()
-            .execution_options(populate_existing=True)
-        )
-        runs.update({(r.experiment, r.run_number): r for r in session.scalars(stmt)})
-    # One UPDATE per run at the end (fields and counters together), not one per autoflush.
-    with session.no_autoflush:
-        return _bulk_apply(session, batch, runs, specs_of, everything, now)
+    table: Table = Run.__table__  # type: ignore[assignment]
+    before = _locked_runs(session, table, keys)
+    # Optimistic first: a bulk write is almost always of files the catalogue has not seen,
+    # and then the unique key on (scope, name) is the duplicate check, for free. If the
+    # INSERT skips any file, the savepoint undoes the attempt and the batch is written
+    # again with the explicit check (one SELECT of the batch's files), which tells a
+    # harmless repeat from a conflict and counts only the new files.
+    try:
+        with session.begin_nested():
+            return _write(session, table, batch, before, specs_of, None)
+    except _FilesExisted:
+        pass
+    return _write(session, table, batch, before, specs_of, _existing(session, everything))
 
 
-def _bulk_apply(
+class _FilesExisted(Exception):
+    """The optimistic INSERT met files already recorded: redo the batch with the check."""
+
+
+def _write(
     session: Session,
+    table: Table,
     batch: list[RunFiles],
-    runs: dict[tuple[str, int], Run],
+    before: dict[tuple[str, int], Any],
     specs_of: dict[tuple[str, int], list[FileSpec]],
-    everything: list[FileSpec],
-    now: dt.datetime,
+    existing: dict[tuple[str, str], Any] | None,
 ) -> int:
+    """The batch's writes; ``existing``: the recorded files among the batch's, or None to
+    assume there are none (and raise :class:`_FilesExisted` if that was wrong)."""
+    now = utcnow()
     new_keys: set[str] = set()
-    # The runs' new values are gathered here and written by one executemany UPDATE at the end
-    # (the ORM would send one UPDATE per run, each its own round trip).
-    changes: dict[tuple[str, int], dict[str, Any]] = {}
-    for b in batch:
-        run = runs[(b.experiment, b.run_number)]
-        fields = b.fields or {}
-        change = {
-            key: fields[key] for key in _RUN_FIELDS if fields.get(key) is not None and getattr(run, key) != fields[key]
-        }
-        conditions = fields.get("conditions")
-        if conditions:
-            before = run.conditions or {}
-            merged = {**before, **conditions}
-            if merged != before:
-                change["conditions"] = merged
-            new_keys.update(k for k in conditions if k not in before)
-        if change:
-            changes[(b.experiment, b.run_number)] = change
-    insert_ignore(session, ConditionKey.__table__, [{"key": k} for k in sorted(new_keys)])  # type: ignore[arg-type]
-    existing = _existing(session, everything)
-    rows: list[dict[str, Any]] = []
+    new_runs: list[dict[str, Any]] = []
+    updates: list[dict[str, Any]] = []
     added: dict[tuple[str, int], list[FileSpec]] = {}
-    for run_key, specs in specs_of.items():
-        run = runs[run_key]
-        for spec in specs:
-            if (spec.scope, spec.name) in existing:
-                err = _conflict(existing[(spec.scope, spec.name)], run, spec)
-                if err is not None:
-                    raise err
-                continue
-            added.setdefault(run_key, []).append(spec)
-            row = {"run_id": run.id, "scope": spec.scope, "name": spec.name, "size": spec.size}
-            rows.append(
-                {**row, "adler32": spec.adler32, "md5": spec.md5, "closed_at": spec.closed_at, "created_at": now}
+    for b in batch:
+        key = (b.experiment, b.run_number)
+        row = before.get(key)
+        new = _new_files(session, key, row.id if row is not None else None, specs_of[key], existing or {})
+        if new:
+            added[key] = new
+        fields = b.fields or {}
+        conditions = fields.get("conditions") or {}
+        n_new, bytes_new = len(new), sum(f.size for f in new)
+        if row is None:
+            # A run this batch creates: inserted with its final values, so it needs no UPDATE.
+            # Its version is what upsert_run + add_files would leave (1, +1 if anything was written).
+            values = {k: fields.get(k) for k in _RUN_FIELDS} | {"run_type": fields.get("run_type") or "physics"}
+            written = bool(new or conditions or any(fields.get(k) is not None for k in _RUN_FIELDS[1:]))
+            new_runs.append(
+                values | {"experiment": b.experiment, "run_number": b.run_number, "conditions": dict(conditions),
+                          "state": RunState.RECORDING.value, "state_changed_at": now, "n_files": n_new,
+                          "total_bytes": bytes_new, "created_at": now, "updated_at": now,
+                          "version": 2 if written else 1}
+            )  # fmt: skip
+            new_keys.update(conditions)
+            continue
+        change = {k: fields[k] for k in _RUN_FIELDS if fields.get(k) is not None and row._mapping[k] != fields[k]}
+        if conditions:
+            old = row.conditions or {}
+            merged = {**old, **conditions}
+            if merged != old:
+                change["conditions"] = merged
+            new_keys.update(k for k in conditions if k not in old)
+        if change or new:
+            values = {k: row._mapping[k] for k in (*_RUN_FIELDS, "conditions")} | change
+            updates.append({f"b_{k}": v for k, v in values.items()} | {
+                "b_id": row.id, "b_version": row.version, "b_new_version": row.version + 1, "b_updated_at": now,
+                "b_n_files": row.n_files + n_new, "b_total_bytes": row.total_bytes + bytes_new,
+            })  # fmt: skip
+    insert_ignore(session, ConditionKey.__table__, [{"key": k} for k in sorted(new_keys)])  # type: ignore[arg-type]
+    run_ids = {key: row.id for key, row in before.items()}
+    if new_runs:
+        # Fields no new run sets are left out of the INSERT (NULL by default): a conversion less per row.
+        unset = [k for k in _RUN_FIELDS[1:] if all(r[k] is None for r in new_runs)]
+        new_runs = [{k: v for k, v in r.items() if k not in unset} for r in new_runs] if unset else new_runs
+        new_runs.sort(key=lambda r: (r["experiment"], r["run_number"]))  # one lock order for every writer
+        made = insert_ignore_returning(session, table, new_runs, [table.c.id, table.c.experiment, table.c.run_number])
+        if len(made) != len(new_runs):
+            # Another writer created some of these runs since our SELECT: start again (the
+            # retry finds them and takes the path of existing runs).
+            raise StaleDataError(f"{len(new_runs) - len(made)} run(s) were created concurrently; retry")
+        run_ids.update({(str(e), int(n)): int(i) for i, e, n in made})
+    inserted = _insert_files(session, added, run_ids, now, checked=existing is not None)
+    if updates:
+        _update_runs(session, table, updates, before)
+    return inserted
+
+
+def _locked_runs(session: Session, table: Table, keys: list[tuple[str, int]]) -> dict[tuple[str, int], Any]:
+    """The runs of ``keys`` that exist, as plain rows, locked (``FOR UPDATE``) in id order, so
+    that two writers never deadlock on each other's runs."""
+    by_experiment: dict[str, list[int]] = {}
+    for experiment, number in keys:
+        by_experiment.setdefault(experiment, []).append(number)
+    found: dict[tuple[str, int], Any] = {}
+    for experiment, numbers in sorted(by_experiment.items()):
+        for i in range(0, len(numbers), 1000):
+            # experiment = ? AND run_number IN (...): a range on the unique index.
+            stmt = (
+                select(table)
+                .where(table.c.experiment == experiment, table.c.run_number.in_(numbers[i : i + 1000]))
+                .order_by(table.c.id)
+                .with_for_update()
             )
+            found.update({(r.experiment, r.run_number): r for r in session.execute(stmt)})
+    return found
+
+
+def _new_files(
+    session: Session,
+    key: tuple[str, int],
+    run_id: int | None,
+    specs: list[FileSpec],
+    existing: dict[tuple[str, str], Any],
+) -> list[FileSpec]:
+    """The files of ``specs`` not yet recorded; raises on one recorded with other content."""
+    if not existing:
+        return specs
+    new = []
+    for spec in specs:
+        old = existing.get((spec.scope, spec.name))
+        if old is None:
+            new.append(spec)
+            continue
+        err = _conflict(old, run_id, spec)
+        if err is None:
+            continue
+        if run_id is None and _run_key(session, old.run_id) == key:
+            # The run did not exist when we looked, and now holds this file: another writer
+            # recorded the same run meanwhile. Start again rather than call it a conflict.
+            raise StaleDataError(f"run {key[0]}/{key[1]} was recorded concurrently; retry")
+        raise err
+    return new
+
+
+def _run_key(session: Session, run_id: int) -> tuple[str, int] | None:
+    row = session.execute(select(Run.experiment, Run.run_number).where(Run.id == run_id)).one_or_none()
+    return None if row is None else (str(row[0]), int(row[1]))
+
+
+def _insert_files(
+    session: Session, added: dict[tuple[str, int], list[FileSpec]], run_ids: dict[tuple[str, int], int],
+    now: dt.datetime, *, checked: bool,
+) -> int:  # fmt: skip
+    """One multi-row INSERT of the new files; raises if some were recorded already (``checked``:
+    the batch was checked against the catalogue, so another writer recorded them meanwhile)."""
+    specs = [f for fs in added.values() for f in fs]
+    # Optional columns no file of the batch has are left out (NULL by default): every row of an
+    # executemany has the same keys, and a column less is a conversion less per row.
+    optional = [k for k in ("adler32", "md5", "closed_at") if any(getattr(f, k) is not None for f in specs)]
+    rows = [
+        {"run_id": run_ids[key], "scope": f.scope, "name": f.name, "size": f.size, "created_at": now}
+        | {k: getattr(f, k) for k in optional}
+        for key, fs in added.items()
+        for f in fs
+    ]
     inserted = insert_ignore(session, RunFile.__table__, rows)  # type: ignore[arg-type]
+    if inserted != len(rows) and not checked:
+        raise _FilesExisted
     if inserted != len(rows):
-        new_specs = [f for specs in added.values() for f in specs]
-        raced = _existing(session, new_specs)
-        for run_key, specs in added.items():
-            for spec in specs:
-                err = _conflict(raced[(spec.scope, spec.name)], runs[run_key], spec)
+        raced = _existing(session, specs)
+        for key, fs in added.items():
+            for spec in fs:
+                err = _conflict(raced[(spec.scope, spec.name)], run_ids[key], spec)
                 if err is not None:
                     raise err
         raise CatalogConflict(f"{len(rows) - inserted} file(s) were recorded concurrently; retry")
-    params = []
-    by_id = {run.id: run for run in runs.values()}
-    for run_key in changes.keys() | added.keys():
-        run, specs = runs[run_key], added.get(run_key, [])
-        values = {key: getattr(run, key) for key in (*_RUN_FIELDS, "conditions")} | changes.get(run_key, {})
-        params.append({f"b_{k}": v for k, v in values.items()} | {
-            "b_id": run.id, "b_version": run.version, "b_new_version": run.version + 1, "b_updated_at": now,
-            "b_n_files": run.n_files + len(specs), "b_total_bytes": run.total_bytes + sum(f.size for f in specs),
-        })  # fmt: skip
-    if params:
-        table: Table = Run.__table__  # type: ignore[assignment]
+    return inserted
+
+
+_WRITTEN = (*_RUN_FIELDS, "conditions", "n_files", "total_bytes", "updated_at")
+
+
+def _update_runs(session: Session, table: Table, params: list[dict[str, Any]], before: dict[Any, Any]) -> None:
+    """The existing runs' new fields and counters, with their version bumped.
+
+    A run object this session loaded earlier takes the written values as its committed state
+    (cheaper than expiring it, which would cost the caller a SELECT on next access).
+    """
+    if session.get_bind().dialect.name in ("mysql", "mariadb"):
+        _upsert_runs_mysql(session, table, params, {row.id: row for row in before.values()})
+    else:
         stmt = (
             update(table)
             .where(table.c.id == bindparam("b_id"), table.c.version == bindparam("b_version"))
-            .values({c: bindparam(f"b_{c}", type_=table.c[c].type) for c in (*_RUN_FIELDS, "conditions", "n_files",
-                     "total_bytes", "updated_at")} | {"version": bindparam("b_new_version")})
+            .values({c: bindparam(f"b_{c}", type_=table.c[c].type) for c in _WRITTEN}
+                    | {"version": bindparam("b_new_version")})
         )  # fmt: skip
-        if session.get_bind().dialect.name in ("mysql", "mariadb"):
-            _upsert_runs_mysql(session, table, params, by_id)
-        elif (result := session.connection().execute(stmt, params)).rowcount != len(params):
+        if (result := session.connection().execute(stmt, params)).rowcount != len(params):
             # A run changed since our locked read (only possible where FOR UPDATE is a no-op):
             # the transaction is retried whole, as for the ORM's own version check.
             raise StaleDataError(f"{len(params) - result.rowcount} run(s) changed concurrently; retry")
-        # The loaded objects take the written values as their committed state (cheaper than
-        # expiring them, which would cost the caller a SELECT per run on next access).
-        for p in params:
-            run = by_id[p["b_id"]]
-            for key in (*_RUN_FIELDS, "conditions", "n_files", "total_bytes", "updated_at"):
+    for p in params:
+        run = session.identity_map.get(Session.identity_key(Run, p["b_id"]))
+        if run is not None:
+            for key in _WRITTEN:
                 set_committed_value(run, key, p[f"b_{key}"])
             set_committed_value(run, "version", p["b_new_version"])
-    return len(rows)
 
 
-def _upsert_runs_mysql(session: Session, table: Table, params: list[dict[str, Any]], by_id: dict[int, Run]) -> None:
+def _upsert_runs_mysql(session: Session, table: Table, params: list[dict[str, Any]], by_id: dict[int, Any]) -> None:
     """MariaDB: the runs' UPDATEs as one multi-row ``INSERT ... ON DUPLICATE KEY UPDATE``.
 
     An executemany UPDATE is one round trip per run there; this is one statement. Every row
@@ -470,11 +567,9 @@ def _upsert_runs_mysql(session: Session, table: Table, params: list[dict[str, An
     """
     rows = []
     for p in params:
-        run = by_id[p["b_id"]]
-        row = {c.key: getattr(run, c.key) for c in table.columns}
+        row = dict(by_id[p["b_id"]]._mapping)
         row.update({k[2:]: v for k, v in p.items() if k[2:] in row and k not in ("b_id", "b_version")})
         row["version"] = p["b_new_version"]
         rows.append(row)
     stmt = mysql.insert(table).values(rows)
-    keep = (*_RUN_FIELDS, "conditions", "n_files", "total_bytes", "updated_at", "version")
-    session.connection().execute(stmt.on_duplicate_key_update({c: stmt.inserted[c] for c in keep}))
+    session.connection().execute(stmt.on_duplicate_key_update({c: stmt.inserted[c] for c in (*_WRITTEN, "version")}))

@@ -63,6 +63,9 @@ def revision_cmd(as_json: JsonFlag = False) -> None:
 
 def reconcile(
     experiment: Annotated[str | None, typer.Option("--experiment", help="Only this experiment's runs.")] = None,
+    run: Annotated[
+        int | None, typer.Option("--run", min=0, help="Only this run (with --experiment if numbers repeat).")
+    ] = None,
     apply: Annotated[bool, typer.Option("--apply", help="Fix the catalogue side where Rucio is unambiguous.")] = False,
     s3_rse: Annotated[str, typer.Option("--s3-rse", help="The RSE behind the ON_S3 state.")] = "S3",
     tape_rse: Annotated[str, typer.Option("--tape-rse", help="The RSE behind the ON_TAPE state.")] = "TAPE",
@@ -74,14 +77,20 @@ def reconcile(
     changed). Exit code 0 when nothing is left to fix, 1 otherwise.
     """
     from inlet.catalog.db import open_catalog
+    from inlet.catalog.runs import NotInCatalog
     from inlet.cli.select_cmd import _rucio_env
+    from inlet.errors import InletError
 
     catalog = open_catalog(catalog_url())
     _rucio_env()
     from inlet.catalog.reconcile import Reconciler
 
-    found = Reconciler(catalog, s3_rse=s3_rse, tape_rse=tape_rse).run(experiment, apply)
-    catalog.dispose()
+    try:
+        found = Reconciler(catalog, s3_rse=s3_rse, tape_rse=tape_rse).run(experiment, apply, run_number=run)
+    except NotInCatalog as err:
+        raise InletError(str(err), "`inlet runs` lists the catalogue's runs") from err
+    finally:
+        catalog.dispose()
     if as_json:
         echo_json([m.as_dict() for m in found])
     else:

@@ -12,7 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 from rucio_inlet.catalog_models import FileAvailability, Run, RunFile
 from rucio_inlet.catalog_states import parse_state
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, or_, select
 
 from inlet.catalog.db import open_catalog
 from inlet.cli.output import JsonFlag, echo_json
@@ -38,16 +38,46 @@ def parse_since(text: str, now: dt.datetime | None = None) -> dt.datetime:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
 
 
+#: Runs per page of ``inlet runs`` unless --limit says otherwise.
+PAGE = 50
+
+
+def parse_after(text: str) -> tuple[str, int]:
+    """``EXPERIMENT/RUN``, the last run of the previous page (as ``inlet runs`` prints it)."""
+    experiment, _, number = text.strip().rpartition("/")
+    if not experiment or not number.isascii() or not number.isdigit() or len(number) > 18:
+        raise ValueError(f"--after {text!r}: give the last run of the previous page as EXPERIMENT/RUN, e.g. kloe/5000")
+    return experiment, int(number)
+
+
 def list_runs(
-    session: Any, state: str | None = None, since: dt.datetime | None = None, experiment: str | None = None
+    session: Any,
+    state: str | None = None,
+    since: dt.datetime | None = None,
+    experiment: str | None = None,
+    *,
+    limit: int | None = None,
+    after: tuple[str, int] | None = None,
 ) -> list[dict[str, Any]]:
+    """Runs in (experiment, run_number) order with their per-RSE file counts.
+
+    Keyset pagination: ``after`` is the last (experiment, run_number) of the previous page,
+    so a page is a range read on the (experiment, run_number) index (or on (state,
+    experiment, run_number) with a state), whatever page it is; an OFFSET would read and
+    skip every run before it.
+    """
     stmt = select(Run).order_by(Run.experiment, Run.run_number)
+    if after:
+        # The OR form, not a row comparison: MariaDB turns this into a range on the index.
+        stmt = stmt.where(or_(Run.experiment > after[0], and_(Run.experiment == after[0], Run.run_number > after[1])))
     if state:
         stmt = stmt.where(Run.state == parse_state(state))
     if since:
         stmt = stmt.where(func.coalesce(Run.start_time, Run.created_at) >= since)
     if experiment:
         stmt = stmt.where(Run.experiment == experiment)
+    if limit:
+        stmt = stmt.limit(limit)
     runs = session.scalars(stmt).all()
     on: dict[int, dict[str, int]] = {}
     if runs:
@@ -82,23 +112,36 @@ def runs(
         str | None, typer.Option("--since", help="Only runs started since: 2d, 12h, 30m or an ISO date.")
     ] = None,
     experiment: Annotated[str | None, typer.Option("--experiment", help="Only this experiment.")] = None,
+    limit: Annotated[
+        int, typer.Option("--limit", min=0, help="Runs per page; 0 lists every run (slow on a big catalogue).")
+    ] = PAGE,
+    after: Annotated[
+        str | None,
+        typer.Option("--after", help="The next page: runs after this EXPERIMENT/RUN (the last one shown)."),
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Show runs with their life-cycle state and, per RSE, how many of their files are there."""
+    """Show runs with their life-cycle state and, per RSE, how many of their files are there.
+
+    One page at a time, in (experiment, run number) order; the last line says how to get the
+    next page. With --json, the same page as a list (take the last run for --after).
+    """
     try:
         since_t = parse_since(since) if since else None
         if state:
             parse_state(state)
+        after_key = parse_after(after) if after else None
     except ValueError as err:
         raise InletError(str(err), "see `inlet runs -h`") from err
     catalog = open_catalog(load_settings().catalog_url())
     with catalog.session() as session:
-        rows = list_runs(session, state, since_t, experiment)
+        rows = list_runs(session, state, since_t, experiment, limit=limit or None, after=after_key)
     catalog.dispose()
     if as_json:
         echo_json(rows)
         return
-    table = Table(title=f"{len(rows)} run(s)")
+    more = bool(limit) and len(rows) == limit
+    table = Table(title=f"{len(rows)} run(s)" + (" (first page)" if more and not after else ""))
     for col in ("experiment", "run", "type", "state", "since", "files", "bytes", "files on RSEs"):
         table.add_column(col)
     for r in rows:
@@ -114,3 +157,6 @@ def runs(
             escape(tiers),
         )
     Console().print(table)
+    if more:
+        last = f"{rows[-1]['experiment']}/{rows[-1]['run_number']}"
+        console.print(f"more runs may follow; the next page: [bold]inlet runs --after {escape(last)}[/] (same filters)")

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from types import FrameType
 
 from rucio_inlet.catalog_models import ProcessedEvent, utcnow
-from sqlalchemy import select, text, tuple_
+from sqlalchemy import select, text
 from sqlalchemy.exc import InternalError, OperationalError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
@@ -316,15 +316,20 @@ class Listener:
         """
         wanted = {(self._consumer(h), i.event.key): i.event.event_type[:64] for i in items for h in i.handlers}
         have: set[tuple[str, str]] = set()
-        keys = list(wanted)
-        for start in range(0, len(keys), 500):
-            chunk = keys[start : start + 500]
-            rows = session.execute(
-                select(ProcessedEvent.consumer, ProcessedEvent.event_key).where(
-                    tuple_(ProcessedEvent.consumer, ProcessedEvent.event_key).in_(chunk)
+        by_consumer: dict[str, list[str]] = {}
+        for c, k in wanted:
+            by_consumer.setdefault(c, []).append(k)
+        for consumer, keys in by_consumer.items():
+            for start in range(0, len(keys), 500):
+                # consumer = ? AND event_key IN (...): a range on the ledger's unique key, which
+                # MariaDB does not always use for a row-constructor IN over both columns (and
+                # then every batch scans a ledger that grows with every event).
+                rows = session.execute(
+                    select(ProcessedEvent.event_key).where(
+                        ProcessedEvent.consumer == consumer, ProcessedEvent.event_key.in_(keys[start : start + 500])
+                    )
                 )
-            )
-            have.update((str(c), str(k)) for c, k in rows)
+                have.update((consumer, str(k)) for (k,) in rows)
         now = utcnow()
         new = [
             {"consumer": c, "event_key": k, "event_type": t, "processed_at": now}

@@ -72,7 +72,8 @@ class Run(Base):
     __tablename__ = "runs"
     __table_args__ = (
         UniqueConstraint("experiment", "run_number", name="uq_runs_experiment_number"),
-        Index("ix_runs_state", "state"),
+        # 0003: `inlet runs --state X` reads a page in (experiment, run_number) order from the index.
+        Index("ix_runs_state_page", "state", "experiment", "run_number"),
         Index("ix_runs_number", "run_number"),
         Index("ix_runs_start", "start_time"),
         # 0002: a dataset-level event (datasetlock_ok, rule_ok) finds its run without a scan.

@@ -82,3 +82,25 @@ def test_the_session_sees_the_written_counters_without_reading_them_again(catalo
     with catalog.session() as s:
         run = catalog_runs.get_run(s, "exp", 5)
         assert (run.n_files, run.total_bytes, run.version, run.dataset) == (3, 27, 3, "d5")
+
+
+def test_a_run_the_session_holds_takes_the_written_values(catalog: Catalog) -> None:
+    catalog.transaction(lambda s: add_runs_files(s, [entry(6, 1)]))
+
+    def work(s: Session) -> tuple[int, int, int]:
+        run = catalog_runs.get_run(s, "exp", 6)  # loaded before the bulk write
+        add_runs_files(s, [entry(6, 3)])  # run6.0.dat again (skipped) and two new files
+        return run.n_files, run.total_bytes, run.version
+
+    assert catalog.transaction(work) == (3, 30, 3)
+
+
+def test_new_runs_and_a_repeated_file_in_one_batch_count_only_the_new_files(catalog: Catalog) -> None:
+    # The optimistic INSERT meets run7.0.dat and the batch is written again with the check:
+    # the new run 8 must not be written twice, nor run 7's counters count the old file.
+    catalog.transaction(lambda s: add_runs_files(s, [entry(7, 1)]))
+    assert catalog.transaction(lambda s: add_runs_files(s, [entry(8, 2, scope="raw"), entry(7, 2)])) == 3
+    with catalog.session() as s:
+        r7, r8 = catalog_runs.get_run(s, "exp", 7), catalog_runs.get_run(s, "exp", 8)
+        assert (r7.n_files, r7.total_bytes, r8.n_files, r8.scope, r8.version) == (2, 20, 2, "raw", 2)
+        assert s.scalar(select(func.count()).select_from(RunFile)) == 4

@@ -23,7 +23,7 @@ from typing import Any
 
 from rucio_inlet.catalog_models import FileAvailability, Run, RunFile, utcnow
 from rucio_inlet.catalog_states import TRANSITIONS, IllegalTransition, RunState
-from sqlalchemy import select, tuple_
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from inlet.catalog import runs as catalog_runs
@@ -98,13 +98,17 @@ class CatalogHandler:
     def _transfers(
         self, session: Session, transfers: list[tuple[str, str, str, dt.datetime]], ctx: HandlerContext
     ) -> None:
-        dids = sorted({(scope, name) for scope, name, _, _ in transfers})
+        by_scope: dict[str, list[str]] = {}
+        for scope, name in sorted({(scope, name) for scope, name, _, _ in transfers}):
+            by_scope.setdefault(scope, []).append(name)
         files: dict[tuple[str, str], tuple[int, int]] = {}
-        for start in range(0, len(dids), 500):
-            stmt = select(RunFile.id, RunFile.run_id, RunFile.scope, RunFile.name).where(
-                tuple_(RunFile.scope, RunFile.name).in_(dids[start : start + 500])
-            )
-            files.update({(str(sc), str(nm)): (int(fid), int(rid)) for fid, rid, sc, nm in session.execute(stmt)})
+        for scope, names in by_scope.items():
+            for start in range(0, len(names), 500):
+                # scope = ? AND name IN (...): a range on the (scope, name) unique index (see _existing).
+                stmt = select(RunFile.id, RunFile.run_id, RunFile.name).where(
+                    RunFile.scope == scope, RunFile.name.in_(names[start : start + 500])
+                )
+                files.update({(scope, str(nm)): (int(fid), int(rid)) for fid, rid, nm in session.execute(stmt)})
         rows: dict[tuple[int, str], dict[str, Any]] = {}
         touched: dict[int, tuple[dt.datetime, list[str]]] = {}
         for scope, name, rse, at in transfers:

@@ -134,6 +134,27 @@ def test_cli_runs_state_and_since(filled: Catalog) -> None:
     assert res.exit_code == 2 and "valid states" in res.output
 
 
+def test_cli_runs_pages_by_keyset(filled: Catalog) -> None:
+    runner = CliRunner()
+    seen: list[tuple[str, int]] = []
+    after: list[str] = []
+    for _ in range(3):
+        res = runner.invoke(app, ["runs", "--json", "--limit", "3", *after])
+        assert res.exit_code == 0, res.output
+        page = [(r["experiment"], r["run_number"]) for r in json.loads(res.stdout)]
+        seen += page
+        if len(page) < 3:
+            break
+        after = ["--after", f"{page[-1][0]}/{page[-1][1]}"]
+    assert seen == [("cygno", 5003), ("kloe", 5000), ("kloe", 5001), ("kloe", 5002)]  # each run once, in order
+    res = runner.invoke(app, ["runs", "--json", "--limit", "1", "--after", "kloe/5000", "--state", "recording"])
+    assert [r["run_number"] for r in json.loads(res.stdout)] == [5001]  # a filter and a page together
+    res = runner.invoke(app, ["runs", "--limit", "2"])
+    assert res.exit_code == 0 and "inlet runs --after kloe/5000" in res.output  # says how to get the next page
+    res = runner.invoke(app, ["runs", "--after", "5000"])
+    assert res.exit_code == 2 and "EXPERIMENT/RUN" in res.output
+
+
 def test_parse_since() -> None:
     now = dt.datetime(2026, 11, 21, 12, tzinfo=dt.UTC)
     assert parse_since("2d", now) == now - dt.timedelta(days=2)
