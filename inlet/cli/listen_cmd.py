@@ -46,7 +46,7 @@ def listen(
         from prometheus_client import start_http_server
 
         try:
-            start_http_server(settings.listener.metrics_port, addr="127.0.0.1")
+            start_http_server(settings.listener.metrics_port, addr=settings.listener.metrics_host)
         except OSError as err:
             catalog.dispose()
             raise InletError(
@@ -70,6 +70,13 @@ def listen(
     log.info("listener stopped after %d events", handled)
 
 
+def metrics_url(host: str, port: int) -> str:
+    """Where to read a metrics endpoint bound to HOST:PORT from this host (a wildcard: loopback)."""
+    if host in ("", "0.0.0.0", "::"):  # noqa: S104 - a bind address read back, not bound here
+        host = "127.0.0.1"
+    return f"http://[{host}]:{port}/metrics" if ":" in host else f"http://{host}:{port}/metrics"
+
+
 def _status(port: int, settings: object) -> int:
     from inlet.config import Settings
     from inlet.listener.dlq import DeadLetterQueue, DLQError
@@ -80,10 +87,11 @@ def _status(port: int, settings: object) -> int:
         console.print("[yellow]no \\[listener] metrics_port set: listener metrics are off[/]")
         code = 1
     else:
+        url = metrics_url(settings.listener.metrics_host, port)
         try:
-            text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+            text = requests.get(url, timeout=5).text
         except requests.RequestException as err:
-            console.print(f"[bold red]no listener answers on 127.0.0.1:{port}:[/] {escape(str(err))}")
+            console.print(f"[bold red]no listener answers on {url}:[/] {escape(str(err))}")
             code = 1
         else:
             for line in text.splitlines():

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
-from sqlalchemy import func, select
 
 from inlet.catalog.db import open_catalog
-from inlet.catalog.models import FileAvailability, Run, RunFile
+from inlet.catalog.listing import list_runs
 from inlet.catalog.states import parse_state
 from inlet.cli.output import JsonFlag, echo_json
 from inlet.config import load_settings
@@ -36,44 +35,6 @@ def parse_since(text: str, now: dt.datetime | None = None) -> dt.datetime:
             f"--since {text!r}: give a duration like 2d, 12h, 30m, or an ISO date like 2026-11-01T00:00"
         ) from None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
-
-
-def list_runs(
-    session: Any, state: str | None = None, since: dt.datetime | None = None, experiment: str | None = None
-) -> list[dict[str, Any]]:
-    stmt = select(Run).order_by(Run.experiment, Run.run_number)
-    if state:
-        stmt = stmt.where(Run.state == parse_state(state))
-    if since:
-        stmt = stmt.where(func.coalesce(Run.start_time, Run.created_at) >= since)
-    if experiment:
-        stmt = stmt.where(Run.experiment == experiment)
-    runs = session.scalars(stmt).all()
-    on: dict[int, dict[str, int]] = {}
-    if runs:
-        counts = session.execute(
-            select(RunFile.run_id, FileAvailability.rse, func.count())
-            .join(FileAvailability, FileAvailability.file_id == RunFile.id)
-            .where(RunFile.run_id.in_([r.id for r in runs]))
-            .group_by(RunFile.run_id, FileAvailability.rse)
-        ).all()
-        for run_id, rse, n in counts:
-            on.setdefault(run_id, {})[rse] = int(n)
-    return [
-        {
-            "experiment": r.experiment,
-            "run_number": r.run_number,
-            "run_type": r.run_type,
-            "state": r.state.value,
-            "state_changed_at": r.state_changed_at.isoformat(),
-            "start": r.start_time.isoformat() if r.start_time else None,
-            "files": r.n_files,
-            "bytes": r.total_bytes,
-            "dataset": f"{r.scope}:{r.dataset}" if r.dataset else None,
-            "files_on": on.get(r.id, {}),
-        }
-        for r in runs
-    ]
 
 
 def runs(
