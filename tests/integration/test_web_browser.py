@@ -234,13 +234,15 @@ def test_an_outsider_sees_no_embargoed_name(
     log_in(outsider, stack["base"], accounts["outsider"])
     assert outsider.find_element(By.ID, "role").text == "public"
     shot(outsider, "04-outsider-runs")
-    for path in ("/runs", "/runs?experiment=cygno", f"/runs/cygno/{run}", "/uploader", "/listener", "/alarms",
+    outsider.get(f"{stack['base']}/runs/cygno/{run}")
+    WebDriverWait(outsider, PAGE_WAIT).until(lambda d: d.find_elements(By.TAG_NAME, "main"))
+    shot(outsider, "05-outsider-embargoed-run-page")
+    assert "No such run" in outsider.page_source and str(run) not in outsider.page_source
+    for path in ("/runs", "/runs?experiment=cygno", "/runs?fragment=1", "/uploader", "/listener", "/alarms",
                  "/rehearsals"):  # fmt: skip
         outsider.get(stack["base"] + path)
-        WebDriverWait(outsider, PAGE_WAIT).until(lambda d: d.find_elements(By.TAG_NAME, "main"))
+        WebDriverWait(outsider, PAGE_WAIT).until(lambda d: d.find_elements(By.TAG_NAME, "body"))
         assert str(run) not in outsider.page_source, path
-    shot(outsider, "05-outsider-embargoed-run-page")
-    assert "No such run" in outsider.page_source
 
 
 def _dead_letter(lake: Lake) -> None:
