@@ -43,8 +43,12 @@ def listen(
     router = Router.from_settings(settings.listener)
     catalog = open_catalog(settings.catalog_url())
     if settings.listener.metrics_port:
-        from prometheus_client import start_http_server
+        from prometheus_client import REGISTRY, start_http_server
 
+        from inlet.broker_stats import QueueDepthCollector
+
+        # Queue depth per broker destination, asked of the broker at each scrape.
+        REGISTRY.register(QueueDepthCollector(settings.broker))
         try:
             start_http_server(settings.listener.metrics_port, addr=settings.listener.metrics_host)
         except OSError as err:

@@ -31,17 +31,21 @@ def serve(settings: Settings) -> None:
 
     web = settings.web
     _check_free(web.host, web.port, "inlet web", "[web] port / INLET_WEB__PORT (or host)")
+    app = create_app(settings)
     if web.metrics_port:
-        from prometheus_client import start_http_server
+        from prometheus_client import REGISTRY, start_http_server
+
+        from inlet.web.metrics import CatalogCollector
 
         _check_free(web.metrics_host, web.metrics_port, "inlet web's metrics", "[web] metrics_port (0: off)")
+        REGISTRY.register(CatalogCollector(app.state.web.catalog))
         start_http_server(web.metrics_port, addr=web.metrics_host)
         log.info("web metrics on http://%s:%d/metrics", web.metrics_host, web.metrics_port)
     if not web.secret:
         log.warning("[web] secret is empty: a random key signs sessions, so a restart logs everyone out")
     log.info("inlet web on http://%s:%d/", web.host, web.port)
     uvicorn.run(
-        create_app(settings),
+        app,
         host=web.host,
         port=web.port,
         log_level="warning",

@@ -233,6 +233,12 @@ def listener_page(settings: Settings, viewer: Viewer, meter: RateMeter) -> dict[
             out["rate"] = meter.update(out["metrics"].events_total)
         except (requests.RequestException, ValueError) as exc:
             out["metrics_error"] = unavailable("listener metrics", exc)
+    from inlet.broker_stats import queue_depths
+
+    try:
+        out["queues"] = queue_depths(settings.broker)
+    except (InletError, OSError) as exc:
+        out["queues_error"] = unavailable("broker queue depths", exc)
     try:
         letters = DeadLetterQueue(settings.broker, ls, timeout=5.0).letters()
     except InletError as exc:

@@ -53,6 +53,9 @@ BROKER_XML = """<beans xmlns="http://www.springframework.org/schema/beans"
          queues (listener queues, DLQ); readers only subscribe to the two topics. Every client needs
          the advisory topics (ActiveMQ publishes consumer/producer advisories on their behalf). -->
     <plugins>
+      <!-- Answers ActiveMQ.Statistics.Destination.<pattern> requests: queue depth per destination
+           (inlet.broker_stats, the listener's inlet_broker_queue_size metric). -->
+      <statisticsBrokerPlugin/>
       <simpleAuthenticationPlugin anonymousAccessAllowed="false">
         <users>
           <authenticationUser username={user} password={password} groups="inlet"/>
