@@ -350,7 +350,7 @@ def create_app(
 ) -> Starlette:
     """The application; ``catalog``/``rucio`` given by tests and benchmarks, ``live=False`` without a broker."""
     cat = catalog or open_catalog(settings.catalog_url())
-    feed = ChangeFeed(cat, settings.broker if live else None)
+    feed = ChangeFeed(cat, settings.broker if live else None, heartbeat_ms=settings.listener.heartbeat_ms or 5000)
     web = Web(settings, cat, rucio or RucioRest(settings.rucio), feed)
     secret = settings.web.secret or secrets.token_urlsafe(48)
 

@@ -52,12 +52,14 @@ class ChangeFeed:
         idle_check: float = 5.0,
         burst: float = 10.0,
         burst_every: float = 0.5,
+        heartbeat_ms: int = 5000,
     ) -> None:
         self.catalog = catalog
         self.broker = broker
         self.idle_check = idle_check
         self.burst = burst
         self.burst_every = burst_every
+        self.heartbeat_ms = heartbeat_ms
         self.mark: tuple[int, int, int] | None = None
         self._clients: set[asyncio.Queue[str]] = set()
         self._poke = asyncio.Event()
@@ -96,7 +98,8 @@ class ChangeFeed:
         b = self.broker
         wait = 1.0
         while not self._stop.is_set():
-            conn = connection(b, heartbeat_ms=10000)
+            # Heart-beats as the listener's: with none (or slow ones) the broker drops an idle reader.
+            conn = connection(b, heartbeat_ms=self.heartbeat_ms)
             wake = _Wake(self)
             conn.set_listener("wake", wake)
             try:
