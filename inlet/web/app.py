@@ -172,27 +172,25 @@ async def login(request: Request) -> Response:
     username = str(form.get("username", "")).strip()
     password = str(form.get("password", ""))
 
-    def check() -> tuple[str, str, Role]:
+    def check() -> tuple[str, Role]:
+        # Rucio checks the identity; the token it hands out is not kept (the web acts as itself).
         if token:
             who = web.rucio.whoami(token)
-            tok = token
         else:
             if not (account and username and password):
                 raise RucioRefused("give account, username and password, or a Rucio token")
-            tok = web.rucio.login_userpass(account, username, password).token
+            web.rucio.login_userpass(account, username, password)
             who = account
-        return who, tok, role_of(who, web.rucio.account_attributes(who), web.settings.web)
+        return who, role_of(who, web.rucio.account_attributes(who), web.settings.web)
 
     try:
-        who, tok, role = await run_in_threadpool(check)
+        who, role = await run_in_threadpool(check)
     except InletError as exc:
         metrics.LOGINS.labels("refused").inc()
         log.info("login refused for %r: %s", account or "(token)", exc.problem)
         return web.render(request, "login.html", None, 401, next=nxt, error=exc.problem, account=account)
     request.session.clear()  # nothing from before the login survives it (session fixation)
-    request.session.update(
-        account=who, role=role.value, token=tok, csrf=secrets.token_urlsafe(32), since=int(time.time())
-    )
+    request.session.update(account=who, role=role.value, csrf=secrets.token_urlsafe(32), since=int(time.time()))
     metrics.LOGINS.labels("ok").inc()
     log.info("%s logged in as %s", who, role.value)
     return RedirectResponse(nxt, status_code=303)
@@ -330,7 +328,7 @@ async def boost_action(web: Web, request: Request, viewer: Viewer) -> Response:
             if run is None or not run.dataset or not viewer.may_see_run(run.embargo_until):
                 raise actions.ActionRefused("no such run")
             dataset = f"{run.scope}:{run.dataset}"
-        actions.boost_rule(web.rucio, str(request.session.get("token", "")), rule_id, dataset, viewer.account)
+        actions.boost_rule(web.rucio, rule_id, dataset, viewer.account)
         return f"rule {rule_id} boosted"
 
     try:

@@ -1,9 +1,8 @@
 """The handful of Rucio REST calls the web pages make, with ``requests``.
 
-Rucio's Python client reads one rucio.cfg and one token file per process; the web server
-speaks for many accounts at once (each login is checked by Rucio itself, and a data manager's
-action runs with that manager's own token, so Rucio's permission policy decides and its logs
-name the person). Plain REST keeps every call's identity explicit.
+Rucio's Python client reads one rucio.cfg and one token file per process; the web server checks
+many accounts' logins (each by Rucio itself) and reads and acts as its own account. Plain REST
+keeps every call's identity explicit.
 """
 
 from __future__ import annotations
@@ -121,13 +120,13 @@ class RucioRest:
         out: dict[str, Any] = res.json()
         return out
 
-    # -- actions, as the person ----------------------------------------------------------------------
-    def boost_rule(self, token: str, rule_id: str) -> None:
-        """Ask Rucio to retry a rule's stuck locks now, with the acting person's own token."""
+    # -- actions, as the web server, for a data manager it has checked --------------------------------
+    def boost_rule(self, rule_id: str) -> None:
+        """Ask Rucio to retry a rule's stuck locks now."""
         self._call(
             "PUT",
             f"/rules/{quote(rule_id, safe='')}",
-            self._headers(token),
+            self._headers(self.service_token()),
             data=json.dumps({"options": {"boost_rule": True}}),
         )
 
