@@ -89,6 +89,18 @@ appender.console.layout.pattern = %d | %-5p | %m | %c | %t%n
 """
 
 
+#: Jars Debian's activemq package leaves out and ActiveMQ's own distribution ships in lib/optional:
+#: XStream and Jettison render a statistics reply (a MapMessage) as JSON to a STOMP client
+#: (``transformation: jms-map-json``, :mod:`inlet.broker_stats`). Debian packages them apart
+#: (libxstream-java, libjettison-java; scripts/setup.sh installs them).
+OPTIONAL_JARS = ("/usr/share/java/xstream.jar", "/usr/share/java/jettison.jar", "/usr/share/java/xpp3.jar")
+
+
+def _extra_classpath() -> list[str]:
+    present = [j for j in OPTIONAL_JARS if Path(j).is_file()]
+    return [f"-Dactivemq.classpath={':'.join(present)}"] if present else []
+
+
 class ActiveMQ(Service):
     name = "activemq"
     port_setting = "[broker] stomp_port / INLET_BROKER__STOMP_PORT"
@@ -194,6 +206,7 @@ class ActiveMQ(Service):
             f"-Dactivemq.data={base / 'data'}",
             f"-Djava.io.tmpdir={base / 'tmp'}",
             f"-Dlog4j2.configurationFile={base / 'conf' / 'log4j2.properties'}",
+            *_extra_classpath(),
             "-jar",
             str(jar),
             "start",
