@@ -21,7 +21,12 @@ def test_a_queue_without_consumer_shows_its_depth_and_no_consumer(lake: Lake) ->
         conn.send(f"/queue/{name}", f"message {i}", headers={"persistent": "true"})
     conn.disconnect()
 
-    depths = wait_for(f"{name} in the broker's statistics", lambda: queue_depths(b).get(name), 60)
+    # The broker stores persistent messages as they come: wait (bounded) until all 7 are in.
+    depths = wait_for(
+        f"7 messages of {name} in the broker's statistics",
+        lambda: (d := queue_depths(b).get(name)) and d["size"] == 7 and d,
+        60,
+    )
     assert depths["size"] == 7 and depths["consumers"] == 0 and depths["enqueued"] == 7
 
     registry = CollectorRegistry()
