@@ -565,6 +565,13 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
     return Settings(**overrides)
 
 
+def metrics_url(host: str, port: int) -> str:
+    """Where to read a metrics endpoint bound to HOST:PORT from this host (a wildcard bind: loopback)."""
+    if host in ("", "0.0.0.0", "::"):  # noqa: S104 - a bind address read back, not bound here
+        host = "127.0.0.1"
+    return f"http://[{host}]:{port}/metrics" if ":" in host else f"http://{host}:{port}/metrics"
+
+
 def reference_markdown() -> str:
     """The configuration reference, generated from the models so it cannot drift from the code."""
     lines = ["| key | env override | default | meaning |", "|---|---|---|---|"]

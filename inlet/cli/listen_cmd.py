@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from inlet.config import load_settings
+from inlet.config import load_settings, metrics_url
 from inlet.errors import InletError
 
 console = Console(stderr=True, soft_wrap=True)
@@ -72,13 +72,6 @@ def listen(
     finally:
         catalog.dispose()
     log.info("listener stopped after %d events", handled)
-
-
-def metrics_url(host: str, port: int) -> str:
-    """Where to read a metrics endpoint bound to HOST:PORT from this host (a wildcard: loopback)."""
-    if host in ("", "0.0.0.0", "::"):  # noqa: S104 - a bind address read back, not bound here
-        host = "127.0.0.1"
-    return f"http://[{host}]:{port}/metrics" if ":" in host else f"http://{host}:{port}/metrics"
 
 
 def _status(port: int, settings: object) -> int:

@@ -218,7 +218,7 @@ def parse_listener_metrics(text: str) -> ListenerMetrics:
 
 
 def listener_page(settings: Settings, viewer: Viewer, meter: RateMeter) -> dict[str, Any]:
-    from inlet.cli.listen_cmd import metrics_url
+    from inlet.config import metrics_url
     from inlet.listener.dlq import DeadLetterQueue
 
     out: dict[str, Any] = {"metrics": None, "metrics_error": None, "rate": None, "dlq": None, "dlq_error": None}
