@@ -40,7 +40,7 @@ from tests.integration.conftest import BIN, UploaderEnv, daq_files, inlet, pytho
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "web"
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 #: Generous bounds against a hang, never timing assertions: transfers wait for conveyor passes.
-PAGE_WAIT = 60
+PAGE_WAIT = 180
 FLOW_WAIT = 420
 STREAM = {
     "tier": "raw",
@@ -111,7 +111,7 @@ def stack(
         except requests.RequestException:
             return False
 
-    wait_for("inlet web to answer", up, PAGE_WAIT)
+    wait_for("inlet web to answer", up, 600)  # imports and start-up on a loaded 2-core host
     yield {"env": env, "base": base, "logs": logs}
     for p in procs:
         p.terminate()
