@@ -15,8 +15,10 @@ def web(
 ) -> None:
     """Serve the status pages; log in with a Rucio account (data managers may also act).
 
-    Live updates come from the broker over SSE. Roles: see `[web] data_manager_attribute` and
-    `[web] collaboration_attribute`; other accounts see public runs and counts only.
+    Live updates come from the broker over SSE. Roles come from Rucio account attributes:
+    \\[web] data_manager_attribute (default data-manager; root always) may act,
+    \\[web] collaboration_attribute (default collaboration) sees embargoed runs; other accounts
+    see public runs and counts only.
     """
     from inlet.web.server import serve
 
