@@ -133,7 +133,7 @@ def main() -> None:
                 client.cookies.clear()
         dbapi.close()
         cat.dispose()
-        verdict = 'met' if ok else 'MISSED'
+        verdict = "met" if ok else "MISSED"
         print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores; p95 target {verdict}")
 
 
