@@ -111,12 +111,14 @@ def stack(
         except requests.RequestException:
             return False
 
-    wait_for("inlet web to answer", up, 600)  # imports and start-up on a loaded 2-core host
-    yield {"env": env, "base": base, "logs": logs}
-    for p in procs:
-        p.terminate()
-    for p in procs:
-        p.wait(timeout=60)
+    try:
+        wait_for("inlet web to answer", up, 600)  # imports and start-up on a loaded 2-core host
+        yield {"env": env, "base": base, "logs": logs}
+    finally:  # also when start-up failed: nothing of the test outlives it
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            p.wait(timeout=60)
 
 
 @pytest.fixture(scope="module")
