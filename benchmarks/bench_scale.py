@@ -36,7 +36,7 @@ from bench_catalog import fill
 from rucio_inlet.catalog_models import FileAvailability, Run, RunFile
 
 from inlet.catalog import open_catalog
-from inlet.cli.runs_cmd import list_runs
+from inlet.catalog.listing import list_runs
 from inlet.select.resolve import select_files
 
 

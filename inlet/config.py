@@ -330,7 +330,10 @@ class ListenerSettings(_Section):
         RUN_NUMBER,
         description="Regular expression with a group 'run' that finds the run number in a DID name.",
     )
-    metrics_port: int = Field(0, ge=0, description="Prometheus metrics on 127.0.0.1:<port>; 0: off.")
+    metrics_port: int = Field(0, ge=0, description="Prometheus metrics on <metrics_host>:<port>; 0: off.")
+    metrics_host: str = Field(
+        "127.0.0.1", description="Address the metrics endpoint binds (0.0.0.0: a Prometheus in another container)."
+    )
     routes: list[ListenerRoute] = Field(
         default_factory=_default_routes, description="Routing rules ([[listener.routes]] tables)."
     )
@@ -451,7 +454,10 @@ class UploaderSettings(_Section):
         0,
         ge=0,
         description="Prometheus metrics of a worker (files, bytes, errors, batch time, close/submit -> registered "
-        "latency; all its pool processes summed) on 127.0.0.1:<port>; 0: off. One port per worker on a host.",
+        "latency; all its pool processes summed) on <metrics_host>:<port>; 0: off. One port per worker on a host.",
+    )
+    metrics_host: str = Field(
+        "127.0.0.1", description="Address the metrics endpoint binds (0.0.0.0: a Prometheus in another container)."
     )
 
 
@@ -475,6 +481,39 @@ class RehearseSettings(_Section):
     )
     report_dir: Path = Field(
         Path("rehearsal"), description="Reports go to <report_dir>/<timestamp>/ (relative: the current directory)."
+    )
+
+
+class WebSettings(_Section):
+    """``inlet web``: the status pages for shift workers, behind Rucio logins."""
+
+    host: str = Field("127.0.0.1", description="Address the web server binds (0.0.0.0 only behind a TLS proxy).")
+    port: int = Field(8480, ge=1, le=65535, description="Port of the web server.")
+    secret: str = Field(
+        "",
+        description="Key that signs session cookies and CSRF tokens. Empty: a random key per start (everyone "
+        "logs in again after a restart). Set one for a shared host.",
+    )
+    session_hours: float = Field(
+        12.0, gt=0, description="Hours a login lasts (at most as long as the Rucio token it was checked with)."
+    )
+    https_only: bool = Field(False, description="Send the session cookie over HTTPS only (true behind a TLS proxy).")
+    data_manager_attribute: str = Field(
+        "data-manager",
+        description="Rucio account attribute of data managers, who may act (replay a DLQ entry, boost a rule); "
+        "root always may.",
+    )
+    collaboration_attribute: str = Field(
+        "collaboration",
+        description="Rucio account attribute of collaboration members, who see runs under embargo. Other "
+        "accounts see public runs and counts only.",
+    )
+    page_size: int = Field(50, ge=1, le=1000, description="Runs per page of the runs page.")
+    metrics_port: int = Field(
+        0, ge=0, description="Prometheus metrics of the web server on <metrics_host>:<port>; 0: off."
+    )
+    metrics_host: str = Field(
+        "127.0.0.1", description="Address the metrics endpoint binds (0.0.0.0: a Prometheus in another container)."
     )
 
 
@@ -507,6 +546,7 @@ class Settings(BaseSettings):
     listener: ListenerSettings = Field(default_factory=ListenerSettings)
     uploader: UploaderSettings = Field(default_factory=UploaderSettings)
     rehearse: RehearseSettings = Field(default_factory=RehearseSettings)
+    web: WebSettings = Field(default_factory=WebSettings)
 
     @classmethod
     def settings_customise_sources(
@@ -532,6 +572,13 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
     if config_file is not None:
         os.environ["INLET_CONFIG"] = str(config_file)
     return Settings(**overrides)
+
+
+def metrics_url(host: str, port: int) -> str:
+    """Where to read a metrics endpoint bound to HOST:PORT from this host (a wildcard bind: loopback)."""
+    if host in ("", "0.0.0.0", "::"):  # noqa: S104 - a bind address read back, not bound here
+        host = "127.0.0.1"
+    return f"http://[{host}]:{port}/metrics" if ":" in host else f"http://{host}:{port}/metrics"
 
 
 def reference_markdown() -> str:

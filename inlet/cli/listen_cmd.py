@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from inlet.config import load_settings
+from inlet.config import load_settings, metrics_url
 from inlet.errors import InletError
 
 console = Console(stderr=True, soft_wrap=True)
@@ -43,10 +43,14 @@ def listen(
     router = Router.from_settings(settings.listener)
     catalog = open_catalog(settings.catalog_url())
     if settings.listener.metrics_port:
-        from prometheus_client import start_http_server
+        from prometheus_client import REGISTRY, start_http_server
 
+        from inlet.broker_stats import QueueDepthCollector
+
+        # Queue depth per broker destination, asked of the broker at each scrape.
+        REGISTRY.register(QueueDepthCollector(settings.broker))
         try:
-            start_http_server(settings.listener.metrics_port, addr="127.0.0.1")
+            start_http_server(settings.listener.metrics_port, addr=settings.listener.metrics_host)
         except OSError as err:
             catalog.dispose()
             raise InletError(
@@ -81,10 +85,11 @@ def _status(port: int, settings: object) -> int:
         console.print("[yellow]no \\[listener] metrics_port set: listener metrics are off[/]")
         code = 1
     else:
+        url = metrics_url(settings.listener.metrics_host, port)
         try:
-            text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+            text = requests.get(url, timeout=5).text
         except requests.RequestException as err:
-            console.print(f"[bold red]no listener answers on 127.0.0.1:{port}:[/] {escape(str(err))}")
+            console.print(f"[bold red]no listener answers on {url}:[/] {escape(str(err))}")
             code = 1
         else:
             for line in text.splitlines():

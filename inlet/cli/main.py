@@ -26,6 +26,7 @@ from inlet.cli import (
     smoke_cmd,
     upload_cmd,
     watch_cmd,
+    web_cmd,
 )
 from inlet.cli.failures import InletGroup, quiet_libraries
 from inlet.logs import setup_logging
@@ -92,3 +93,4 @@ app.add_typer(events_cmd.app, name="events")
 app.command("upload")(upload_cmd.upload)
 app.add_typer(upload_cmd.app, name="uploader")
 app.command("watch")(watch_cmd.watch)
+app.command("web")(web_cmd.web)

@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
-from rucio_inlet.catalog_models import FileAvailability, Run, RunFile
 from rucio_inlet.catalog_states import parse_state
-from sqlalchemy import and_, func, or_, select
 
 from inlet.catalog.db import open_catalog
+from inlet.catalog.listing import list_runs
 from inlet.cli.output import JsonFlag, echo_json
 from inlet.config import load_settings
 from inlet.errors import InletError
@@ -48,62 +47,6 @@ def parse_after(text: str) -> tuple[str, int]:
     if not experiment or not number.isascii() or not number.isdigit() or len(number) > 18:
         raise ValueError(f"--after {text!r}: give the last run of the previous page as EXPERIMENT/RUN, e.g. kloe/5000")
     return experiment, int(number)
-
-
-def list_runs(
-    session: Any,
-    state: str | None = None,
-    since: dt.datetime | None = None,
-    experiment: str | None = None,
-    *,
-    limit: int | None = None,
-    after: tuple[str, int] | None = None,
-) -> list[dict[str, Any]]:
-    """Runs in (experiment, run_number) order with their per-RSE file counts.
-
-    Keyset pagination: ``after`` is the last (experiment, run_number) of the previous page,
-    so a page is a range read on the (experiment, run_number) index (or on (state,
-    experiment, run_number) with a state), whatever page it is; an OFFSET would read and
-    skip every run before it.
-    """
-    stmt = select(Run).order_by(Run.experiment, Run.run_number)
-    if after:
-        # The OR form, not a row comparison: MariaDB turns this into a range on the index.
-        stmt = stmt.where(or_(Run.experiment > after[0], and_(Run.experiment == after[0], Run.run_number > after[1])))
-    if state:
-        stmt = stmt.where(Run.state == parse_state(state))
-    if since:
-        stmt = stmt.where(func.coalesce(Run.start_time, Run.created_at) >= since)
-    if experiment:
-        stmt = stmt.where(Run.experiment == experiment)
-    if limit:
-        stmt = stmt.limit(limit)
-    runs = session.scalars(stmt).all()
-    on: dict[int, dict[str, int]] = {}
-    if runs:
-        counts = session.execute(
-            select(RunFile.run_id, FileAvailability.rse, func.count())
-            .join(FileAvailability, FileAvailability.file_id == RunFile.id)
-            .where(RunFile.run_id.in_([r.id for r in runs]))
-            .group_by(RunFile.run_id, FileAvailability.rse)
-        ).all()
-        for run_id, rse, n in counts:
-            on.setdefault(run_id, {})[rse] = int(n)
-    return [
-        {
-            "experiment": r.experiment,
-            "run_number": r.run_number,
-            "run_type": r.run_type,
-            "state": r.state.value,
-            "state_changed_at": r.state_changed_at.isoformat(),
-            "start": r.start_time.isoformat() if r.start_time else None,
-            "files": r.n_files,
-            "bytes": r.total_bytes,
-            "dataset": f"{r.scope}:{r.dataset}" if r.dataset else None,
-            "files_on": on.get(r.id, {}),
-        }
-        for r in runs
-    ]
 
 
 def runs(

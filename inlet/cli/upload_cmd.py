@@ -143,32 +143,17 @@ def status(
     as_json: JsonAlways = True,
 ) -> None:
     """Queue depth, batches waiting for pacing tokens, files registered, errors, recent grant rate (JSON)."""
-    import time
-
     import redis
 
     from inlet.lake.services.redis import masked_url
-    from inlet.uploader import app_runtime, pacing
+    from inlet.uploader import app_runtime
+    from inlet.uploader.status import uploader_status
 
     settings = app_runtime.settings()
     require_redis(settings.redis.url)
     r = app_runtime.redis_client(settings.redis.url)
     try:
-        now = time.time()
-        recent = [g for g in pacing.grants(r) if now - float(g["at"]) <= 60]
-        depth: Any = r.llen(settings.uploader.queue)
-        queued = int(depth)
-        out = {
-            "queue": settings.uploader.queue,
-            "queued": queued,
-            "waiting_for_tokens": pacing.counter(r, pacing.WAITING),
-            "registered_total": pacing.counter(r, pacing.REGISTERED),
-            "errors_total": pacing.counter(r, pacing.ERRORS),
-            "files_per_s_last_minute": sum(int(g["files"]) for g in recent) / 60.0,
-            "rse_slots_in_use": {
-                rse: app_runtime.slots(settings).in_use(rse) for rse in settings.uploader.rse_concurrency
-            },
-        }
+        out = uploader_status(settings, r)
     except redis.AuthenticationError:
         console.print(
             f"[bold red]error:[/] Redis at {escape(masked_url(settings.redis.url))} refused the password; "

@@ -22,3 +22,8 @@ LAG = Histogram(
 )
 RECONNECTS = Counter("inlet_listener_reconnects", "Broker (re)connections after the first")
 OUTBOX_SENT = Counter("inlet_listener_outbox_sent", "Outbox messages sent")
+ALARMS = Counter(
+    "inlet_listener_alarms",
+    "Alarms handled by the webhook sender: posted, logged (no webhook set) or suppressed by the rate limit",
+    ["outcome"],
+)

@@ -20,6 +20,7 @@ from sqlalchemy.orm import object_session
 
 from inlet.config import AlarmSettings
 from inlet.event_contract import publish_headers
+from inlet.listener import metrics
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,7 @@ class WebhookSender:
             if int(sent or 0) >= s.rate_limit:
                 log.warning("alarm suppressed by the rate limit (%d per %g s): %s", s.rate_limit, s.rate_period, text)
                 msg.kind = SUPPRESSED
+                metrics.ALARMS.labels("suppressed").inc()
                 return
             last = db.scalar(select(func.max(OutboxMessage.sent_at)).where(OutboxMessage.kind == msg.kind))
             stmt = select(func.count()).select_from(OutboxMessage).where(OutboxMessage.kind == SUPPRESSED)
@@ -72,6 +74,7 @@ class WebhookSender:
                 text += f"\n(+{suppressed} more alarm(s) suppressed by the rate limit; see the listener log)"
         if not s.webhook_url:
             log.warning("alarm (no [listener.alarms] webhook_url set): %s", text)
+            metrics.ALARMS.labels("logged").inc()
             return
         resp = self.http.post(
             s.webhook_url,
@@ -83,6 +86,7 @@ class WebhookSender:
             raise NotSentYet(f"webhook rate-limited us (429, retry after {resp.headers.get('Retry-After', '?')} s)")
         if resp.status_code >= 300:
             raise NotSentYet(f"webhook answered {resp.status_code}: {resp.text[:200]}")
+        metrics.ALARMS.labels("posted").inc()
 
 
 class InletEventSender:

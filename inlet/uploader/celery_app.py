@@ -82,11 +82,11 @@ def _metrics_dir(sender: Any = None, **_: Any) -> None:
 @signals.worker_ready.connect  # type: ignore[untyped-decorator]
 def _metrics_server(**_: Any) -> None:
     # After the pool forked: the children do not inherit the listening socket.
-    port = app_runtime.settings().uploader.metrics_port
-    if port:
+    uploader = app_runtime.settings().uploader
+    if uploader.metrics_port:
         from inlet.uploader import metrics
 
-        metrics.serve(port)
+        metrics.serve(uploader.metrics_port, uploader.metrics_host)
 
 
 @signals.worker_init.connect  # type: ignore[untyped-decorator]

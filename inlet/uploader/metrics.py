@@ -1,6 +1,6 @@
 """Prometheus metrics of a worker: files, bytes, errors, batch time, and latency to registration.
 
-Served on ``127.0.0.1:[uploader] metrics_port`` by the worker's main process when the port is
+Served on ``[uploader] metrics_host:metrics_port`` (127.0.0.1 by default) by the worker's main process when the port is
 set (0: off). Celery's default pool forks child processes and the tasks, so the observations,
 run in those children, while only the main process lives as long as the worker. Serving from
 the main process fed by worker signals would not work: ``task_success``/``task_postrun`` fire
@@ -83,19 +83,19 @@ def prepare(directory: Path) -> None:
     values.ValueClass = values.get_value_class()  # type: ignore[no-untyped-call]
 
 
-def serve(port: int) -> None:
-    """Main process: serve the sum over every process of this worker on 127.0.0.1:<port>."""
+def serve(port: int, host: str = "127.0.0.1") -> None:
+    """Main process: serve the sum over every process of this worker on <host>:<port>."""
     from prometheus_client import CollectorRegistry, start_http_server
     from prometheus_client.multiprocess import MultiProcessCollector
 
     registry = CollectorRegistry()
     MultiProcessCollector(registry, path=os.environ[ENV])  # type: ignore[no-untyped-call]
     try:
-        start_http_server(port, addr="127.0.0.1", registry=registry)
+        start_http_server(port, addr=host, registry=registry)
     except OSError as exc:
         # Metrics are an operator's view, not the uploader's job: the worker uploads without them.
         log.error(
             "uploader metrics: port %d is taken (%s); set another [uploader] metrics_port or 0 for none", port, exc
         )
         return
-    log.info("uploader metrics on http://127.0.0.1:%d/metrics", port)
+    log.info("uploader metrics on http://%s:%d/metrics", host, port)

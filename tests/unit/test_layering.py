@@ -1,7 +1,8 @@
 """The architecture's one-way rules, checked on the source so a violation fails CI:
 
 - code loaded inside Rucio (plugins, policies) imports nothing of the CLI or the services;
-- the uploader and the listener never import each other (they meet through broker and catalogue).
+- the uploader and the listener never import each other (they meet through broker and catalogue);
+- the web server imports neither the CLI nor the listener's metrics and service.
 """
 
 from __future__ import annotations
@@ -19,6 +20,9 @@ FORBIDDEN = {
     "uploader": ("inlet.listener",),
     "listener": ("inlet.uploader",),
     "catalog": ("inlet.cli", "inlet.lake", "inlet.uploader", "inlet.listener"),
+    # The web server reads what the services write; it is not part of the CLI, and it must not
+    # pull the listener's metrics into its own endpoint (inlet.listener.metrics).
+    "web": ("inlet.cli", "inlet.lake", "inlet.listener.metrics", "inlet.listener.service"),
 }
 
 

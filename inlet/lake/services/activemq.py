@@ -53,6 +53,9 @@ BROKER_XML = """<beans xmlns="http://www.springframework.org/schema/beans"
          queues (listener queues, DLQ); readers only subscribe to the two topics. Every client needs
          the advisory topics (ActiveMQ publishes consumer/producer advisories on their behalf). -->
     <plugins>
+      <!-- Answers ActiveMQ.Statistics.Destination.<pattern> requests: queue depth per destination
+           (inlet.broker_stats, the listener's inlet_broker_queue_size metric). -->
+      <statisticsBrokerPlugin/>
       <simpleAuthenticationPlugin anonymousAccessAllowed="false">
         <users>
           <authenticationUser username={user} password={password} groups="inlet"/>
@@ -84,6 +87,18 @@ appender.console.name = console
 appender.console.layout.type = PatternLayout
 appender.console.layout.pattern = %d | %-5p | %m | %c | %t%n
 """
+
+
+#: Jars Debian's activemq package leaves out and ActiveMQ's own distribution ships in lib/optional:
+#: XStream and Jettison render a statistics reply (a MapMessage) as JSON to a STOMP client
+#: (``transformation: jms-map-json``, :mod:`inlet.broker_stats`). Debian packages them apart
+#: (libxstream-java, libjettison-java; scripts/setup.sh installs them).
+OPTIONAL_JARS = ("/usr/share/java/xstream.jar", "/usr/share/java/jettison.jar", "/usr/share/java/xpp3.jar")
+
+
+def _extra_classpath() -> list[str]:
+    present = [j for j in OPTIONAL_JARS if Path(j).is_file()]
+    return [f"-Dactivemq.classpath={':'.join(present)}"] if present else []
 
 
 class ActiveMQ(Service):
@@ -191,6 +206,7 @@ class ActiveMQ(Service):
             f"-Dactivemq.data={base / 'data'}",
             f"-Djava.io.tmpdir={base / 'tmp'}",
             f"-Dlog4j2.configurationFile={base / 'conf' / 'log4j2.properties'}",
+            *_extra_classpath(),
             "-jar",
             str(jar),
             "start",

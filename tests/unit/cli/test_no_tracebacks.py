@@ -74,6 +74,7 @@ GOOD_ARGS: dict[tuple[str, ...], list[str] | None] = {
     ("uploader", "release"): ["--once"],
     ("uploader", "status"): [],
     ("watch",): ["{tmp}/daq", "--once"],
+    ("web",): ["--port", "{port}"],
 }
 
 
@@ -158,6 +159,8 @@ BAD: dict[tuple[str, ...], list[Bad]] = {
         Bad(["{tmp}/no-such-dir"], "does not exist"),
         Bad(["{tmp}/daq", "--once"], REDIS_DOWN, process=True),
     ],
+    # The world's port is bound (never listening): the web server cannot take it.
+    ("web",): [Bad(["--port", "{port}"], "cannot listen on 127.0.0.1:", process=True)],
 }
 
 BAD_CONFIG = "[lake]\nno_such_key = 1\n"
@@ -338,6 +341,7 @@ ACTS = {
     ("upload",),
     ("uploader", "release"),
     ("watch",),
+    ("web",),
 }
 
 

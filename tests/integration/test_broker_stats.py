@@ -1,0 +1,53 @@
+"""Queue depth per broker destination, asked of the lake's real ActiveMQ (statistics plugin)."""
+
+from __future__ import annotations
+
+import uuid
+
+import stomp
+from prometheus_client import CollectorRegistry, generate_latest
+
+from inlet.broker_stats import QueueDepthCollector, queue_depths
+from inlet.lake.lake import Lake
+from tests.integration.conftest import wait_for
+
+
+def test_a_queue_without_consumer_shows_its_depth_and_no_consumer(lake: Lake) -> None:
+    b = lake.settings.broker
+    name = f"inlet.test.unconsumed.{uuid.uuid4().hex[:8]}"
+    conn = stomp.Connection12([(b.host, b.stomp_port)])
+    conn.connect(b.username, b.password, wait=True)
+    for i in range(7):
+        conn.send(f"/queue/{name}", f"message {i}", headers={"persistent": "true"})
+    conn.disconnect()
+
+    # The broker stores persistent messages as they come: wait (bounded) until all 7 are in.
+    depths = wait_for(
+        f"7 messages of {name} in the broker's statistics",
+        lambda: (d := queue_depths(b).get(name)) and d["size"] == 7 and d,
+        60,
+    )
+    assert depths["size"] == 7 and depths["consumers"] == 0 and depths["enqueued"] == 7
+
+    registry = CollectorRegistry()
+    registry.register(QueueDepthCollector(b))
+    text = generate_latest(registry).decode()
+    assert f'inlet_broker_queue_size{{destination="{name}"}} 7.0' in text
+    assert f'inlet_broker_queue_consumers{{destination="{name}"}} 0.0' in text
+    assert "inlet_broker_up 1.0" in text
+    # The listener's queues are there too (composite topics forward into them).
+    assert lake.settings.listener.rucio_queue.removeprefix("/queue/") in text
+
+    # Tidy: drain the test's queue (the broker keeps the empty queue; a consumer shows up while here).
+    drain = stomp.Connection12([(b.host, b.stomp_port)])
+    drain.connect(b.username, b.password, wait=True)
+    drain.subscribe(f"/queue/{name}", id="drain", ack="auto")
+    wait_for(f"{name} drained", lambda: queue_depths(b).get(name, {}).get("size") == 0, 60)
+    drain.disconnect()
+
+
+def test_an_unreachable_broker_is_a_zero_not_a_failed_scrape(lake: Lake) -> None:
+    broker = lake.settings.broker.model_copy(update={"stomp_port": 1})
+    registry = CollectorRegistry()
+    registry.register(QueueDepthCollector(broker, timeout=2))
+    assert "inlet_broker_up 0.0" in generate_latest(registry).decode()
