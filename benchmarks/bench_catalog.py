@@ -142,8 +142,10 @@ def fill(url: str, runs: int, files: int) -> float:
             for i in range(files):
                 file_id += 1
                 file_rows.append(
-                    {"id": file_id, "run_id": run_id, "scope": "kloe.raw", "name": f"run{r:06d}.{i:02d}.dat",
-                     "size": 1000, "adler32": f"{rng.getrandbits(32):08x}", "created_at": T0}
+                    # Names the lake's kloe.raw naming policy accepts (bench_scale --rucio asks Rucio).
+                    {"id": file_id, "run_id": run_id, "scope": "kloe.raw",
+                     "name": f"run{r:06d}_{STREAMS[r % 4]}_{i:04d}.ybos", "size": 1000,
+                     "adler32": f"{rng.getrandbits(32):08x}", "created_at": T0}
                 )  # fmt: skip
                 avail_rows.append({"file_id": file_id, "rse": "TAPE", "available_at": T0})
                 if r % 3 == 0:

@@ -11,8 +11,8 @@ same SQL on the bare DB-API cursor measured in the same run as its baseline:
   catalogue (``--after`` a random run) and the first page of ``--state ON_TAPE``:
   target <= 200 ms;
 - ``inlet reconcile --run N`` (``Reconciler.run`` for one run): with ``--rucio`` against the
-  lake's Rucio (the generated files are unknown to it: the slowest case, a DID lookup per
-  file), else only its catalogue reads: target <= 2 s.
+  lake's Rucio (the generated files are unknown to it: the slowest case, every file looked
+  up), else only its catalogue reads: target <= 2 s.
 
     .venv/bin/python benchmarks/bench_scale.py --url mysql+pymysql://.../EMPTY_DB [--runs 300000] [--rucio]
 """
@@ -123,7 +123,7 @@ def main() -> None:
             _rucio_env()
             rec_obj = Reconciler(cat)
             rec = median_ms(lambda: rec_obj.run("kloe", run_number=next(it2)), min(args.repeat, 10))
-            what = "with the lake's Rucio (a DID lookup per file)"
+            what = "with the lake's Rucio (none of its files there: the slowest case)"
         else:
             rec = median_ms(lambda: reconcile_reads(s, next(it2)), args.repeat)
             what = "catalogue reads only (--rucio for Rucio's side)"
