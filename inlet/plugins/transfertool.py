@@ -388,6 +388,11 @@ class CopyEngine:
         for eid in old:
             del self._jobs[eid]
 
+    def futures(self) -> list[Future[None]]:
+        """The copies of every job kept, finished or not (a poller woken by their completion reads them)."""
+        with self._lock:
+            return [f for j in self._jobs.values() for f in j.futures]
+
     def wait_idle(self, timeout: float | None = None) -> bool:
         """Wait until every submitted copy has finished; True if they all did in time."""
         with self._lock:
