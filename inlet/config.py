@@ -32,7 +32,20 @@ from pydantic_settings import (
 # settings; defining them once there keeps the server and inlet's tools in agreement.
 from inlet.policies.naming import NamingSettings
 
-ServiceName = Literal["postgres", "rucio", "daemons", "activemq", "s3", "redis", "mariadb", "conveyor"]
+ServiceName = Literal[
+    "postgres",
+    "rucio",
+    "daemons",
+    "activemq",
+    "s3",
+    "redis",
+    "mariadb",
+    "memcached",
+    "conveyor",
+    "uploader",
+    "listener",
+]
+#: What the lake starts by default.
 SERVICE_NAMES: tuple[ServiceName, ...] = (
     "postgres",
     "rucio",
@@ -41,8 +54,12 @@ SERVICE_NAMES: tuple[ServiceName, ...] = (
     "s3",
     "redis",
     "mariadb",
+    "memcached",
     "conveyor",
 )
+#: inlet's own services, which the lake can also run (one uploader worker, one listener); not by
+#: default: test sessions and sites run their own, and a second listener would compete with them.
+OPTIONAL_SERVICE_NAMES: tuple[ServiceName, ...] = ("uploader", "listener")
 
 
 class _Section(BaseModel):
@@ -146,6 +163,13 @@ class LakeSettings(_Section):
     mariadb_port: int = Field(
         23306, description="Port of the lake's private MariaDB (the run catalogue when [catalog] url points at it)."
     )
+    memcached_port: int = Field(
+        21211,
+        description="Port of the lake's memcached, Rucio's cache ([cache] url in the generated rucio.cfg): "
+        "without one, every RSE, attribute and account lookup is a database query.",
+    )
+    memcached: str = Field("memcached", description="memcached executable (Debian package).")
+    memcached_mb: int = Field(64, ge=8, description="Memory (MB) of the lake's memcached.")
     postgres_bin: Path | None = Field(
         None, description="Directory with initdb/postgres. Default: newest /usr/lib/postgresql/*/bin."
     )
@@ -161,6 +185,15 @@ class LakeSettings(_Section):
         gt=0,
         description="Sleep time (s) of the judge-evaluator and hermes, which every file waits for on its way "
         "(run by `inlet daemon` with sub-second sleeps).",
+    )
+    flow_wake: bool = Field(
+        True,
+        description="Wake the judge-evaluator, hermes and the conveyor when their work arrives (PostgreSQL "
+        "LISTEN/NOTIFY from triggers the lake installs on Rucio's tables) instead of a pass every flow_sleep "
+        "(or [transfers] *_sleep) seconds: a quiet idle lake and no sleep on a file's way.",
+    )
+    flow_idle: float = Field(
+        10.0, gt=0, description="With flow_wake: seconds between two passes of a flow daemon nothing woke."
     )
     evaluator_max_pause: float = Field(
         2.0,

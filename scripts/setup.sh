@@ -14,7 +14,7 @@ flock 9
 pipq() { "$@" 2> >(grep -v "WARNING: Location 'file:" >&2); }
 
 APT_PACKAGES=(activemq default-jre-headless python3-gfal2 gfal2-plugin-file gfal2-plugin-http
-              redis-server postgresql mariadb-server python3-venv python3-dev)
+              redis-server memcached postgresql mariadb-server python3-venv python3-dev)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
