@@ -56,10 +56,11 @@ SERVICE_NAMES: tuple[ServiceName, ...] = (
     "mariadb",
     "memcached",
     "conveyor",
+    "uploader",
 )
-#: inlet's own services, which the lake can also run (one uploader worker, one listener); not by
-#: default: test sessions and sites run their own, and a second listener would compete with them.
-OPTIONAL_SERVICE_NAMES: tuple[ServiceName, ...] = ("uploader", "listener")
+#: Services the lake runs only when [lake] manage names them: listeners compete for one queue,
+#: and a second one would take events from a listener a site or a test runs by hand.
+OPTIONAL_SERVICE_NAMES: tuple[ServiceName, ...] = ("listener",)
 
 
 class _Section(BaseModel):

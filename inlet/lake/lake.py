@@ -23,6 +23,7 @@ from inlet.lake.services.activemq import ActiveMQ
 from inlet.lake.services.base import LakePaths, Service
 from inlet.lake.services.conveyor import Conveyor
 from inlet.lake.services.daemons import rucio_daemons
+from inlet.lake.services.inlet_services import ListenerService, UploaderWorker
 from inlet.lake.services.mariadb import MariaDB
 from inlet.lake.services.memcached import Memcached
 from inlet.lake.services.postgres import Postgres
@@ -39,6 +40,7 @@ PHASES: tuple[tuple[str, ...], ...] = (
     ("rucio",),
     ("daemons",),
     ("conveyor",),
+    ("uploader", "listener"),
 )
 
 #: How long a daemon must stay alive after start to count as started (catches config errors).
@@ -148,6 +150,8 @@ class Lake:
             "rucio": [RucioServer(s, p)],
             "daemons": rucio_daemons(s, p),
             "conveyor": [Conveyor(s, p)],
+            "uploader": [UploaderWorker(s, p)],
+            "listener": [ListenerService(s, p)],
         }
 
     def managed(self) -> list[Service]:

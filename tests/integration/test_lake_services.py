@@ -4,9 +4,12 @@ uploader worker and listener."""
 
 from __future__ import annotations
 
+import json
 import os
+import random
 import subprocess
 import sys
+from pathlib import Path
 
 import psycopg
 
@@ -14,7 +17,7 @@ from inlet.lake.lake import Lake
 from inlet.lake.services.memcached import Memcached, memcached_stats
 from inlet.lake.services.postgres import Postgres
 from inlet.plugins.flow_daemons import WAKE_TRIGGERS, libpq_dsn
-from tests.integration.conftest import python_child, wait_for
+from tests.integration.conftest import daq_files, inlet, python_child, wait_for
 
 _LOOKUPS = r"""
 from rucio.client import Client
@@ -86,3 +89,35 @@ def test_the_flow_daemons_listen_and_rucios_work_notifies_each_of_them(lake: Lak
     # ... and the woken daemons carried the rule through (with no pass but the woken ones due
     # within [lake] flow_idle of an idle lake, the rule still ends OK).
     wait_for("the rule to be OK", lambda: python_child(env, _RULE_STATE, rule).strip() == "OK", timeout=180)
+
+
+def test_the_lakes_own_uploader_worker_takes_an_inlet_upload(lake: Lake, tmp_path: Path) -> None:
+    row = next(r for r in lake.status() if r.name == "uploader")
+    assert row.state == "up", row.log_tail
+    assert row.log_path.startswith(str(lake.paths.logs))
+    run = random.randint(100_000, 999_999)
+    (path,) = daq_files(tmp_path, run, 1, size=2048)
+    # The README's tour: nothing but the lake's environment, no worker started by hand.
+    res = inlet({**os.environ, **lake.exports()}, "upload", str(path), "--run", str(run), "--stream", "raw")
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout.splitlines()[0])["registered"] == 1
+    assert "lake-uploader@" in Path(row.log_path).read_text()
+
+
+def test_a_managed_listener_starts_reports_health_and_stops_by_pid(lake: Lake) -> None:
+    # Not managed by default (it would compete for the listener queue): a lake that names it.
+    settings = lake.settings.model_copy(
+        update={"lake": lake.settings.lake.model_copy(update={"manage": [*lake.settings.lake.manage, "listener"]})}
+    )
+    with_listener = Lake(settings)
+    svc = with_listener.groups()["listener"][0]
+    try:
+        rows = {r.name: r for r in with_listener.up()}
+        assert rows["listener"].state == "up", rows["listener"].log_tail
+        assert rows["listener"].log_path == str(lake.paths.logs / "listener.log")
+        pid = rows["listener"].pid
+        assert pid is not None and svc.proc.is_running()
+    finally:
+        svc.proc.stop()
+    assert not svc.proc.is_running()
+    assert next(r for r in with_listener.status() if r.name == "listener").state == "down"
