@@ -185,7 +185,8 @@ class LakeSettings(_Section):
         0.25,
         gt=0,
         description="Sleep time (s) of the judge-evaluator and hermes, which every file waits for on its way "
-        "(run by `inlet daemon` with sub-second sleeps).",
+        "(run by `inlet daemon` with sub-second sleeps), when flow_wake is off; with it, the wait after a "
+        "failed pass.",
     )
     flow_wake: bool = Field(
         True,

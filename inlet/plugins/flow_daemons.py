@@ -187,6 +187,8 @@ def repeat(
             log.exception("%s: pass failed; next pass in %.2f s", name, sleep)
             if wait is not None:
                 stop.wait(sleep)  # not at once: the failure's cause (a database restart) takes a while
+        if stop.is_set():
+            break
         if wait is None:
             stop.wait(sleep)
         else:
