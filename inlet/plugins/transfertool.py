@@ -40,8 +40,10 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import errno
 import itertools
 import logging
+import mmap
 import os
 import socket
 import tempfile
@@ -52,7 +54,7 @@ import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, BinaryIO
 from urllib.parse import unquote, urlparse
 
 import gfal2
@@ -301,9 +303,10 @@ def _copy_local(ctx: Any, hop: Hop, src: Endpoint) -> str:
     """POSIX to POSIX: the ADLER32 computed on the bytes as they are copied, in one pass.
 
     gfal2's file plugin copies, then reads the whole destination again for its checksum: two
-    passes over the data where ``cp`` makes one. The bytes written are the bytes summed, so a
-    sum that differs from the catalogue's means the source is bad (``_mismatch`` re-reads it to
-    say so). The copy goes to a temporary name that replaces the destination only when complete.
+    passes over the data where ``cp`` makes one. Here each chunk is summed and copied while it
+    is in the page cache, so a sum that differs from the catalogue's means the source is bad
+    (``_mismatch`` re-reads it to say so). The copy goes to a temporary name that replaces the
+    destination only when complete.
     """
     sp, dp = _local_path(src.url), _local_path(hop.dst.url)
     assert sp is not None and dp is not None
@@ -312,7 +315,6 @@ def _copy_local(ctx: Any, hop: Hop, src: Endpoint) -> str:
         fin = open(sp, "rb")  # noqa: SIM115 - closed below, after the destination is settled
     except OSError as err:
         raise CopyFailed(f"SOURCE {sp}: {err.strerror}", source_side=True) from err
-    value, size = 1, 0
     with fin:
         folder = os.path.dirname(dp)
         try:
@@ -323,18 +325,7 @@ def _copy_local(ctx: Any, hop: Hop, src: Endpoint) -> str:
         try:
             with os.fdopen(fd, "wb", buffering=0) as fout:
                 os.fchmod(fout.fileno(), 0o644)  # as gfal2 creates it (mkstemp makes 0600)
-                buf = bytearray(LOCAL_CHUNK)
-                view = memoryview(buf)
-                while True:
-                    try:
-                        n = fin.readinto(buf)
-                    except OSError as err:
-                        raise CopyFailed(f"SOURCE {sp}: {err.strerror}", source_side=True) from err
-                    if not n:
-                        break
-                    value = zlib.adler32(view[:n], value)
-                    fout.write(view[:n])
-                    size += n
+                value, size = _sum_and_copy(fin, fout, sp)
             os.replace(tmp, dp)
         except OSError as err:
             _unlink_quietly(tmp)
@@ -352,6 +343,37 @@ def _copy_local(ctx: Any, hop: Hop, src: Endpoint) -> str:
             f"DESTINATION SIZE MISMATCH {size} bytes != catalogue {hop.size}; destination deleted", source_side=False
         )
     return f"ADLER32:{got}"
+
+
+def _sum_and_copy(fin: BinaryIO, fout: BinaryIO, src_path: str) -> tuple[int, int]:
+    """ADLER32 and size of ``fin``, copied to ``fout`` chunk by chunk: each chunk is summed from
+    a read-only mapping of the source (no copy into Python) and then copied by the kernel
+    (``copy_file_range``) while it is in the page cache; a plain write where the kernel cannot."""
+    try:
+        size = os.fstat(fin.fileno()).st_size
+        mapping = mmap.mmap(fin.fileno(), 0, access=mmap.ACCESS_READ) if size else None
+    except OSError as err:
+        raise CopyFailed(f"SOURCE {src_path}: {err.strerror}", source_side=True) from err
+    value, off, in_kernel = 1, 0, True
+    if mapping is None:
+        return value, 0
+    with mapping, memoryview(mapping) as view:
+        while off < size:
+            n = min(LOCAL_CHUNK, size - off)
+            value = zlib.adler32(view[off : off + n], value)
+            done = 0
+            while done < n:
+                if in_kernel:
+                    try:
+                        done += os.copy_file_range(fin.fileno(), fout.fileno(), n - done, off + done)
+                        continue
+                    except OSError as err:
+                        if err.errno not in (errno.EXDEV, errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+                            raise
+                        in_kernel = False
+                done += fout.write(view[off + done : off + n]) or 0
+            off += n
+    return value, size
 
 
 def _unlink_quietly(path: str) -> None:
