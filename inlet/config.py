@@ -34,7 +34,20 @@ from rucio_inlet.naming import NamingSettings
 # settings; defining them once there keeps the server and inlet's tools in agreement.
 from inlet.event_contract import RUN_NUMBER
 
-ServiceName = Literal["postgres", "rucio", "daemons", "activemq", "s3", "redis", "mariadb", "conveyor"]
+ServiceName = Literal[
+    "postgres",
+    "rucio",
+    "daemons",
+    "activemq",
+    "s3",
+    "redis",
+    "mariadb",
+    "memcached",
+    "conveyor",
+    "uploader",
+    "listener",
+]
+#: What the lake starts by default.
 SERVICE_NAMES: tuple[ServiceName, ...] = (
     "postgres",
     "rucio",
@@ -43,8 +56,13 @@ SERVICE_NAMES: tuple[ServiceName, ...] = (
     "s3",
     "redis",
     "mariadb",
+    "memcached",
     "conveyor",
+    "uploader",
 )
+#: Services the lake runs only when [lake] manage names them: listeners compete for one queue,
+#: and a second one would take events from a listener a site or a test runs by hand.
+OPTIONAL_SERVICE_NAMES: tuple[ServiceName, ...] = ("listener",)
 
 
 class _Section(BaseModel):
@@ -148,6 +166,13 @@ class LakeSettings(_Section):
     mariadb_port: int = Field(
         23306, description="Port of the lake's private MariaDB (the run catalogue when [catalog] url points at it)."
     )
+    memcached_port: int = Field(
+        21211,
+        description="Port of the lake's memcached, Rucio's cache ([cache] url in the generated rucio.cfg): "
+        "without one, every RSE, attribute and account lookup is a database query.",
+    )
+    memcached: str = Field("memcached", description="memcached executable (Debian package).")
+    memcached_mb: int = Field(64, ge=8, description="Memory (MB) of the lake's memcached.")
     postgres_bin: Path | None = Field(
         None, description="Directory with initdb/postgres. Default: newest /usr/lib/postgresql/*/bin."
     )
@@ -169,7 +194,17 @@ class LakeSettings(_Section):
         0.25,
         gt=0,
         description="Sleep time (s) of the judge-evaluator and hermes, which every file waits for on its way "
-        "(run by `inlet daemon` with sub-second sleeps).",
+        "(run by `inlet daemon` with sub-second sleeps), when flow_wake is off; with it, the wait after a "
+        "failed pass.",
+    )
+    flow_wake: bool = Field(
+        True,
+        description="Wake the judge-evaluator, hermes and the conveyor when their work arrives (PostgreSQL "
+        "LISTEN/NOTIFY from triggers the lake installs on Rucio's tables) instead of a pass every flow_sleep "
+        "(or [transfers] *_sleep) seconds: a quiet idle lake and no sleep on a file's way.",
+    )
+    flow_idle: float = Field(
+        10.0, gt=0, description="With flow_wake: seconds between two passes of a flow daemon nothing woke."
     )
     evaluator_max_pause: float = Field(
         2.0,

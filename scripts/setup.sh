@@ -15,7 +15,7 @@ flock 9
 pipq() { "$@" 2> >(grep -v "WARNING: Location 'file:" >&2); }
 
 APT_PACKAGES=(activemq default-jre-headless python3-gfal2 gfal2-plugin-file gfal2-plugin-http
-              redis-server postgresql mariadb-server python3-venv python3-dev
+              redis-server memcached postgresql mariadb-server python3-venv python3-dev
               chromium chromium-driver libxstream-java libjettison-java)
 # chromium*: inlet web's browser tests (Selenium); libxstream/libjettison: ActiveMQ statistics as JSON
 # over STOMP (broker queue depth), jars the official ActiveMQ distribution ships and Debian's leaves out.

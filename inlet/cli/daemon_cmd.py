@@ -11,6 +11,18 @@ import typer
 from inlet.config import load_settings
 from inlet.errors import InletError
 
+WakeOpt = Annotated[
+    bool,
+    typer.Option(
+        "--wake/--no-wake",
+        help="Run a pass when PostgreSQL notifies that work arrived (triggers the lake installs), "
+        "instead of every --sleep seconds.",
+    ),
+]
+IdleOpt = Annotated[
+    float, typer.Option(min=0.1, help="With --wake: seconds between passes when nothing wakes the daemon.")
+]
+
 app = typer.Typer(
     help="Rucio daemons that need inlet's plugins registered first, or sub-second sleeps.", no_args_is_help=True
 )
@@ -50,6 +62,8 @@ def conveyor(
     finisher_sleep: Annotated[float, typer.Option(min=0.01, help="Seconds between finisher passes.")] = 1.0,
     bulk: Annotated[int, typer.Option(min=1, help="Requests per submitter/finisher pass.")] = 200,
     once: Annotated[bool, typer.Option("--once", help="One pass of each loop, in order, then exit.")] = False,
+    wake: WakeOpt = False,
+    idle: IdleOpt = 10.0,
 ) -> None:
     """Run Rucio's submitter, poller and finisher with the gfal2 transfertool (real copies, no FTS).
 
@@ -60,7 +74,7 @@ def conveyor(
     from inlet.plugins.conveyor import ConveyorConfigError, ConveyorOptions, run
 
     try:
-        run(ConveyorOptions(submitter_sleep, poller_sleep, finisher_sleep, bulk, once=once))
+        run(ConveyorOptions(submitter_sleep, poller_sleep, finisher_sleep, bulk, once=once, wake=wake, idle=idle))
     except ConveyorConfigError as err:
         problem, _, fix = str(err).partition(": ")
         raise InletError(problem, fix) from err
@@ -74,12 +88,14 @@ def judge_evaluator(
     ] = 2.0,
     did_limit: Annotated[int, typer.Option(min=1, help="DIDs per pass.")] = 100,
     once: Annotated[bool, typer.Option("--once", help="One pass, then exit.")] = False,
+    wake: WakeOpt = False,
+    idle: IdleOpt = 10.0,
 ) -> None:
     """Rucio's judge-evaluator (attached files → locks and transfer requests), with short sleeps and pauses."""
     _rucio_config()
-    from inlet.plugins.flow_daemons import run_judge_evaluator
+    from inlet.plugins.flow_daemons import Pace, run_judge_evaluator
 
-    run_judge_evaluator(sleep, max_pause, did_limit, once)
+    run_judge_evaluator(Pace(sleep, wake, idle), max_pause, did_limit, once)
 
 
 @app.command("hermes")
@@ -87,9 +103,11 @@ def hermes(
     sleep: Annotated[float, typer.Option(min=0.01, help="Seconds between passes (rucio-hermes: whole s).")] = 1.0,
     bulk: Annotated[int, typer.Option(min=1, help="Messages per pass.")] = 1000,
     once: Annotated[bool, typer.Option("--once", help="One pass, then exit.")] = False,
+    wake: WakeOpt = False,
+    idle: IdleOpt = 10.0,
 ) -> None:
     """Rucio's hermes (queued messages → ActiveMQ, as configured in rucio.cfg), with short sleeps."""
     _rucio_config()
-    from inlet.plugins.flow_daemons import run_hermes
+    from inlet.plugins.flow_daemons import Pace, run_hermes
 
-    run_hermes(sleep, bulk, once)
+    run_hermes(Pace(sleep, wake, idle), bulk, once)

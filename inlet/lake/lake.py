@@ -23,7 +23,9 @@ from inlet.lake.services.activemq import ActiveMQ
 from inlet.lake.services.base import LakePaths, Service
 from inlet.lake.services.conveyor import Conveyor
 from inlet.lake.services.daemons import rucio_daemons
+from inlet.lake.services.inlet_services import ListenerService, UploaderWorker
 from inlet.lake.services.mariadb import MariaDB
+from inlet.lake.services.memcached import Memcached
 from inlet.lake.services.postgres import Postgres
 from inlet.lake.services.redis import Redis
 from inlet.lake.services.rucio_server import RucioServer, rucio_env, run_rucio_module
@@ -34,10 +36,11 @@ log = logging.getLogger(__name__)
 
 #: Services started together; a phase starts once the previous one answers.
 PHASES: tuple[tuple[str, ...], ...] = (
-    ("postgres", "activemq", "s3", "redis", "mariadb"),
+    ("postgres", "activemq", "s3", "redis", "mariadb", "memcached"),
     ("rucio",),
     ("daemons",),
     ("conveyor",),
+    ("uploader", "listener"),
 )
 
 #: How long a daemon must stay alive after start to count as started (catches config errors).
@@ -143,9 +146,12 @@ class Lake:
             "s3": [S3Endpoint(s, p)],
             "redis": [Redis(s, p)],
             "mariadb": [MariaDB(s, p)],
+            "memcached": [Memcached(s, p)],
             "rucio": [RucioServer(s, p)],
             "daemons": rucio_daemons(s, p),
             "conveyor": [Conveyor(s, p)],
+            "uploader": [UploaderWorker(s, p)],
+            "listener": [ListenerService(s, p)],
         }
 
     def managed(self) -> list[Service]:
@@ -213,6 +219,8 @@ class Lake:
                 if phase == ("rucio",) and "rucio" in self.settings.lake.manage:
                     progress("topology", "creating RSEs, distances, limits, scopes")
                     self.bootstrap_topology()
+                    if "postgres" in self.settings.lake.manage:
+                        self.install_wake_triggers()
         return self.status()
 
     def _start_batch(self, batch: list[Service], progress: Progress) -> None:
@@ -266,6 +274,22 @@ class Lake:
         except CatalogError as exc:
             problem, _, fix = str(exc).partition("\n  fix: ")
             raise LakeError(problem, fix or "check [catalog] url") from exc
+
+    def install_wake_triggers(self) -> None:
+        """The triggers that wake the flow daemons (idempotent; harmless with [lake] flow_wake off)."""
+        import psycopg
+
+        from inlet.plugins.flow_daemons import libpq_dsn, wake_triggers_sql
+
+        try:
+            with psycopg.connect(libpq_dsn(Postgres(self.settings, self.paths).url), autocommit=True) as conn:
+                for statement in wake_triggers_sql():
+                    conn.execute(statement)  # our own constant DDL
+        except psycopg.Error as exc:
+            raise LakeError(
+                f"could not install the flow daemons' wake-up triggers in Rucio's database: {exc}",
+                "check the postgres log in the lake's logs directory, then `inlet lake up` again",
+            ) from exc
 
     def bootstrap_topology(self) -> None:
         topo = lake_topology(str(self.paths.data / "rses"), self.settings.s3.endpoint, self.settings.s3.bucket)

@@ -174,6 +174,9 @@ def render_rucio_cfg(settings: Settings, paths: LakePaths, db_url: str) -> str:
         "rucio.core.did_meta_plugins.json_meta.JSONDidMeta",
         "inlet_catalog_url": settings.catalog_url(),
     }
+    if "memcached" in settings.lake.manage:
+        # Rucio's cache (RSEs, attributes, expressions, accounts); off unless a memcached answers here.
+        cfg["cache"] = {"url": f"127.0.0.1:{settings.lake.memcached_port}"}
     cfg["monitor"] = {"enable_metrics": "False"}
     cfg["credentials"] = {"gcs": "", "signature_lifetime": "3600"}
     # Replication without FTS: inlet's gfal2 transfertool, run by `inlet daemon conveyor`.

@@ -28,6 +28,10 @@ class ConveyorOptions:
     #: The poller only looks at transfers submitted this long ago (Rucio's default is 60 s).
     poll_older_than: int = 0
     once: bool = False
+    #: Woken by the lake's triggers (submitter, finisher) and by the copies themselves (poller)
+    #: instead of a pass every *_sleep seconds; a pass at least every ``idle`` seconds.
+    wake: bool = False
+    idle: float = 10.0
 
 
 class ConveyorConfigError(RuntimeError):
@@ -59,7 +63,7 @@ def run(opts: ConveyorOptions) -> None:
     from rucio.daemons.conveyor import finisher, poller, submitter
     from rucio_inlet.transfertool import Gfal2Transfertool, engine, register
 
-    from inlet.plugins.flow_daemons import repeat, stop_on_signals
+    from inlet.plugins.flow_daemons import repeat, rucio_wakeups, stop_on_signals, waiter
 
     selected_transfertool()
     register()
@@ -103,9 +107,30 @@ def run(opts: ConveyorOptions) -> None:
         passes["finisher"][0]()
         return
     stopped = threading.Event()
-    stop_on_signals(stopped, submitter.stop, poller.stop, finisher.stop)
+    waits: dict[str, Callable[[], None] | None] = dict.fromkeys(passes)
+    if opts.wake:
+        wakeups = rucio_wakeups(["inlet_wake_submitter", "inlet_wake_finisher"])
+        stop_on_signals(stopped, submitter.stop, poller.stop, finisher.stop, wakeups=wakeups)
+        copies_done = threading.Event()
+        waits["finisher"] = waiter(wakeups.events["inlet_wake_finisher"], opts.idle, stopped)
+        waits["poller"] = _poller_wait(copies_done, opts.idle, stopped)
+        wait_submitter = waiter(wakeups.events["inlet_wake_submitter"], opts.idle, stopped)
+        submit = passes["submitter"][0]
+
+        def submit_then_poll() -> None:
+            # Hand the new copies to the poller: it waits on their completion, not on a clock.
+            try:
+                submit()
+            finally:
+                copies_done.set()
+
+        passes["submitter"] = (submit_then_poll, opts.submitter_sleep)
+        waits["submitter"] = wait_submitter
+        log.info("conveyor: woken by the database and by finished copies, else a pass every %.1f s", opts.idle)
+    else:
+        stop_on_signals(stopped, submitter.stop, poller.stop, finisher.stop)
     loops = {
-        name: (lambda n=name, f=fn, t=sleep: repeat(f"conveyor-{n}", f, t, stopped))
+        name: (lambda n=name, f=fn, t=sleep: repeat(f"conveyor-{n}", f, t, stopped, waits[n]))
         for name, (fn, sleep) in passes.items()
     }
     threads = [threading.Thread(target=fn, name=f"conveyor-{name}", daemon=True) for name, fn in loops.items()]
@@ -116,3 +141,27 @@ def run(opts: ConveyorOptions) -> None:
         for t in threads:
             t.join(timeout=1.0)
     engine().shutdown()
+
+
+def _poller_wait(copies_done: threading.Event, idle: float, stop: threading.Event) -> Callable[[], None]:
+    """The poller's wait: until a copy finishes (each copy sets ``copies_done`` when it does)."""
+    from rucio_inlet.transfertool import engine
+
+    from inlet.plugins.flow_daemons import waiter
+
+    seen: set[int] = set()
+    wait = waiter(copies_done, idle, stop)
+
+    def poller_wait() -> None:
+        # Copies submitted since the last wait: a callback each, which runs at once if the copy
+        # already finished (after the pass looked, or the pass would have settled it).
+        futures = engine().futures()
+        alive = {id(f) for f in futures}
+        for fut in futures:
+            if id(fut) not in seen:
+                seen.add(id(fut))
+                fut.add_done_callback(lambda _f: copies_done.set())
+        seen.intersection_update(alive)
+        wait()
+
+    return poller_wait

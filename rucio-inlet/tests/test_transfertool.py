@@ -148,3 +148,16 @@ def test_register_adds_gfal2_and_lets_posix_and_s3_rses_pair(tt: ModuleType) -> 
 def test_rucio_posix_pfns_are_given_to_gfal2_without_localhost(tt: ModuleType) -> None:
     assert tt.gfal2_plain_url("file://localhost/data/x") == "file:///data/x"
     assert tt.gfal2_plain_url("s3://h:1/b/k") == "s3://h:1/b/k"
+
+
+def test_a_posix_copy_replaces_a_leftover_and_leaves_no_temporary_file(tt: ModuleType, tmp_path: Path) -> None:
+    src = tmp_path / "src.dat"
+    src.write_bytes(os.urandom(3 * 1024 * 1024 + 17))
+    dst = tmp_path / "out" / "dst.dat"
+    dst.parent.mkdir()
+    dst.write_bytes(b"what a failed attempt left")
+    result = tt.copy_hop(_hop(src, dst))
+    assert result.state == tt.RequestState.DONE, result.reason
+    assert dst.read_bytes() == src.read_bytes()
+    assert sorted(p.name for p in dst.parent.iterdir()) == ["dst.dat"]
+    assert result.checksum == f"ADLER32:{zlib.adler32(src.read_bytes()) & 0xFFFFFFFF:08x}"

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from inlet.lake.errors import LakeError
 from inlet.lake.services.base import Service, venv_bin, write_private
+from inlet.lake.services.daemons import wake_args
 from inlet.lake.services.rucio_server import rucio_env
 
 
@@ -44,6 +45,7 @@ class Conveyor(Service):
             str(t.poller_sleep),
             "--finisher-sleep",
             str(t.finisher_sleep),
+            *wake_args(self.settings),
         ]
 
     def env(self) -> dict[str, str]:

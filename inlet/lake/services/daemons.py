@@ -40,6 +40,12 @@ MIN_SLEEP: dict[str, int] = {"reaper": 2}
 FLOW_DAEMONS = ("judge-evaluator", "hermes")
 
 
+def wake_args(settings: Settings) -> list[str]:
+    """``inlet daemon`` options for [lake] flow_wake / flow_idle."""
+    lake = settings.lake
+    return ["--wake", "--idle", str(lake.flow_idle)] if lake.flow_wake else []
+
+
 class RucioDaemon(Service):
     def __init__(self, daemon: str, settings: Settings, paths: LakePaths) -> None:
         self.daemon = daemon
@@ -53,7 +59,7 @@ class RucioDaemon(Service):
             if not Path(inlet).is_file():
                 raise LakeError(f"{self.name}: {inlet} not found", "run scripts/setup.sh (installs inlet into .venv)")
             extra = ["--max-pause", str(lake.evaluator_max_pause)] if self.daemon == "judge-evaluator" else []
-            return [inlet, "daemon", self.daemon, "--sleep", str(lake.flow_sleep), *extra]
+            return [inlet, "daemon", self.daemon, "--sleep", str(lake.flow_sleep), *wake_args(self.settings), *extra]
         exe = rucio_bin(self.settings, self.name)
 
         if not Path(exe).is_file():

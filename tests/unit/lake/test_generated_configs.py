@@ -51,3 +51,12 @@ def test_topology_json_round_trip() -> None:
     assert {r.name: r.rse_type for r in topo.rses}["TAPE"] == "TAPE"
     again = Topology.from_json(topo.to_json())
     assert again == topo
+
+
+def test_rucio_cfg_points_rucios_cache_at_the_lakes_memcached_only_when_it_runs_one(tmp_path: Path) -> None:
+    url = "postgresql+psycopg://rucio@127.0.0.1:1/rucio"
+    s = Settings(lake={"state_dir": tmp_path, "memcached_port": 31211})  # type: ignore[arg-type]
+    assert _parse(render_rucio_cfg(s, LakePaths(tmp_path), url))["cache"]["url"] == "127.0.0.1:31211"
+    manage = [m for m in s.lake.manage if m != "memcached"]
+    s = Settings(lake={"state_dir": tmp_path, "manage": manage})  # type: ignore[arg-type]
+    assert not _parse(render_rucio_cfg(s, LakePaths(tmp_path), url)).has_section("cache")
