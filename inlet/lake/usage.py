@@ -1,0 +1,155 @@
+"""CPU seconds and resident memory of the lake's services and of any other processes, per group.
+
+The figure of merit of a run is the CPU the whole system spent per delivered file. A service
+is a process tree (a gunicorn master and its workers, PostgreSQL's postmaster and one backend
+per connection, a Java broker), so a service's CPU is the sum over the tree. Backends and
+workers come and go during a run: the CPU of a child that has exited and been waited for is in
+its parent's ``children_user``/``children_system``, so summing those too over every live
+process keeps a short-lived process's cost in the figure instead of losing it when it exits.
+
+Two samples taken at the start and the end of a steady segment give the CPU spent in it
+(:func:`cpu_spent`); the difference is all that means something (the absolute values include
+start-up).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+import psutil
+
+from inlet.config import Settings
+from inlet.lake.lake import Lake
+
+
+@dataclass(frozen=True)
+class Usage:
+    """One process tree at one moment."""
+
+    #: user + system CPU seconds, including exited children that were waited for.
+    cpu: float
+    #: resident set size summed over the live processes, in bytes (shared pages counted per process).
+    rss: int
+    #: live processes in the tree.
+    processes: int
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(self.cpu + other.cpu, self.rss + other.rss, self.processes + other.processes)
+
+
+NOTHING = Usage(0.0, 0, 0)
+
+
+def tree_usage(root: psutil.Process) -> Usage:
+    """CPU and RSS of ``root`` and all its descendants; a process that vanishes meanwhile counts 0."""
+    try:
+        procs = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return NOTHING
+    cpu, rss, n = 0.0, 0, 0
+    for p in procs:
+        with contextlib.suppress(psutil.Error):
+            with p.oneshot():
+                t = p.cpu_times()
+                mem = p.memory_info().rss
+            cpu += t.user + t.system + t.children_user + t.children_system
+            rss += int(mem)
+            n += 1
+    return Usage(cpu, rss, n)
+
+
+def pid_usage(pids: Iterable[int]) -> Usage:
+    """The trees under ``pids``, each counted once even if one pid is a descendant of another."""
+    roots: list[psutil.Process] = []
+    for pid in pids:
+        with contextlib.suppress(psutil.Error):
+            roots.append(psutil.Process(pid))
+    seen: set[int] = set()
+    total = NOTHING
+    for root in roots:
+        if root.pid in seen:
+            continue
+        with contextlib.suppress(psutil.Error):
+            tree = [root, *root.children(recursive=True)]
+            seen.update(p.pid for p in tree)
+            total = total + tree_usage(root)
+    return total
+
+
+def lake_pids(settings: Settings) -> dict[str, int]:
+    """Service name -> pid of every running lake service, from the lake's own pid files.
+
+    Only processes whose pid file still matches (pid and start time): a pid the kernel reused
+    for something else is not the lake's.
+    """
+    out: dict[str, int] = {}
+    for svc in Lake(settings).managed():
+        proc = svc.proc.process()
+        if proc is not None:
+            out[svc.name] = proc.pid
+    return out
+
+
+#: Lake service name -> the group a report shows it in. Services not named here are "other daemons".
+SERVICE_GROUPS: dict[str, str] = {
+    "rucio": "rucio server",
+    "rucio-judge-evaluator": "judge-evaluator",
+    "rucio-conveyor": "conveyor",
+    "rucio-hermes": "hermes",
+    "postgres": "postgresql",
+    "activemq": "activemq",
+    "redis": "redis",
+    "s3": "s3",
+    "mariadb": "mariadb",
+}
+OTHER_DAEMONS = "other daemons"
+
+
+def group_of(service: str) -> str:
+    return SERVICE_GROUPS.get(service, OTHER_DAEMONS)
+
+
+@dataclass(frozen=True)
+class Sample:
+    """Usage per group at one wall-clock moment."""
+
+    at: float
+    groups: dict[str, Usage] = field(default_factory=dict)
+
+    @property
+    def total(self) -> Usage:
+        total = NOTHING
+        for u in self.groups.values():
+            total = total + u
+        return total
+
+
+def sample(settings: Settings | None, extra: Mapping[str, Iterable[int]] | None = None) -> Sample:
+    """Usage of every lake service (grouped by :data:`SERVICE_GROUPS`) plus ``extra`` groups of pids.
+
+    ``settings`` None samples no lake (only ``extra``): for a lake someone else runs.
+    """
+    groups: dict[str, Usage] = {}
+    if settings is not None:
+        for name, pid in lake_pids(settings).items():
+            g = group_of(name)
+            groups[g] = groups.get(g, NOTHING) + pid_usage([pid])
+    for g, pids in (extra or {}).items():
+        groups[g] = groups.get(g, NOTHING) + pid_usage(pids)
+    return Sample(time.time(), groups)
+
+
+def cpu_spent(start: Sample, end: Sample) -> dict[str, float]:
+    """CPU seconds each group spent between two samples (never negative: a group whose
+    processes restarted in between loses its earlier total, which would read as negative)."""
+    names = list(dict.fromkeys([*start.groups, *end.groups]))
+    return {g: max(0.0, end.groups.get(g, NOTHING).cpu - start.groups.get(g, NOTHING).cpu) for g in names}
+
+
+def self_usage() -> Usage:
+    """This process's own tree (a test, a benchmark driving the flow in-process)."""
+    return tree_usage(psutil.Process(os.getpid()))
