@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 
 import psutil
@@ -44,10 +44,11 @@ class Usage:
 NOTHING = Usage(0.0, 0, 0)
 
 
-def tree_usage(root: psutil.Process) -> Usage:
-    """CPU and RSS of ``root`` and all its descendants; a process that vanishes meanwhile counts 0."""
+def tree_usage(root: psutil.Process, exclude: Collection[int] = ()) -> Usage:
+    """CPU and RSS of ``root`` and all its descendants but ``exclude`` (and theirs); a process
+    that vanishes meanwhile counts 0."""
     try:
-        procs = [root, *root.children(recursive=True)]
+        procs = _tree(root, exclude)
     except psutil.Error:
         return NOTHING
     cpu, rss, n = 0.0, 0, 0
@@ -62,21 +63,30 @@ def tree_usage(root: psutil.Process) -> Usage:
     return Usage(cpu, rss, n)
 
 
-def pid_usage(pids: Iterable[int]) -> Usage:
-    """The trees under ``pids``, each counted once even if one pid is a descendant of another."""
-    roots: list[psutil.Process] = []
+def _tree(root: psutil.Process, exclude: Collection[int]) -> list[psutil.Process]:
+    """``root`` and its descendants, without the subtrees of ``exclude``."""
+    if root.pid in exclude:
+        return []
+    out = [root]
+    for child in root.children():
+        with contextlib.suppress(psutil.Error):
+            out += _tree(child, exclude)
+    return out
+
+
+def pid_usage(pids: Iterable[int], seen: set[int] | None = None) -> Usage:
+    """The trees under ``pids``, each process counted once even if one pid is a descendant of another.
+
+    ``seen`` (updated) holds pids already counted elsewhere, e.g. by another group: a driver
+    process that started the uploader worker must not count the worker's CPU again.
+    """
+    seen = set() if seen is None else seen
+    total = NOTHING
     for pid in pids:
         with contextlib.suppress(psutil.Error):
-            roots.append(psutil.Process(pid))
-    seen: set[int] = set()
-    total = NOTHING
-    for root in roots:
-        if root.pid in seen:
-            continue
-        with contextlib.suppress(psutil.Error):
-            tree = [root, *root.children(recursive=True)]
+            tree = _tree(psutil.Process(pid), seen)
+            total = total + tree_usage(psutil.Process(pid), seen)
             seen.update(p.pid for p in tree)
-            total = total + tree_usage(root)
     return total
 
 
@@ -134,12 +144,15 @@ def sample(settings: Settings | None, extra: Mapping[str, Iterable[int]] | None 
     ``settings`` None samples no lake (only ``extra``): for a lake someone else runs.
     """
     groups: dict[str, Usage] = {}
+    seen: set[int] = set()
     if settings is not None:
         for name, pid in lake_pids(settings).items():
             g = group_of(name)
-            groups[g] = groups.get(g, NOTHING) + pid_usage([pid])
+            groups[g] = groups.get(g, NOTHING) + pid_usage([pid], seen)
+    # In order, each process in the first group that reaches it (a lake started by the driver
+    # process is its child, but counts as the lake).
     for g, pids in (extra or {}).items():
-        groups[g] = groups.get(g, NOTHING) + pid_usage(pids)
+        groups[g] = groups.get(g, NOTHING) + pid_usage(pids, seen)
     return Sample(time.time(), groups)
 
 

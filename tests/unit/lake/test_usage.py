@@ -65,3 +65,21 @@ def test_lake_services_are_found_from_their_pid_files(tmp_path: Path) -> None:
 def test_unnamed_services_are_other_daemons() -> None:
     assert group_of("rucio-judge-evaluator") == "judge-evaluator"
     assert group_of("rucio-reaper") == "other daemons"
+
+
+def test_a_child_counted_in_an_earlier_group_is_not_counted_again() -> None:
+    """The rehearsal's driver started the uploader worker: the worker's CPU is the worker's only."""
+    code = "import time\nend = time.process_time() + 0.15\nwhile time.process_time() < end: pass\ntime.sleep(30)\n"
+    child = subprocess.Popen([sys.executable, "-c", code])
+    try:
+        deadline = time.monotonic() + 20
+        while sum(psutil.Process(child.pid).cpu_times()[:2]) < 0.14 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        s = sample(None, {"worker": [child.pid], "driver": [os.getpid()]})
+        both = pid_usage([os.getpid()])
+    finally:
+        child.kill()
+        child.wait()
+    assert s.groups["worker"].cpu >= 0.12
+    assert s.groups["driver"].processes == both.processes - 1
+    assert s.groups["driver"].cpu <= both.cpu - 0.12
