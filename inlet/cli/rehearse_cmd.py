@@ -177,6 +177,7 @@ def rehearse(
         "run_state": rehearsal.run_state,
         "daemon_sleep": settings.lake.daemon_sleep,
         "notes": rehearsal.notes,
+        "cpu": rehearsal.cpu_report(chunks),
         "conveyor_sleeps": [
             settings.transfers.submitter_sleep,
             settings.transfers.poller_sleep,

@@ -26,6 +26,7 @@ from typing import Any
 
 from inlet.config import Settings
 from inlet.errors import InletError
+from inlet.lake import usage
 from inlet.rehearse.chunks import StrainSource, chunk_name, gps_now, write_chunk
 from inlet.rehearse.timeline import ChunkTimes, Timeline
 
@@ -115,6 +116,13 @@ class Rehearsal:
         self.notes: list[str] = []
         #: Set by :meth:`interrupt` (Ctrl-C): stop writing chunks, settle what was sent, report it.
         self.interrupted = threading.Event()
+        #: CPU samples at the start and the end of the steady segment (see :meth:`cpu_report`).
+        self.segment: list[usage.Sample] = []
+        #: Lake CPU of one listing of the run dataset by the polling baseline, measured after the run.
+        self.listing_cost: dict[str, float] | None = None
+        #: The polling baseline's listing count at each segment sample.
+        self.segment_listings: list[int] = []
+        self._polling: Any = None
 
     def interrupt(self) -> None:
         self.interrupted.set()
@@ -241,6 +249,7 @@ class Rehearsal:
             p.poll_interval,
             p.keep_downloads,
         )
+        self._polling = polling
         self.start_worker(env)
         stop = threading.Event()
         try:
@@ -275,6 +284,12 @@ class Rehearsal:
             sent = len(self.timeline.chunks)
             _, end = api.submit([], self.run, "rehearse", p.experiment, end_run=True, expected_files=sent)
             self._drain(events, progress)
+            if self.segment:
+                # Ends once what was sent has settled: the files closed in the segment are then
+                # delivered, whatever the latency (a short run's last file would otherwise be left out).
+                self.segment.append(self.sample())
+                self.segment_listings.append(self._listings())
+            self.listing_cost = self._listing_cost(polling)
             try:
                 self.run_state = end.get(timeout=60) if end is not None else None
             except Exception as exc:
@@ -302,11 +317,18 @@ class Rehearsal:
         t0 = time.monotonic()
         suffix = self.settings.uploader.sidecar_suffix
         next_progress = 0.0
+        # The steady segment leaves out the first tenth of the run (worker, connections and
+        # caches warming up) and ends when the run has settled: CPU between the two samples
+        # over the files delivered between them.
+        warm = p.chunks // 10
         for i in range(p.chunks):
             delay = t0 + i * p.interval - time.monotonic()
             if self.interrupted.wait(max(0.0, delay)):
                 self.notes.append(f"interrupted after {i} of {p.chunks} chunks: the report covers those sent")
                 break
+            if i == warm:
+                self.segment = [self.sample()]
+                self.segment_listings = [self._listings()]
             gps = gps0 + round(i / p.rate)
             name = chunk_name(self.run, self.plan.stream, gps)
             if i in p.corrupt:
@@ -318,6 +340,72 @@ class Rehearsal:
             if progress is not None and time.monotonic() >= next_progress:
                 progress(self.live())
                 next_progress = time.monotonic() + 0.5
+
+    def sample(self) -> usage.Sample:
+        """CPU of the lake, the uploader worker, and this process (DAQ, watcher, both downloaders)."""
+        extra = {"uploader worker": [self.worker.pid] if self.worker is not None else [], "downloaders": [os.getpid()]}
+        return usage.sample(self.settings, extra)
+
+    def _listings(self) -> int:
+        return int(self._polling.listings) if self._polling is not None else 0
+
+    def _listing_cost(self, polling: Any, listings: int = 3) -> dict[str, float] | None:
+        """The polling baseline's own cost: lake CPU per listing of the full run dataset.
+
+        Measured once the run has settled (nothing else moving), so it is not mixed with the
+        event-driven flow's; the dataset is then at its largest, so this is the dearest listing.
+        """
+        try:
+            before = self.sample()
+            t0 = time.monotonic()
+            for _ in range(listings):
+                polling.poll_once()
+            wall = time.monotonic() - t0
+            spent = usage.cpu_spent(before, self.sample())
+        except Exception as exc:
+            self.notes.append(f"the polling listing's cost was not measured: {exc}")
+            return None
+        out = {g: v / listings for g, v in spent.items() if v > 0}
+        out["total"] = sum(spent.values()) / listings
+        out["wall"] = wall / listings
+        return out
+
+    def cpu_report(self, chunks: list[ChunkTimes]) -> dict[str, Any] | None:
+        """CPU seconds per process group over the steady segment, per file delivered in it.
+
+        A file counts when its event-driven download finished inside the segment. The polling
+        baseline's listings ran meanwhile; their estimated share (listings in the segment x the
+        cost of one listing measured after the run) is given apart and is not subtracted.
+        """
+        if len(self.segment) != 2:
+            return None
+        start, end = self.segment
+        delivered = sum(1 for c in chunks if c.event_done is not None and start.at <= c.event_done <= end.at)
+        spent = usage.cpu_spent(start, end)
+        seconds = end.at - start.at
+        per_file = {g: (v / delivered if delivered else None) for g, v in spent.items()}
+        total = sum(spent.values())
+        out: dict[str, Any] = {
+            "segment_s": seconds,
+            "delivered": delivered,
+            "files_per_s": delivered / seconds if seconds > 0 else None,
+            "cpu_s": spent,
+            "cpu_s_per_file": per_file,
+            "total_cpu_s": total,
+            "total_cpu_s_per_file": total / delivered if delivered else None,
+            "cores_busy": total / seconds if seconds > 0 else None,
+            "rss_mb": {g: u.rss / 2**20 for g, u in end.groups.items()},
+            "total_rss_mb": end.total.rss / 2**20,
+            "load_average": list(os.getloadavg()),
+        }
+        if self.listing_cost is not None:
+            listings = self.segment_listings[-1] - self.segment_listings[0] if len(self.segment_listings) == 2 else 0
+            out["polling_listing_cpu_s"] = self.listing_cost
+            out["polling_listings_in_segment"] = listings
+            out["polling_share_cpu_s_per_file"] = (
+                listings * self.listing_cost["total"] / delivered if delivered else None
+            )
+        return out
 
     def _drain(self, events: Any, progress: Progress | None) -> None:
         deadline = time.monotonic() + self.plan.drain_timeout
