@@ -55,6 +55,10 @@ class RehearsalPlan:
     run: int | None = None
     corrupt: list[int] = field(default_factory=list)
     keep_downloads: bool = False
+    #: Grouping of the run dataset's rule to site A (see ``RulePolicy.grouping``).
+    grouping: str = "auto"
+    #: Close the run dataset at the end (false: a later rehearsal with the same --run goes on filling it).
+    end_run: bool = True
 
     @property
     def interval(self) -> float:
@@ -66,6 +70,8 @@ class RehearsalPlan:
             raise ValueError("nothing to rehearse: give at least one chunk (--duration x --rate ≥ 1)")
         if self.rate <= 0 or self.speedup <= 0:
             raise ValueError("--rate and --speedup must be positive")
+        if self.grouping not in ("auto", "DATASET", "NONE"):
+            raise ValueError(f"--dataset-grouping {self.grouping!r}: give auto, DATASET or NONE")
         bad = [i for i in self.corrupt if not 0 <= i < self.chunks]
         if bad:
             raise ValueError(f"--corrupt {bad}: chunk indexes go from 0 to {self.chunks - 1}")
@@ -131,7 +137,7 @@ class Rehearsal:
     def stream_policy(self) -> dict[str, Any]:
         first = self.settings.uploader.first_rse
         targets = [self.plan.download_rse, *[r for r in self.plan.extra_rses if r != self.plan.download_rse]]
-        rules: list[dict[str, Any]] = [{"rse_expression": first, "notify": "N"}]
+        rules: list[dict[str, Any]] = [{"rse_expression": first, "notify": "N", "grouping": self.plan.grouping}]
         # Per file: each chunk's transfer is requested as it is registered (see RulePolicy.per_file).
         rules += [{"rse_expression": r, "notify": "Y", "per_file": True} for r in targets if r != first]
         # The DAQ directory is the rehearsal's own scratch space: nothing to free there.
@@ -282,7 +288,9 @@ class Rehearsal:
             self._generate(drill, events, progress)
             # The run is over: close its dataset, as the DAQ's end-of-run would.
             sent = len(self.timeline.chunks)
-            _, end = api.submit([], self.run, "rehearse", p.experiment, end_run=True, expected_files=sent)
+            end = None
+            if p.end_run:
+                _, end = api.submit([], self.run, "rehearse", p.experiment, end_run=True, expected_files=sent)
             self._drain(events, progress)
             if self.segment:
                 # Ends once what was sent has settled: the files closed in the segment are then

@@ -125,6 +125,7 @@ def test_an_empty_hop_is_reported_as_missing_not_zero(tmp_path: Path) -> None:
         (RehearsalPlan(chunks=0), "at least one chunk"),
         (RehearsalPlan(chunks=5, corrupt=[5]), "chunk indexes go from 0 to 4"),
         (RehearsalPlan(chunks=5, speedup=0), "must be positive"),
+        (RehearsalPlan(chunks=5, grouping="dataset"), "give auto, DATASET or NONE"),
     ],
 )
 def test_bad_plans_are_refused_with_the_reason(plan: RehearsalPlan, message: str) -> None:
