@@ -363,7 +363,7 @@ class Rehearsal:
     def _listings(self) -> int:
         return int(self._polling.listings) if self._polling is not None else 0
 
-    def _listing_cost(self, polling: Any, listings: int = 3) -> dict[str, float] | None:
+    def _listing_cost(self, polling: Any, listings: int = 2) -> dict[str, float] | None:
         """The polling baseline's own cost: lake CPU per listing of the full run dataset.
 
         Measured once the run has settled (nothing else moving), so it is not mixed with the
