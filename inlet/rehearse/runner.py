@@ -367,7 +367,8 @@ class Rehearsal:
         """The polling baseline's own cost: lake CPU per listing of the full run dataset.
 
         Measured once the run has settled (nothing else moving), so it is not mixed with the
-        event-driven flow's; the dataset is then at its largest, so this is the dearest listing.
+        event-driven flow's, less the lake's idle CPU over as long; the dataset is then at its
+        largest, so this is the dearest listing.
         """
         try:
             before = self.sample()
@@ -375,12 +376,17 @@ class Rehearsal:
             for _ in range(listings):
                 polling.poll_once()
             wall = time.monotonic() - t0
-            spent = usage.cpu_spent(before, self.sample())
+            after = self.sample()
+            # The lake's idle cost (daemons polling their tables) over as long again, taken off.
+            time.sleep(wall)
+            idle = usage.cpu_spent(after, self.sample())
+            spent = usage.cpu_spent(before, after)
         except Exception as exc:
             self.notes.append(f"the polling listing's cost was not measured: {exc}")
             return None
-        out = {g: v / listings for g, v in spent.items() if v > 0}
-        out["total"] = sum(spent.values()) / listings
+        net = {g: max(0.0, v - idle.get(g, 0.0)) for g, v in spent.items()}
+        out = {g: v / listings for g, v in net.items() if v > 0}
+        out["total"] = sum(net.values()) / listings
         out["wall"] = wall / listings
         return out
 
