@@ -130,14 +130,18 @@ def main() -> int:
             f"{cpu['delivered']} files, {cpu['files_per_s'] or 0:.2f} files/s, "
             f"{cpu['cores_busy'] or 0:.2f} cores busy):"
         )
-        print(f"{'process group':<20} {'CPU s':>8} {'ms/file':>8} {'RSS MB':>7}")
+        marginal = cpu.get("marginal_cpu_s_per_file") or {}
+        print(f"{'process group':<20} {'CPU s':>8} {'ms/file':>8} {'RSS MB':>7} {'above idle':>10}")
         for g, v in sorted(cpu["cpu_s"].items(), key=lambda kv: -kv[1]):
             ms = cpu["cpu_s_per_file"].get(g)
-            print(f"{g:<20} {v:>8.1f} {'-' if ms is None else f'{1000 * ms:.1f}':>8} {cpu['rss_mb'].get(g, 0):>7.0f}")
+            print(
+                f"{g:<20} {v:>8.1f} {'-' if ms is None else f'{1000 * ms:.1f}':>8} {cpu['rss_mb'].get(g, 0):>7.0f} "
+                f"{1000 * marginal.get(g, 0.0):>10.1f}"
+            )
         tot = cpu["total_cpu_s_per_file"]
         print(
             f"{'total':<20} {cpu['total_cpu_s']:>8.1f} {'-' if tot is None else f'{1000 * tot:.1f}':>8} "
-            f"{cpu['total_rss_mb']:>7.0f}"
+            f"{cpu['total_rss_mb']:>7.0f} {1000 * (cpu.get('total_marginal_cpu_s_per_file') or 0.0):>10.1f}"
         )
         lc = cpu.get("polling_listing_cpu_s")
         if lc:

@@ -126,6 +126,8 @@ class Rehearsal:
         self.segment: list[usage.Sample] = []
         #: Lake CPU of one listing of the run dataset by the polling baseline, measured after the run.
         self.listing_cost: dict[str, float] | None = None
+        #: Each group's CPU seconds per second with nothing moving, measured after the run.
+        self.idle_rate: dict[str, float] = {}
         #: The polling baseline's listing count at each segment sample.
         self.segment_listings: list[int] = []
         self._polling: Any = None
@@ -388,6 +390,7 @@ class Rehearsal:
         out = {g: v / listings for g, v in net.items() if v > 0}
         out["total"] = sum(net.values()) / listings
         out["wall"] = wall / listings
+        self.idle_rate = {g: v / wall for g, v in idle.items()} if wall > 0 else {}
         return out
 
     def cpu_report(self, chunks: list[ChunkTimes]) -> dict[str, Any] | None:
@@ -418,6 +421,12 @@ class Rehearsal:
             "total_rss_mb": end.total.rss / 2**20,
             "load_average": list(os.getloadavg()),
         }
+        if self.idle_rate and delivered:
+            # What a file adds to a lake that runs anyway: the sizing figure (idle is per lake, not per file).
+            marginal = {g: max(0.0, v - self.idle_rate.get(g, 0.0) * seconds) / delivered for g, v in spent.items()}
+            out["idle_cpu_s_per_s"] = self.idle_rate
+            out["marginal_cpu_s_per_file"] = marginal
+            out["total_marginal_cpu_s_per_file"] = sum(marginal.values())
         if self.listing_cost is not None:
             listings = self.segment_listings[-1] - self.segment_listings[0] if len(self.segment_listings) == 2 else 0
             out["polling_listing_cpu_s"] = self.listing_cost

@@ -167,3 +167,25 @@ def test_the_cpu_section_shows_each_group_per_delivered_file() -> None:
     assert "| **total** | 14.0 | **70.0** | 420 |" in md
     assert md.index("| rucio server |") < md.index("| postgresql |") < md.index("| hermes |")
     assert "20 listings in the segment come to at most 50.0 ms per delivered file" in md
+
+
+def test_the_cpu_section_adds_the_cost_above_idle_when_idle_was_measured() -> None:
+    cpu = {
+        "segment_s": 100.0,
+        "delivered": 100,
+        "files_per_s": 1.0,
+        "cpu_s": {"conveyor": 30.0},
+        "cpu_s_per_file": {"conveyor": 0.3},
+        "total_cpu_s": 30.0,
+        "total_cpu_s_per_file": 0.3,
+        "cores_busy": 0.3,
+        "rss_mb": {"conveyor": 150.0},
+        "total_rss_mb": 150.0,
+        "load_average": [2.0, 1.5, 1.0],
+        "idle_cpu_s_per_s": {"conveyor": 0.25},
+        "marginal_cpu_s_per_file": {"conveyor": 0.05},
+        "total_marginal_cpu_s_per_file": 0.05,
+    }
+    md = report.markdown(report.build([chunk(0)], {**META, "cpu": cpu}, counts([chunk(0)])))
+    assert "| conveyor | 30.0 | 300.0 | 150 | 50.0 |" in md
+    assert "| **total** | 30.0 | **300.0** | 150 | **50.0** |" in md
