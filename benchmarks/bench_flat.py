@@ -139,8 +139,20 @@ def sample_stacks(targets: dict[str, list[int]], delay: float, seconds: int, out
         p.wait()
 
 
-def top_functions(files: list[Path], n: int = 12) -> list[tuple[str, float]]:
-    """Own-time share per function from py-spy's collapsed stacks (the innermost frame)."""
+def _frame(frame: str) -> str:
+    """``function (path/to/module.py:123)`` as ``function (module.py)``."""
+    func, _, where = frame.partition(" (")
+    return f"{func} ({where.split(':')[0].rsplit('/', 1)[-1]})"
+
+
+#: Rucio's logic (not its session wrappers or helpers): the frames a sample is charged to.
+RUCIO_LOGIC = ("/rucio/core/", "/rucio/daemons/", "/rucio/api/", "/rucio/gateway/", "/inlet/")
+
+
+def top_functions(files: list[Path], n: int = 12, inside: tuple[str, ...] = RUCIO_LOGIC) -> list[tuple[str, float]]:
+    """Share of samples per function from py-spy's collapsed stacks, charged to the innermost
+    frame in ``inside`` (which of Rucio's operations the time is for, whether it is spent in
+    Rucio itself or in SQLAlchemy and the driver below it)."""
     own: collections.Counter[str] = collections.Counter()
     total = 0
     for f in files:
@@ -151,9 +163,8 @@ def top_functions(files: list[Path], n: int = 12) -> list[tuple[str, float]]:
             if not count.isdigit():
                 continue
             frames = stack.split(";")
-            # The innermost frame that is Rucio's, SQLAlchemy's or the driver's says where time goes.
-            leaf = frames[-1]
-            own[leaf.split(" (")[0] + " (" + leaf.split(" (")[-1].split(":")[0].rsplit("/", 1)[-1] + ")"] += int(count)
+            mine = [fr for fr in frames if any(part in fr for part in inside)]
+            own[_frame(mine[-1] if mine else frames[-1])] += int(count)
             total += int(count)
     return [(k, v / total) for k, v in own.most_common(n)] if total else []
 
