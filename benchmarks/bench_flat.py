@@ -146,7 +146,7 @@ def _frame(frame: str) -> str:
 
 
 #: Rucio's logic (not its session wrappers or helpers): the frames a sample is charged to.
-RUCIO_LOGIC = ("/rucio/core/", "/rucio/daemons/", "/rucio/api/", "/rucio/gateway/", "/inlet/")
+RUCIO_LOGIC = ("rucio/core/", "rucio/daemons/", "rucio/api/", "rucio/gateway/", "rucio/web/rest/", "inlet/")
 
 
 def top_functions(files: list[Path], n: int = 12, inside: tuple[str, ...] = RUCIO_LOGIC) -> list[tuple[str, float]]:
