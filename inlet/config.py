@@ -397,6 +397,14 @@ class RulePolicy(_Section):
         "move in seconds.",
     )
 
+    grouping: Literal["auto", "DATASET", "NONE"] = Field(
+        "auto",
+        description="Rucio grouping of a run-dataset rule. DATASET keeps a dataset on one RSE and emits "
+        "datasetlock_ok, but Rucio's evaluator then reads every file of the dataset on each attach (its "
+        "cost grows with the run). auto: NONE when nothing depends on it (notify 'N' and the expression "
+        "names exactly as many RSEs as copies, so there is no placement to keep together), else DATASET.",
+    )
+
     @model_validator(mode="after")
     def _file_rules_notify(self) -> RulePolicy:
         if self.per_file and self.notify in ("C", "P"):

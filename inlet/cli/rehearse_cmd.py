@@ -72,6 +72,20 @@ def rehearse(
         float | None, typer.Option("--drain-timeout", help="Seconds to wait for stragglers after the last chunk.")
     ] = None,
     keep_downloads: Annotated[bool, typer.Option("--keep-downloads", help="Keep the downloaded chunks.")] = False,
+    grouping: Annotated[
+        str,
+        typer.Option(
+            "--dataset-grouping",
+            help="Grouping of the run dataset's rule to site A: auto, DATASET or NONE (benchmarks compare them).",
+        ),
+    ] = "auto",
+    end_run: Annotated[
+        bool,
+        typer.Option(
+            "--end-run/--keep-run-open",
+            help="Close the run dataset at the end (keep it open to go on with the same --run: benchmarks).",
+        ),
+    ] = True,
     lake: Annotated[
         bool, typer.Option("--lake/--no-lake", help="Start the embedded local lake if it is not running.")
     ] = True,
@@ -123,6 +137,8 @@ def rehearse(
         run=run,
         corrupt=list(corrupt or []),
         keep_downloads=keep_downloads,
+        grouping=grouping,
+        end_run=end_run,
     )
     try:
         plan.check()
@@ -177,6 +193,7 @@ def rehearse(
         "run_state": rehearsal.run_state,
         "daemon_sleep": settings.lake.daemon_sleep,
         "notes": rehearsal.notes,
+        "cpu": rehearsal.cpu_report(chunks),
         "conveyor_sleeps": [
             settings.transfers.submitter_sleep,
             settings.transfers.poller_sleep,

@@ -60,6 +60,39 @@ def hop_stats(chunks: list[ChunkTimes]) -> list[HopStats]:
     return out
 
 
+def registered_within(chunks: list[ChunkTimes], seconds: float) -> float | None:
+    """Fraction of the chunks sent that were registered within ``seconds`` of being closed."""
+    if not chunks:
+        return None
+    return sum(1 for c in chunks if (v := c.hop("closed", "registered")) is not None and v <= seconds) / len(chunks)
+
+
+def cpu_table(cpu: dict[str, Any]) -> list[str]:
+    """Markdown rows: CPU seconds and milliseconds per delivered file, per process group."""
+    per_file = cpu["cpu_s_per_file"]
+    marginal = cpu.get("marginal_cpu_s_per_file")
+    extra = (" above idle, ms per file |", "---|") if marginal else ("", "")
+    rows = [
+        "| process group | CPU s in segment | CPU ms per file | RSS MB at end |" + extra[0],
+        "|---|---|---|---|" + extra[1],
+    ]
+    for g, v in sorted(cpu["cpu_s"].items(), key=lambda kv: -kv[1]):
+        ms = per_file.get(g)
+        row = f"| {g} | {v:.1f} | {'-' if ms is None else f'{1000 * ms:.1f}'} | {cpu['rss_mb'].get(g, 0.0):.0f} |"
+        if marginal:
+            row += f" {1000 * marginal.get(g, 0.0):.1f} |"
+        rows.append(row)
+    tot = cpu["total_cpu_s_per_file"]
+    row = (
+        f"| **total** | {cpu['total_cpu_s']:.1f} | **{'-' if tot is None else f'{1000 * tot:.1f}'}** "
+        f"| {cpu['total_rss_mb']:.0f} |"
+    )
+    if marginal:
+        row += f" **{1000 * cpu['total_marginal_cpu_s_per_file']:.1f}** |"
+    rows.append(row)
+    return rows
+
+
 def dominant_sleep(stats: list[HopStats]) -> tuple[str, str, float] | None:
     """The event-driven hop that is mostly a daemon's sleep and costs the most on average."""
     waits = [(s.hop, s.mean) for s in stats if s.hop in SLEEPS and s.n]
@@ -140,6 +173,7 @@ def build(chunks: list[ChunkTimes], meta: dict[str, Any], totals: dict[str, int]
             "end_to_end_polling_median_s": po.median,
             "ego_end_to_end_median_s": EGO_END_TO_END_MEDIAN,
             "polling_over_events_median": po.median / ev.median if ev.n and po.n and ev.median > 0 else None,
+            "registered_within_5s": registered_within(chunks, 5.0),
         },
         "dominant_sleep": {"daemon": dom[0], "setting": dom[1], "mean_s": dom[2]} if dom else None,
         "chunks": [asdict(c) for c in chunks],
@@ -173,6 +207,10 @@ def markdown(doc: dict[str, Any]) -> str:
     ]
     if cmp["polling_over_events_median"]:
         lines.append(f"- Polling / event-driven median: **{cmp['polling_over_events_median']:.1f}x**.")
+    if cmp.get("registered_within_5s") is not None:
+        lines.append(
+            f"- Registered within 5 s of closing: **{100 * cmp['registered_within_5s']:.2f} %** of the chunks sent."
+        )
     if doc["dominant_sleep"]:
         d = doc["dominant_sleep"]
         lines.append(
@@ -191,6 +229,30 @@ def markdown(doc: dict[str, Any]) -> str:
             f"| {h['hop']} | {h['covers']} | {h['n']} | {_fmt(h['mean'])} | {_fmt(h['median'])} | {_fmt(h['p90'])} "
             f"| {_fmt(h['p99'])} | {_fmt(h['max'])} |"
         )
+    cpu = m.get("cpu")
+    if cpu:
+        lines += [
+            "",
+            "## Lake CPU per delivered file",
+            "",
+            f"Steady segment of {cpu['segment_s']:.0f} s (the run without its first tenth): {cpu['delivered']} files "
+            f"delivered end to end ({cpu['files_per_s'] or 0:.2f} files/s); the lake, the uploader worker and this "
+            f"process (DAQ, watcher, both downloaders) kept {cpu['cores_busy'] or 0:.2f} cores busy. Load average "
+            f"at the end: {', '.join(f'{x:.1f}' for x in cpu['load_average'])}.",
+            "",
+            *cpu_table(cpu),
+        ]
+        if cpu.get("polling_listing_cpu_s"):
+            lc = cpu["polling_listing_cpu_s"]
+            share = cpu.get("polling_share_cpu_s_per_file")
+            lines += [
+                "",
+                f"The polling baseline (not subtracted above): one listing of the whole run dataset costs "
+                f"{1000 * lc['total']:.0f} ms of CPU ({lc['wall']:.2f} s wall) at the end of the run; its "
+                f"{cpu.get('polling_listings_in_segment', 0)} listings in the segment come to at most "
+                + ("-" if share is None else f"{1000 * share:.1f}")
+                + " ms per delivered file.",
+            ]
     lines += ["", "![latency per hop](hops.png)", "", "![latency over time](latency-over-time.png)", ""]
     problems = [ch for ch in doc["chunks"] if ch["event_status"] != "downloaded" or ch["poll_status"] != "downloaded"]
     if problems:
@@ -231,4 +293,4 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"cannot serialise {type(value).__name__}")
 
 
-__all__ = ["HopStats", "build", "dominant_sleep", "hop_stats", "markdown", "write"]
+__all__ = ["HopStats", "build", "cpu_table", "dominant_sleep", "hop_stats", "markdown", "registered_within", "write"]

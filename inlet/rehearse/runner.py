@@ -26,6 +26,7 @@ from typing import Any
 
 from inlet.config import Settings
 from inlet.errors import InletError
+from inlet.lake import usage
 from inlet.rehearse.chunks import StrainSource, chunk_name, gps_now, write_chunk
 from inlet.rehearse.timeline import ChunkTimes, Timeline
 
@@ -54,6 +55,10 @@ class RehearsalPlan:
     run: int | None = None
     corrupt: list[int] = field(default_factory=list)
     keep_downloads: bool = False
+    #: Grouping of the run dataset's rule to site A (see ``RulePolicy.grouping``).
+    grouping: str = "auto"
+    #: Close the run dataset at the end (false: a later rehearsal with the same --run goes on filling it).
+    end_run: bool = True
 
     @property
     def interval(self) -> float:
@@ -65,6 +70,8 @@ class RehearsalPlan:
             raise ValueError("nothing to rehearse: give at least one chunk (--duration x --rate ≥ 1)")
         if self.rate <= 0 or self.speedup <= 0:
             raise ValueError("--rate and --speedup must be positive")
+        if self.grouping not in ("auto", "DATASET", "NONE"):
+            raise ValueError(f"--dataset-grouping {self.grouping!r}: give auto, DATASET or NONE")
         bad = [i for i in self.corrupt if not 0 <= i < self.chunks]
         if bad:
             raise ValueError(f"--corrupt {bad}: chunk indexes go from 0 to {self.chunks - 1}")
@@ -115,6 +122,15 @@ class Rehearsal:
         self.notes: list[str] = []
         #: Set by :meth:`interrupt` (Ctrl-C): stop writing chunks, settle what was sent, report it.
         self.interrupted = threading.Event()
+        #: CPU samples at the start and the end of the steady segment (see :meth:`cpu_report`).
+        self.segment: list[usage.Sample] = []
+        #: Lake CPU of one listing of the run dataset by the polling baseline, measured after the run.
+        self.listing_cost: dict[str, float] | None = None
+        #: Each group's CPU seconds per second with nothing moving, measured after the run.
+        self.idle_rate: dict[str, float] = {}
+        #: The polling baseline's listing count at each segment sample.
+        self.segment_listings: list[int] = []
+        self._polling: Any = None
 
     def interrupt(self) -> None:
         self.interrupted.set()
@@ -123,7 +139,7 @@ class Rehearsal:
     def stream_policy(self) -> dict[str, Any]:
         first = self.settings.uploader.first_rse
         targets = [self.plan.download_rse, *[r for r in self.plan.extra_rses if r != self.plan.download_rse]]
-        rules: list[dict[str, Any]] = [{"rse_expression": first, "notify": "N"}]
+        rules: list[dict[str, Any]] = [{"rse_expression": first, "notify": "N", "grouping": self.plan.grouping}]
         # Per file: each chunk's transfer is requested as it is registered (see RulePolicy.per_file).
         rules += [{"rse_expression": r, "notify": "Y", "per_file": True} for r in targets if r != first]
         # The DAQ directory is the rehearsal's own scratch space: nothing to free there.
@@ -241,6 +257,7 @@ class Rehearsal:
             p.poll_interval,
             p.keep_downloads,
         )
+        self._polling = polling
         self.start_worker(env)
         stop = threading.Event()
         try:
@@ -273,8 +290,12 @@ class Rehearsal:
             self._generate(drill, events, progress)
             # The run is over: close its dataset, as the DAQ's end-of-run would.
             sent = len(self.timeline.chunks)
-            _, end = api.submit([], self.run, "rehearse", p.experiment, end_run=True, expected_files=sent)
+            end = None
+            if p.end_run:
+                _, end = api.submit([], self.run, "rehearse", p.experiment, end_run=True, expected_files=sent)
             self._drain(events, progress)
+            self._end_segment_when_events_done(force=True)
+            self.listing_cost = self._listing_cost(polling)
             try:
                 self.run_state = end.get(timeout=60) if end is not None else None
             except Exception as exc:
@@ -302,11 +323,18 @@ class Rehearsal:
         t0 = time.monotonic()
         suffix = self.settings.uploader.sidecar_suffix
         next_progress = 0.0
+        # The steady segment leaves out the first tenth of the run (worker, connections and
+        # caches warming up) and ends when the run has settled: CPU between the two samples
+        # over the files delivered between them.
+        warm = p.chunks // 10
         for i in range(p.chunks):
             delay = t0 + i * p.interval - time.monotonic()
             if self.interrupted.wait(max(0.0, delay)):
                 self.notes.append(f"interrupted after {i} of {p.chunks} chunks: the report covers those sent")
                 break
+            if i == warm:
+                self.segment = [self.sample()]
+                self.segment_listings = [self._listings()]
             gps = gps0 + round(i / p.rate)
             name = chunk_name(self.run, self.plan.stream, gps)
             if i in p.corrupt:
@@ -319,11 +347,101 @@ class Rehearsal:
                 progress(self.live())
                 next_progress = time.monotonic() + 0.5
 
+    def _end_segment_when_events_done(self, force: bool = False) -> None:
+        """The segment ends once the event-driven path has delivered (or failed) every chunk sent:
+        the files closed in it are then counted whatever the latency, and the polling baseline's
+        last, up to one interval later, is not waited for (its cost is measured apart)."""
+        if len(self.segment) != 1:
+            return
+        if force or self.timeline.tally(lambda cs: all(c.event_status is not None for c in cs)):
+            self.segment.append(self.sample())
+            self.segment_listings.append(self._listings())
+
+    def sample(self) -> usage.Sample:
+        """CPU of the lake, the uploader worker, and this process (DAQ, watcher, both downloaders)."""
+        extra = {"uploader worker": [self.worker.pid] if self.worker is not None else [], "downloaders": [os.getpid()]}
+        return usage.sample(self.settings, extra)
+
+    def _listings(self) -> int:
+        return int(self._polling.listings) if self._polling is not None else 0
+
+    def _listing_cost(self, polling: Any, listings: int = 2) -> dict[str, float] | None:
+        """The polling baseline's own cost: lake CPU per listing of the full run dataset.
+
+        Measured once the run has settled (nothing else moving), so it is not mixed with the
+        event-driven flow's, less the lake's idle CPU over as long; the dataset is then at its
+        largest, so this is the dearest listing.
+        """
+        try:
+            before = self.sample()
+            t0 = time.monotonic()
+            for _ in range(listings):
+                polling.poll_once()
+            wall = time.monotonic() - t0
+            after = self.sample()
+            # The lake's idle cost (daemons polling their tables) over as long again, taken off.
+            time.sleep(wall)
+            idle = usage.cpu_spent(after, self.sample())
+            spent = usage.cpu_spent(before, after)
+        except Exception as exc:
+            self.notes.append(f"the polling listing's cost was not measured: {exc}")
+            return None
+        net = {g: max(0.0, v - idle.get(g, 0.0)) for g, v in spent.items()}
+        out = {g: v / listings for g, v in net.items() if v > 0}
+        out["total"] = sum(net.values()) / listings
+        out["wall"] = wall / listings
+        self.idle_rate = {g: v / wall for g, v in idle.items()} if wall > 0 else {}
+        return out
+
+    def cpu_report(self, chunks: list[ChunkTimes]) -> dict[str, Any] | None:
+        """CPU seconds per process group over the steady segment, per file delivered in it.
+
+        A file counts when its event-driven download finished inside the segment. The polling
+        baseline's listings ran meanwhile; their estimated share (listings in the segment x the
+        cost of one listing measured after the run) is given apart and is not subtracted.
+        """
+        if len(self.segment) != 2:
+            return None
+        start, end = self.segment
+        delivered = sum(1 for c in chunks if c.event_done is not None and start.at <= c.event_done <= end.at)
+        spent = usage.cpu_spent(start, end)
+        seconds = end.at - start.at
+        per_file = {g: (v / delivered if delivered else None) for g, v in spent.items()}
+        total = sum(spent.values())
+        out: dict[str, Any] = {
+            "segment_s": seconds,
+            "delivered": delivered,
+            "files_per_s": delivered / seconds if seconds > 0 else None,
+            "cpu_s": spent,
+            "cpu_s_per_file": per_file,
+            "total_cpu_s": total,
+            "total_cpu_s_per_file": total / delivered if delivered else None,
+            "cores_busy": total / seconds if seconds > 0 else None,
+            "rss_mb": {g: u.rss / 2**20 for g, u in end.groups.items()},
+            "total_rss_mb": end.total.rss / 2**20,
+            "load_average": list(os.getloadavg()),
+        }
+        if self.idle_rate and delivered:
+            # What a file adds to a lake that runs anyway: the sizing figure (idle is per lake, not per file).
+            marginal = {g: max(0.0, v - self.idle_rate.get(g, 0.0) * seconds) / delivered for g, v in spent.items()}
+            out["idle_cpu_s_per_s"] = self.idle_rate
+            out["marginal_cpu_s_per_file"] = marginal
+            out["total_marginal_cpu_s_per_file"] = sum(marginal.values())
+        if self.listing_cost is not None:
+            listings = self.segment_listings[-1] - self.segment_listings[0] if len(self.segment_listings) == 2 else 0
+            out["polling_listing_cpu_s"] = self.listing_cost
+            out["polling_listings_in_segment"] = listings
+            out["polling_share_cpu_s_per_file"] = (
+                listings * self.listing_cost["total"] / delivered if delivered else None
+            )
+        return out
+
     def _drain(self, events: Any, progress: Progress | None) -> None:
         deadline = time.monotonic() + self.plan.drain_timeout
         while time.monotonic() < deadline:
             if self.timeline.wait_settled(timeout=0.5):
                 break
+            self._end_segment_when_events_done()
             events.ensure_connected()
             if progress is not None:
                 progress(self.live())

@@ -33,7 +33,7 @@ from inlet.catalog import ledger
 from inlet.catalog import runs as catalog_runs
 from inlet.catalog.db import Catalog, open_catalog
 from inlet.catalog.upsert import insert_ignore
-from inlet.config import Settings
+from inlet.config import RulePolicy, Settings
 from inlet.event_contract import FILE_REGISTERED, envelope, file_event_id
 from inlet.uploader.daq_release import Pending, PendingStore
 from inlet.uploader.digest import digest_stream
@@ -285,7 +285,7 @@ class Uploader:
                 "lifetime": r.lifetime,
                 "notify": r.notify,
                 "activity": r.activity,
-                "grouping": "DATASET",
+                "grouping": self._grouping(r),
                 "account": self.settings.rucio.account,
             }
             if r.delay_injection:
@@ -324,6 +324,29 @@ class Uploader:
                     ignore_duplicate=True,
                 )
         self._collections_done.add(key)
+
+    def _grouping(self, rule: RulePolicy) -> str:
+        """The Rucio grouping of a run-dataset rule (see ``RulePolicy.grouping``).
+
+        On each attach, Rucio's judge-evaluator looks up the oldest file of a DATASET-grouped
+        rule's dataset to keep new files with it (``__oldest_file_under`` in rucio.core.rule):
+        it reads all the dataset's contents, so its cost per attach grows with the run and a
+        run of 14,400 files slows the whole lake. With one possible placement there is nothing
+        to keep together, and with notify 'N' no datasetlock_ok is awaited: NONE is then the
+        same placement at a cost that does not grow.
+        """
+        if rule.grouping != "auto":
+            return rule.grouping
+        if rule.notify != "N":
+            return "DATASET"  # rule_ok/datasetlock_ok may be awaited (reconstruction, release)
+        try:
+            rses = list(self.client.list_rses(rule.rse_expression))
+        except Exception as exc:
+            log.warning(
+                "listing the RSEs of %r failed (%s); its dataset rule keeps DATASET grouping", rule.rse_expression, exc
+            )
+            return "DATASET"
+        return "NONE" if len(rses) == rule.copies else "DATASET"
 
     def _register(
         self, coll: RunCollections, placed: list[tuple[FilePlan, Placed]], res: BatchResult

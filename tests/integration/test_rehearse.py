@@ -186,3 +186,18 @@ def test_ctrl_c_stops_the_daq_and_still_reports_every_chunk_sent(rucio_env: dict
     doc = json.loads((Path(summary["report"]) / "report.json").read_text())
     assert any("interrupted after" in n for n in doc["meta"]["notes"])
     assert doc["meta"]["run_state"] == "UPLOADED"  # the run dataset was closed with the chunks sent
+
+
+def test_the_report_gives_the_lake_cpu_per_delivered_file_per_process_group(
+    short: tuple[int, dict[str, Any], Path],
+) -> None:
+    _, _, out = short
+    cpu = json.loads((out / "report.json").read_text())["meta"]["cpu"]
+    # The segment starts after the first tenth (3 chunks) and ends once every chunk is delivered.
+    assert 27 <= cpu["delivered"] <= 30
+    # Every process that moved a file spent CPU in the segment, read from the real processes.
+    for group in ("rucio server", "postgresql", "conveyor", "hermes", "uploader worker", "downloaders"):
+        assert cpu["cpu_s"][group] > 0, group
+    assert cpu["total_cpu_s_per_file"] == pytest.approx(cpu["total_cpu_s"] / cpu["delivered"])
+    assert cpu["polling_listing_cpu_s"]["total"] > 0
+    assert "## Lake CPU per delivered file" in (out / "report.md").read_text()

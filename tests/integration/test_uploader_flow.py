@@ -73,6 +73,8 @@ for op, *args in json.loads(sys.stdin.read()):
         out.append(c.get_metadata(*args, plugin="ALL"))
     elif op == "rules":
         out.append({r["rse_expression"]: r["state"] for r in c.list_did_rules(*args)})
+    elif op == "grouping":
+        out.append({r["rse_expression"]: [r["grouping"], r["locks_ok_cnt"]] for r in c.list_did_rules(*args)})
     elif op == "replicas":
         out.append([{"rses": sorted(r["rses"]), "adler32": r["adler32"]}
                     for r in c.list_replicas([{"scope": args[0], "name": args[1]}])])
@@ -180,6 +182,24 @@ def test_run_upload_registers_dids_dataset_rules_catalogue_and_events(
         assert (p["scope"], p["run"], p["bytes"], p["rse"]) == (SCOPE, run_number, 85_000, "SITE_A_DISK")
         assert p["adler32"] == _adler(f.read_bytes())
         assert by_name[f.name]["id"] == f"file-registered:{SCOPE}:{f.name}"
+
+
+def test_run_dataset_rules_drop_dataset_grouping_only_where_nothing_depends_on_it(
+    env: dict[str, str], uploaded: list[Path], run_number: int
+) -> None:
+    """Site A's rule (one RSE, notify N) is NONE: Rucio's evaluator then no longer reads the whole
+    dataset on each attach. S3 and TAPE (notify C: rule_ok/datasetlock_ok start reconstruction
+    and release the DAQ copy) keep DATASET."""
+    dataset = f"run{run_number:06d}.raw"
+    [rules] = ask(env, ["grouping", SCOPE, dataset])
+    assert {rse: g for rse, (g, _) in rules.items()} == {"SITE_A_DISK": "NONE", "S3": "DATASET", "TAPE": "DATASET"}
+    # Every file is locked at site A by the rule, as with DATASET grouping (once the evaluator passed).
+    wait_for(
+        "site A's rule to lock every file",
+        lambda: ask(env, ["grouping", SCOPE, dataset])[0]["SITE_A_DISK"][1] == len(uploaded),
+        timeout=300,
+        every=2,
+    )
 
 
 def test_duplicate_upload_is_a_noop(lake: Lake, env: dict[str, str], uploaded: list[Path], run_number: int) -> None:

@@ -42,6 +42,7 @@ def test_the_rehearsal_stream_is_a_valid_policy_with_per_file_rules_to_site_b(tm
     targets = [(x.rse_expression, x.per_file, x.notify) for x in policy.rules]
     assert targets == [("SITE_A_DISK", False, "N"), ("SITE_B_DISK", True, "Y"), ("S3", True, "Y")]
     assert policy.release is False
+    assert policy.rules[0].grouping == "auto"
 
 
 def test_the_rehearsal_runs_on_a_queue_of_its_own(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

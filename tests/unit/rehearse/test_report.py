@@ -125,6 +125,7 @@ def test_an_empty_hop_is_reported_as_missing_not_zero(tmp_path: Path) -> None:
         (RehearsalPlan(chunks=0), "at least one chunk"),
         (RehearsalPlan(chunks=5, corrupt=[5]), "chunk indexes go from 0 to 4"),
         (RehearsalPlan(chunks=5, speedup=0), "must be positive"),
+        (RehearsalPlan(chunks=5, grouping="dataset"), "give auto, DATASET or NONE"),
     ],
 )
 def test_bad_plans_are_refused_with_the_reason(plan: RehearsalPlan, message: str) -> None:
@@ -135,3 +136,56 @@ def test_bad_plans_are_refused_with_the_reason(plan: RehearsalPlan, message: str
 def test_the_interval_is_rate_times_speedup() -> None:
     assert RehearsalPlan(chunks=1, rate=1.0, speedup=10).interval == pytest.approx(0.1)
     assert RehearsalPlan(chunks=1, rate=4.0, speedup=1).interval == pytest.approx(0.25)
+
+
+def test_registered_within_counts_the_chunks_sent_not_only_the_registered() -> None:
+    late = chunk(1)
+    late.registered = late.closed + 7.0
+    never = ChunkTimes(2, "run000001_hrec_1000000002.gwf", 85_000, "0000000a", closed=1002.0)
+    assert report.registered_within([chunk(0), late, never, chunk(3)], 5.0) == pytest.approx(0.5)
+
+
+def test_the_cpu_section_shows_each_group_per_delivered_file() -> None:
+    cpu = {
+        "segment_s": 100.0,
+        "delivered": 200,
+        "files_per_s": 2.0,
+        "cpu_s": {"rucio server": 10.0, "postgresql": 4.0, "hermes": 0.0},
+        "cpu_s_per_file": {"rucio server": 0.05, "postgresql": 0.02, "hermes": 0.0},
+        "total_cpu_s": 14.0,
+        "total_cpu_s_per_file": 0.07,
+        "cores_busy": 0.14,
+        "rss_mb": {"rucio server": 300.0, "postgresql": 120.0},
+        "total_rss_mb": 420.0,
+        "load_average": [2.0, 1.5, 1.0],
+        "polling_listing_cpu_s": {"total": 0.5, "wall": 0.3, "rucio server": 0.4},
+        "polling_listings_in_segment": 20,
+        "polling_share_cpu_s_per_file": 0.05,
+    }
+    md = report.markdown(report.build([chunk(0)], {**META, "cpu": cpu}, counts([chunk(0)])))
+    assert "| rucio server | 10.0 | 50.0 | 300 |" in md
+    assert "| **total** | 14.0 | **70.0** | 420 |" in md
+    assert md.index("| rucio server |") < md.index("| postgresql |") < md.index("| hermes |")
+    assert "20 listings in the segment come to at most 50.0 ms per delivered file" in md
+
+
+def test_the_cpu_section_adds_the_cost_above_idle_when_idle_was_measured() -> None:
+    cpu = {
+        "segment_s": 100.0,
+        "delivered": 100,
+        "files_per_s": 1.0,
+        "cpu_s": {"conveyor": 30.0},
+        "cpu_s_per_file": {"conveyor": 0.3},
+        "total_cpu_s": 30.0,
+        "total_cpu_s_per_file": 0.3,
+        "cores_busy": 0.3,
+        "rss_mb": {"conveyor": 150.0},
+        "total_rss_mb": 150.0,
+        "load_average": [2.0, 1.5, 1.0],
+        "idle_cpu_s_per_s": {"conveyor": 0.25},
+        "marginal_cpu_s_per_file": {"conveyor": 0.05},
+        "total_marginal_cpu_s_per_file": 0.05,
+    }
+    md = report.markdown(report.build([chunk(0)], {**META, "cpu": cpu}, counts([chunk(0)])))
+    assert "| conveyor | 30.0 | 300.0 | 150 | 50.0 |" in md
+    assert "| **total** | 30.0 | **300.0** | 150 | **50.0** |" in md

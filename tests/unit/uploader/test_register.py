@@ -7,7 +7,7 @@ from typing import Any
 
 from rucio.common import exception as rucio_exc
 
-from inlet.config import Settings
+from inlet.config import RulePolicy, Settings
 from inlet.uploader.digest import Digest, FileState
 from inlet.uploader.pipeline import BatchResult, Uploader
 from inlet.uploader.plan import plan_file, run_collections
@@ -82,3 +82,32 @@ def test_a_retried_batch_accepts_identical_refuses_different_and_adds_the_rest()
         ("add_replicas", [new]),
         ("attach", [same, new]),
     ]
+
+
+class RseLister:
+    def __init__(self, rses: dict[str, list[str]], fail: bool = False) -> None:
+        self.rses = rses
+        self.fail = fail
+
+    def list_rses(self, expression: str) -> list[dict[str, str]]:
+        if self.fail:
+            raise ConnectionError("server away")
+        return [{"rse": r} for r in self.rses[expression]]
+
+
+def test_dataset_rules_drop_dataset_grouping_only_where_nothing_depends_on_it() -> None:
+    """DATASET grouping makes Rucio read the whole dataset on each attach; kept where it matters."""
+    up = Uploader(Settings())
+    up._client = RseLister({"SITE_A_DISK": ["SITE_A_DISK"], "tier=1": ["T1_A", "T1_B"]})
+    # One RSE, one copy, nothing awaits a datasetlock_ok: the same placement, without the scan.
+    assert up._grouping(RulePolicy(rse_expression="SITE_A_DISK", notify="N")) == "NONE"
+    # A choice of RSEs: DATASET keeps the run's files together.
+    assert up._grouping(RulePolicy(rse_expression="tier=1", notify="N")) == "DATASET"
+    assert up._grouping(RulePolicy(rse_expression="tier=1", copies=2, notify="N")) == "NONE"
+    # rule_ok / datasetlock_ok may be awaited (reconstruction, DAQ release): kept.
+    assert up._grouping(RulePolicy(rse_expression="SITE_A_DISK", notify="C")) == "DATASET"
+    # Asked for explicitly: as asked.
+    assert up._grouping(RulePolicy(rse_expression="SITE_A_DISK", notify="N", grouping="DATASET")) == "DATASET"
+    # The RSE list unknown: the safe default.
+    up._client = RseLister({}, fail=True)
+    assert up._grouping(RulePolicy(rse_expression="SITE_A_DISK", notify="N")) == "DATASET"
