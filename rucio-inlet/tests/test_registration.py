@@ -46,7 +46,7 @@ def _daemon_imports(tmp_path: Path, transfertool: str) -> subprocess.CompletedPr
         "RUCIO_CONFIG": str(cfg),
         "PYTHONPATH": os.pathsep.join([HERE, os.environ.get("PYTHONPATH", "")]),
     }
-    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
 
 
 def test_rucios_own_conveyor_daemons_get_gfal2_through_the_policy_package(tmp_path: Path) -> None:
