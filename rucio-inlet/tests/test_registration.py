@@ -25,7 +25,7 @@ def test_importing_the_transfertool_leaves_rucios_registry_and_scheme_map_alone(
         "assert 'gfal2' in t.TRANSFERTOOL_CLASSES_BY_NAME\n"
     )
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([HERE, os.environ.get("PYTHONPATH", "")])}
-    res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr
 
 
