@@ -59,7 +59,10 @@ def _transfer_module_ready() -> bool:
 def _register_now() -> None:
     _state["done"] = True
     if importlib.util.find_spec("gfal2") is None:
-        log.warning(
+        # Loud only where it matters: the server and the other daemons share the conveyor's rucio.cfg.
+        conveyor = "conveyor" in (getattr(sys, "argv", None) or [""])[0]  # mod_wsgi may have no argv
+        log.log(
+            logging.WARNING if conveyor else logging.DEBUG,
             "rucio_inlet: [conveyor] transfertool = gfal2, but this Python (%s) cannot import the gfal2 binding; "
             "run the conveyor on an interpreter that has it (python3-gfal2 / gfal2-python)",
             sys.version.split()[0],

@@ -25,7 +25,7 @@ def test_importing_the_transfertool_leaves_rucios_registry_and_scheme_map_alone(
         "assert 'gfal2' in t.TRANSFERTOOL_CLASSES_BY_NAME\n"
     )
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([HERE, os.environ.get("PYTHONPATH", "")])}
-    res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr
 
 
@@ -46,7 +46,7 @@ def _daemon_imports(tmp_path: Path, transfertool: str) -> subprocess.CompletedPr
         "RUCIO_CONFIG": str(cfg),
         "PYTHONPATH": os.pathsep.join([HERE, os.environ.get("PYTHONPATH", "")]),
     }
-    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
 
 
 def test_rucios_own_conveyor_daemons_get_gfal2_through_the_policy_package(tmp_path: Path) -> None:

@@ -100,7 +100,10 @@ class RucioServer(Service):
         gunicorn = rucio_bin(self.settings, "gunicorn")
         # gunicorn >= 24 opens a control socket unless told not to; older ones (the newest that
         # still installs on Python 3.9, [lake] rucio_python) do not know the option.
-        help_text = subprocess.run([gunicorn, "--help"], capture_output=True, text=True, check=False).stdout
+        try:
+            help_text = subprocess.run([gunicorn, "--help"], capture_output=True, text=True, check=False).stdout
+        except OSError:  # no gunicorn there: starting it reports that, with the fix
+            help_text = ""
         no_socket = ["--no-control-socket"] if "--no-control-socket" in help_text else []
         return [
             gunicorn,
