@@ -25,7 +25,7 @@ from inlet.lake.services.conveyor import Conveyor
 from inlet.lake.services.daemons import rucio_daemons
 from inlet.lake.services.inlet_services import ListenerService, UploaderWorker
 from inlet.lake.services.mariadb import MariaDB
-from inlet.lake.services.memcached import Memcached
+from inlet.lake.services.memcached import Memcached, memcached_flush
 from inlet.lake.services.postgres import Postgres
 from inlet.lake.services.redis import Redis
 from inlet.lake.services.rucio_server import RucioServer, rucio_env, run_rucio_module
@@ -312,7 +312,25 @@ class Lake:
         )
         for line in out.splitlines():
             log.info("%s", line)
+        self.forget_rucio_cache()
         marker.write_text(topo.to_json())
+
+    def forget_rucio_cache(self) -> None:
+        """Drop Rucio's cached RSE data after the topology changed it behind the cache.
+
+        Rucio caches an RSE's protocols together with its attributes (lfn2pfn_algorithm among
+        them) and setting an attribute does not invalidate that entry: without this, the server
+        kept answering with the hash layout for minutes after a cold start.
+        """
+        if "memcached" not in self.settings.lake.manage:
+            return
+        try:
+            memcached_flush(self.settings.lake.memcached_port)
+        except OSError as exc:
+            raise LakeError(
+                f"could not flush Rucio's cache (memcached) after creating the topology: {exc}",
+                "check `inlet lake status`, then `inlet lake up` again",
+            ) from exc
 
     # -- environment for clients ---------------------------------------------------------
     def rucio_client_env(self) -> dict[str, str]:

@@ -41,6 +41,29 @@ def test_memcached_answers_and_the_rucio_server_caches_in_it(lake: Lake) -> None
     assert int(after["curr_items"]) > 0
 
 
+_PFN = r"""
+import json
+from rucio.client import Client
+print(json.dumps(Client().lfns2pfns("SITE_A_DISK", ["cygno.raw:run000123.mid.gz"], operation="write")))
+"""
+
+
+def test_creating_the_topology_flushes_rucios_cache_so_the_rse_attributes_apply(lake: Lake) -> None:
+    # Rucio caches an RSE's protocols with its attributes and does not invalidate that entry when
+    # an attribute is set: the topology (re)applied behind a warm cache must be followed by a flush,
+    # or the server answers with the hash layout instead of the RSE's lfn2pfn_algorithm.
+    mc = Memcached(lake.settings, lake.paths)
+    env = {**os.environ, **lake.exports()}
+    python_child(env, _PFN)  # the RSE's protocols are now in Rucio's cache
+    for marker in lake.paths.data.glob(".topology-*"):
+        marker.unlink()  # as on a cold start: the topology is applied again (idempotent)
+    flushes = int(memcached_stats(mc.port)["cmd_flush"])
+    lake.bootstrap_topology()
+    assert int(memcached_stats(mc.port)["cmd_flush"]) == flushes + 1
+    pfn = json.loads(python_child(env, _PFN))["cygno.raw:run000123.mid.gz"]
+    assert pfn.endswith("/SITE_A_DISK/cygno.raw/0000/000123/run000123.mid.gz"), pfn
+
+
 #: A file on SITE_A_DISK attached to a dataset whose rule asks for SITE_B_DISK: the attach is
 #: the evaluator's work, the request the conveyor's, the transfer-done event hermes'.
 _ATTACH_UNDER_A_RULE = r"""

@@ -32,6 +32,14 @@ def memcached_stats(port: int, host: str = "127.0.0.1") -> dict[str, str]:
     return stats
 
 
+def memcached_flush(port: int, host: str = "127.0.0.1") -> None:
+    """Forget every cached value; raises OSError if the server does not confirm."""
+    with socket.create_connection((host, port), timeout=2) as sock:
+        sock.sendall(b"flush_all\r\n")
+        if not sock.recv(64).startswith(b"OK"):
+            raise OSError("memcached did not confirm flush_all")
+
+
 class Memcached(Service):
     name = "memcached"
     port_setting = "[lake] memcached_port / INLET_LAKE__MEMCACHED_PORT"
