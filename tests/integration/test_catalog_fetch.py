@@ -34,9 +34,14 @@ print(json.dumps([r for name in json.loads(sys.stdin.read()) for r in c.list_did
 
 def _py(code: str, env: dict[str, str], data: object) -> str:
     res = subprocess.run(
-        [sys.executable, "-c", code], input=json.dumps(data), env=env, capture_output=True, text=True,
-        timeout=120, check=False,
-    )  # fmt: skip
+        [sys.executable, "-c", code],
+        input=json.dumps(data),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert res.returncode == 0, res.stderr[-2000:]
     return res.stdout
 

@@ -155,14 +155,22 @@ def test_rucio_cli_shows_and_filters(runs: dict[str, Any], rucio_env: dict[str, 
     f = runs["names"][runs["base"]][0]
     out = subprocess.run(
         [RUCIO, "did", "metadata", "list", f"{SCOPE}:{f}", "--plugin", "INLET_RUNS"],
-        env=rucio_env, capture_output=True, text=True, check=True, timeout=60,
-    ).stdout  # fmt: skip
+        env=rucio_env,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout
     assert "run_type" in out and "physics" in out and "ksl" in out
     exp, base = runs["exp"], runs["base"]
     out = subprocess.run(
         [RUCIO, "did", "list", f"{SCOPE}:{exp}*", "--filter", f"run_nr>{base}"],
-        env=rucio_env, capture_output=True, text=True, check=True, timeout=60,
-    ).stdout  # fmt: skip
+        env=rucio_env,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout
     # The CLI lists collections (the run datasets), in a table with their type.
     assert f"{SCOPE}:{exp}.run{base + 1}" in out and f"{SCOPE}:{exp}.run{base + 2}" in out
     assert f"{SCOPE}:{exp}.run{base} " not in out and "DATASET" in out

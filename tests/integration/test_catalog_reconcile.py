@@ -49,9 +49,14 @@ def test_reconcile_finds_planted_mismatches_and_applies_catalogue_fixes(
         (tmp_path / n).write_bytes(d)
     spec = {"files": [["TAPE", str(tmp_path / n)] for n in names], "dataset": f"{exp}.run1", "names": names}
     res = subprocess.run(
-        [sys.executable, "-c", UPLOAD], input=json.dumps(spec), env=rucio_env, capture_output=True, text=True,
-        timeout=120, check=False,
-    )  # fmt: skip
+        [sys.executable, "-c", UPLOAD],
+        input=json.dumps(spec),
+        env=rucio_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert res.returncode == 0, res.stderr[-2000:]
 
     cat = open_catalog(lake.settings.catalog_url())
