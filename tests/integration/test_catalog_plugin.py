@@ -17,6 +17,7 @@ import pytest
 from inlet.catalog import Catalog, open_catalog
 from inlet.catalog.runs import add_file, upsert_run
 from inlet.lake.lake import Lake
+from tests.integration.conftest import python_child
 
 SCOPE = "test"
 RUCIO = str(Path(sys.executable).parent / "rucio")
@@ -62,17 +63,7 @@ def catalog(lake: Lake) -> Iterator[Catalog]:
 
 
 def client(rucio_env: dict[str, str], *steps: list[Any]) -> list[Any]:
-    res = subprocess.run(
-        [sys.executable, "-c", CLIENT],
-        input=json.dumps(steps),
-        env=rucio_env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert res.returncode == 0, res.stderr
-    out = json.loads(res.stdout)
+    out = json.loads(python_child(rucio_env, CLIENT, stdin=json.dumps(steps)))
     return [out[str(i)] for i in range(len(steps))]
 
 
