@@ -54,18 +54,34 @@ def _raw_rows(cat: Catalog, experiment: str, scope: str, api_runs: int, files: i
     with cat.engine.begin() as conn:
         run_ids = [
             conn.execute(
-                insert(Run).values(experiment=experiment, run_number=r, run_type="physics", conditions={},
-                                   state="RECORDING", state_changed_at=T0, n_files=0, total_bytes=0,
-                                   created_at=T0, updated_at=T0, version=1)
+                insert(Run).values(
+                    experiment=experiment,
+                    run_number=r,
+                    run_type="physics",
+                    conditions={},
+                    state="RECORDING",
+                    state_changed_at=T0,
+                    n_files=0,
+                    total_bytes=0,
+                    created_at=T0,
+                    updated_at=T0,
+                    version=1,
+                )
             ).inserted_primary_key[0]
             for r in range(api_runs)
-        ]  # fmt: skip
+        ]
     rows = [
-        {"run_id": rid, "scope": scope, "name": f"run{r:06d}.{i}", "size": 1000 + i, "adler32": "0000000a",
-         "created_at": T0}
+        {
+            "run_id": rid,
+            "scope": scope,
+            "name": f"run{r:06d}.{i}",
+            "size": 1000 + i,
+            "adler32": "0000000a",
+            "created_at": T0,
+        }
         for r, rid in enumerate(run_ids)
         for i in range(files)
-    ]  # fmt: skip
+    ]
     return rows
 
 
@@ -100,10 +116,14 @@ def bench_bulk(url: str, api_runs: int, files: int, per_tx: int) -> tuple[float,
     bulk_s = raw_s = 0.0
     for start in range(0, api_runs, per_tx):
         batch = [
-            RunFiles("bench-bulk", r, [FileSpec("bulk", f"run{r:06d}.{i}", 1000 + i, "0000000a") for i in range(files)],
-                     {"conditions": {"stream": STREAMS[r % 4]}, "scope": "raw", "dataset": f"b{r}"})
+            RunFiles(
+                "bench-bulk",
+                r,
+                [FileSpec("bulk", f"run{r:06d}.{i}", 1000 + i, "0000000a") for i in range(files)],
+                {"conditions": {"stream": STREAMS[r % 4]}, "scope": "raw", "dataset": f"b{r}"},
+            )
             for r in range(start, min(api_runs, start + per_tx))
-        ]  # fmt: skip
+        ]
         t = time.perf_counter()
         with cat.session() as s:
             add_runs_files(s, batch)
@@ -133,20 +153,38 @@ def fill(url: str, runs: int, files: int) -> float:
         for r in range(start, min(runs, start + chunk)):
             run_id += 1
             run_rows.append(
-                {"id": run_id, "experiment": "kloe", "run_number": r, "run_type": "physics" if r % 10 else "cosmics",
-                 "start_time": T0 + dt.timedelta(minutes=10 * r), "conditions": {"stream": STREAMS[r % 4],
-                 "beam": 510.0 if r % 10 else 0.0}, "scope": "kloe.raw", "dataset": f"run{r:06d}",
-                 "state": "ON_TAPE", "state_changed_at": T0, "n_files": files, "total_bytes": files * 1000,
-                 "created_at": T0, "updated_at": T0, "version": 1}
-            )  # fmt: skip
+                {
+                    "id": run_id,
+                    "experiment": "kloe",
+                    "run_number": r,
+                    "run_type": "physics" if r % 10 else "cosmics",
+                    "start_time": T0 + dt.timedelta(minutes=10 * r),
+                    "conditions": {"stream": STREAMS[r % 4], "beam": 510.0 if r % 10 else 0.0},
+                    "scope": "kloe.raw",
+                    "dataset": f"run{r:06d}",
+                    "state": "ON_TAPE",
+                    "state_changed_at": T0,
+                    "n_files": files,
+                    "total_bytes": files * 1000,
+                    "created_at": T0,
+                    "updated_at": T0,
+                    "version": 1,
+                }
+            )
             for i in range(files):
                 file_id += 1
                 file_rows.append(
                     # Names the lake's kloe.raw naming policy accepts (bench_scale --rucio asks Rucio).
-                    {"id": file_id, "run_id": run_id, "scope": "kloe.raw",
-                     "name": f"run{r:06d}_{STREAMS[r % 4]}_{i:04d}.ybos", "size": 1000,
-                     "adler32": f"{rng.getrandbits(32):08x}", "created_at": T0}
-                )  # fmt: skip
+                    {
+                        "id": file_id,
+                        "run_id": run_id,
+                        "scope": "kloe.raw",
+                        "name": f"run{r:06d}_{STREAMS[r % 4]}_{i:04d}.ybos",
+                        "size": 1000,
+                        "adler32": f"{rng.getrandbits(32):08x}",
+                        "created_at": T0,
+                    }
+                )
                 avail_rows.append({"file_id": file_id, "rse": "TAPE", "available_at": T0})
                 if r % 3 == 0:
                     avail_rows.append({"file_id": file_id, "rse": "SITE_A_DISK", "available_at": T0})

@@ -119,12 +119,25 @@ def py_spy(pids: list[int], seconds: int, out: Path) -> list[subprocess.Popen[by
     for pid in pids:
         procs.append(
             subprocess.Popen(
-                [exe, "record", "--pid", str(pid), "--duration", str(seconds), "--rate", "25", "--format", "raw",
-                 "--nonblocking", "--output", str(out / f"{pid}.txt")],
+                [
+                    exe,
+                    "record",
+                    "--pid",
+                    str(pid),
+                    "--duration",
+                    str(seconds),
+                    "--rate",
+                    "25",
+                    "--format",
+                    "raw",
+                    "--nonblocking",
+                    "--output",
+                    str(out / f"{pid}.txt"),
+                ],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )
-        )  # fmt: skip
+        )
     return procs
 
 

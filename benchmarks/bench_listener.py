@@ -303,9 +303,12 @@ def main() -> None:
             rate, lst, _ = durable(with_batch(settings, batch_size, prefetch), args.events, f"{tag}s{k}", True)
             first = first or rate
             mb = [r / 2**20 for r in lst.rss]
-            print(f"  batch_size {batch_size}, prefetch {prefetch}: {rate:,.0f} events/s (ratio to the first "
-                  f"setting {rate / first:.2f}); RSS growth after warm-up {mb[-1] - mb[1]:+.1f} MB; host load "
-                  f"{psutil.getloadavg()}", flush=True)  # fmt: skip
+            print(
+                f"  batch_size {batch_size}, prefetch {prefetch}: {rate:,.0f} events/s (ratio to the first "
+                f"setting {rate / first:.2f}); RSS growth after warm-up {mb[-1] - mb[1]:+.1f} MB; host load "
+                f"{psutil.getloadavg()}",
+                flush=True,
+            )
         return
     if args.catchup:
         print(

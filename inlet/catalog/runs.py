@@ -228,10 +228,18 @@ def add_files(session: Session, run: Run, files: list[FileSpec]) -> int:
     if not new:
         return 0
     rows = [
-        {"run_id": run.id, "scope": f.scope, "name": f.name, "size": f.size, "adler32": f.adler32, "md5": f.md5,
-         "closed_at": f.closed_at, "created_at": utcnow()}
+        {
+            "run_id": run.id,
+            "scope": f.scope,
+            "name": f.name,
+            "size": f.size,
+            "adler32": f.adler32,
+            "md5": f.md5,
+            "closed_at": f.closed_at,
+            "created_at": utcnow(),
+        }
         for f in new
-    ]  # fmt: skip
+    ]
     inserted = insert_ignore(session, RunFile.__table__, rows)  # type: ignore[arg-type]
     if inserted != len(new):
         # Another writer recorded some of these DIDs (under another run) since our check.
@@ -406,11 +414,20 @@ def _write(
             values = {k: fields.get(k) for k in _RUN_FIELDS} | {"run_type": fields.get("run_type") or "physics"}
             written = bool(new or conditions or any(fields.get(k) is not None for k in _RUN_FIELDS[1:]))
             new_runs.append(
-                values | {"experiment": b.experiment, "run_number": b.run_number, "conditions": dict(conditions),
-                          "state": RunState.RECORDING.value, "state_changed_at": now, "n_files": n_new,
-                          "total_bytes": bytes_new, "created_at": now, "updated_at": now,
-                          "version": 2 if written else 1}
-            )  # fmt: skip
+                values
+                | {
+                    "experiment": b.experiment,
+                    "run_number": b.run_number,
+                    "conditions": dict(conditions),
+                    "state": RunState.RECORDING.value,
+                    "state_changed_at": now,
+                    "n_files": n_new,
+                    "total_bytes": bytes_new,
+                    "created_at": now,
+                    "updated_at": now,
+                    "version": 2 if written else 1,
+                }
+            )
             new_keys.update(conditions)
             continue
         change = {k: fields[k] for k in _RUN_FIELDS if fields.get(k) is not None and row._mapping[k] != fields[k]}
@@ -422,10 +439,17 @@ def _write(
             new_keys.update(k for k in conditions if k not in old)
         if change or new:
             values = {k: row._mapping[k] for k in (*_RUN_FIELDS, "conditions")} | change
-            updates.append({f"b_{k}": v for k, v in values.items()} | {
-                "b_id": row.id, "b_version": row.version, "b_new_version": row.version + 1, "b_updated_at": now,
-                "b_n_files": row.n_files + n_new, "b_total_bytes": row.total_bytes + bytes_new,
-            })  # fmt: skip
+            updates.append(
+                {f"b_{k}": v for k, v in values.items()}
+                | {
+                    "b_id": row.id,
+                    "b_version": row.version,
+                    "b_new_version": row.version + 1,
+                    "b_updated_at": now,
+                    "b_n_files": row.n_files + n_new,
+                    "b_total_bytes": row.total_bytes + bytes_new,
+                }
+            )
     insert_ignore(session, ConditionKey.__table__, [{"key": k} for k in sorted(new_keys)])  # type: ignore[arg-type]
     run_ids = {key: row.id for key, row in before.items()}
     if new_runs:
@@ -498,9 +522,13 @@ def _run_key(session: Session, run_id: int) -> tuple[str, int] | None:
 
 
 def _insert_files(
-    session: Session, added: dict[tuple[str, int], list[FileSpec]], run_ids: dict[tuple[str, int], int],
-    now: dt.datetime, *, checked: bool,
-) -> int:  # fmt: skip
+    session: Session,
+    added: dict[tuple[str, int], list[FileSpec]],
+    run_ids: dict[tuple[str, int], int],
+    now: dt.datetime,
+    *,
+    checked: bool,
+) -> int:
     """One multi-row INSERT of the new files; raises if some were recorded already (``checked``:
     the batch was checked against the catalogue, so another writer recorded them meanwhile)."""
     specs = [f for fs in added.values() for f in fs]
@@ -542,9 +570,11 @@ def _update_runs(session: Session, table: Table, params: list[dict[str, Any]], b
         stmt = (
             update(table)
             .where(table.c.id == bindparam("b_id"), table.c.version == bindparam("b_version"))
-            .values({c: bindparam(f"b_{c}", type_=table.c[c].type) for c in _WRITTEN}
-                    | {"version": bindparam("b_new_version")})
-        )  # fmt: skip
+            .values(
+                {c: bindparam(f"b_{c}", type_=table.c[c].type) for c in _WRITTEN}
+                | {"version": bindparam("b_new_version")}
+            )
+        )
         if (result := session.connection().execute(stmt, params)).rowcount != len(params):
             # A run changed since our locked read (only possible where FOR UPDATE is a no-op):
             # the transaction is retried whole, as for the ORM's own version check.

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from inlet import __version__
 from inlet.config import Settings
+from inlet.errors import InletError
 from inlet.lake.errors import LakeError
 from inlet.lake.ports import answers, wait_until
 from inlet.lake.services.activemq import ActiveMQ
@@ -277,18 +278,13 @@ class Lake:
 
     def install_wake_triggers(self) -> None:
         """The triggers that wake the flow daemons (idempotent; harmless with [lake] flow_wake off)."""
-        import psycopg
-
-        from inlet.plugins.flow_daemons import libpq_dsn, wake_triggers_sql
+        from inlet.plugins.flow_daemons import install_wake_triggers
 
         try:
-            with psycopg.connect(libpq_dsn(Postgres(self.settings, self.paths).url), autocommit=True) as conn:
-                for statement in wake_triggers_sql():
-                    conn.execute(statement)  # our own constant DDL
-        except psycopg.Error as exc:
+            install_wake_triggers(Postgres(self.settings, self.paths).url)
+        except InletError as exc:
             raise LakeError(
-                f"could not install the flow daemons' wake-up triggers in Rucio's database: {exc}",
-                "check the postgres log in the lake's logs directory, then `inlet lake up` again",
+                exc.problem, "check the postgres log in the lake's logs directory, then `inlet lake up` again"
             ) from exc
 
     def bootstrap_topology(self) -> None:

@@ -12,13 +12,14 @@ minutes. The evaluator here keeps one pause book across passes that caps every p
 ``max_pause`` seconds; the dataset is simply re-evaluated on a later pass.
 
 Woken, not polling (``wake``): a pass every quarter second costs a quarter of a core at idle
-and still makes each file wait half a sleep at every daemon. The lake installs triggers on
-Rucio's tables (:data:`WAKE_TRIGGERS`) that ``NOTIFY`` a channel per daemon when its work
+and still makes each file wait half a sleep at every daemon. :func:`install_wake_triggers`
+(called by ``inlet lake up`` and by the deployment's bootstrap) puts triggers on Rucio's tables
+(:data:`WAKE_TRIGGERS`) that ``NOTIFY`` a channel per daemon when its work
 arrives (a row in ``updated_dids`` for the evaluator, in ``messages`` for hermes, a request
 QUEUED for the submitter, finished for the finisher); each daemon ``LISTEN``s and runs a pass as
 soon as the committing transaction's notification comes, else once every ``idle`` seconds (work
 no trigger announces: a paused dataset whose pause ends, a retry). Without the triggers (a site
-database) the daemons still work, at the ``idle`` pace.
+database where they were not installed) the daemons still work, at the ``idle`` pace.
 
 ``RUCIO_CONFIG`` must be set before this module is imported: Rucio reads it once.
 """
@@ -58,7 +59,7 @@ class CappedPauses(dict[tuple[str, str], dt.datetime]):
         return max(0.0, min((until - now).total_seconds() for until in self.values()))
 
 
-#: Channel -> (table, trigger condition). One trigger per channel, installed by the lake.
+#: Channel -> (table, trigger condition). One trigger per channel, installed by install_wake_triggers.
 WAKE_TRIGGERS: dict[str, tuple[str, str]] = {
     # An attach, a new rule, a rule re-evaluation: the evaluator's input.
     "inlet_wake_evaluator": ("updated_dids", "AFTER INSERT ON updated_dids FOR EACH STATEMENT"),
@@ -101,6 +102,36 @@ def libpq_dsn(sqlalchemy_url: str) -> str:
     if not sep or not scheme.startswith("postgresql"):
         raise ValueError(f"not a PostgreSQL URL: {scheme}://...")
     return f"postgresql://{rest}"
+
+
+def install_wake_triggers(sqlalchemy_url: str) -> None:
+    """Install :func:`wake_triggers_sql` in Rucio's database (rucio.cfg [database] default).
+
+    The one installer of the triggers: ``inlet lake up`` and a deployment's bootstrap
+    (docker/inlet/bootstrap.sh) both call it. Idempotent; run it after Rucio's schema exists.
+    Raises InletError (a one-line message for the caller to show) when the database is not
+    PostgreSQL or refuses the DDL.
+    """
+    import psycopg
+
+    from inlet.errors import InletError
+
+    try:
+        dsn = libpq_dsn(sqlalchemy_url)
+    except ValueError as exc:
+        raise InletError(
+            f"the flow daemons' wake-up triggers need PostgreSQL as Rucio's database ({exc})",
+            "leave them out: the daemons then run a pass every idle period (--idle)",
+        ) from exc
+    try:
+        with psycopg.connect(dsn, autocommit=True, connect_timeout=10) as conn:
+            for statement in wake_triggers_sql():
+                conn.execute(statement)  # our own constant DDL
+    except psycopg.Error as exc:
+        raise InletError(
+            f"could not install the flow daemons' wake-up triggers in Rucio's database: {exc}",
+            "check that Rucio's schema exists and that [database] default may create triggers",
+        ) from exc
 
 
 class Wakeups:

@@ -225,8 +225,15 @@ async def runs_view(web: Web, request: Request, viewer: Viewer) -> Response:
 
     data = await run_in_threadpool(read)
     name = "runs_live.html" if _fragment(request) else "runs.html"
-    return web.render(request, name, viewer, data=data, state=state or "", experiment=experiment or "",
-                      states=[s.value for s in RunState])  # fmt: skip
+    return web.render(
+        request,
+        name,
+        viewer,
+        data=data,
+        state=state or "",
+        experiment=experiment or "",
+        states=[s.value for s in RunState],
+    )
 
 
 async def run_view(web: Web, request: Request, viewer: Viewer) -> Response:

@@ -92,8 +92,16 @@ FILE_KEYS: dict[str, InstrumentedAttribute[Any]] = {
 }
 #: At run level (Rucio datasets) the DID is the run's dataset.
 RUN_LEVEL_DID_KEYS: dict[str, InstrumentedAttribute[Any]] = {"scope": Run.scope, "name": Run.dataset}
-_TIME_COLUMNS = {"run_start", "start", "run_stop", "stop", "run_embargo_until", "closed_at", "uploaded_at",
-                 "registered_at"}  # fmt: skip
+_TIME_COLUMNS = {
+    "run_start",
+    "start",
+    "run_stop",
+    "stop",
+    "run_embargo_until",
+    "closed_at",
+    "uploaded_at",
+    "registered_at",
+}
 _INT_COLUMNS = {"run_number", "run_nr", "run", "size", "bytes"}
 
 

@@ -22,10 +22,14 @@ def _fill(lake: Lake, exp: str, n: int) -> None:
     registered and on TAPE, and a dataset Rucio lacks: two mismatches per run for reconcile."""
     cat = open_catalog(lake.settings.catalog_url())
     batch = [
-        RunFiles(exp, r, [FileSpec("test", f"{exp}.run{r}.ghost.dat", 7, "00000007")],
-                 {"scope": "test", "dataset": f"{exp}.run{r}"})
+        RunFiles(
+            exp,
+            r,
+            [FileSpec("test", f"{exp}.run{r}.ghost.dat", 7, "00000007")],
+            {"scope": "test", "dataset": f"{exp}.run{r}"},
+        )
         for r in range(1, n + 1)
-    ]  # fmt: skip
+    ]
 
     def work(s: Session) -> None:
         add_runs_files(s, batch)

@@ -14,6 +14,7 @@ from pathlib import Path
 from inlet.catalog import open_catalog
 from inlet.catalog.runs import add_file, upsert_run
 from inlet.lake.lake import Lake
+from tests.integration.conftest import python_child
 
 INLET = str(Path(sys.executable).parent / "inlet")
 
@@ -33,12 +34,7 @@ print(json.dumps([r for name in json.loads(sys.stdin.read()) for r in c.list_did
 
 
 def _py(code: str, env: dict[str, str], data: object) -> str:
-    res = subprocess.run(
-        [sys.executable, "-c", code], input=json.dumps(data), env=env, capture_output=True, text=True,
-        timeout=120, check=False,
-    )  # fmt: skip
-    assert res.returncode == 0, res.stderr[-2000:]
-    return res.stdout
+    return python_child(env, code, stdin=json.dumps(data))
 
 
 def _fetch(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:

@@ -17,6 +17,7 @@ import pytest
 from inlet.catalog import Catalog, open_catalog
 from inlet.catalog.runs import add_file, upsert_run
 from inlet.lake.lake import Lake
+from tests.integration.conftest import python_child
 
 SCOPE = "test"
 RUCIO = str(Path(sys.executable).parent / "rucio")
@@ -62,17 +63,7 @@ def catalog(lake: Lake) -> Iterator[Catalog]:
 
 
 def client(rucio_env: dict[str, str], *steps: list[Any]) -> list[Any]:
-    res = subprocess.run(
-        [sys.executable, "-c", CLIENT],
-        input=json.dumps(steps),
-        env=rucio_env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert res.returncode == 0, res.stderr
-    out = json.loads(res.stdout)
+    out = json.loads(python_child(rucio_env, CLIENT, stdin=json.dumps(steps)))
     return [out[str(i)] for i in range(len(steps))]
 
 
@@ -155,14 +146,22 @@ def test_rucio_cli_shows_and_filters(runs: dict[str, Any], rucio_env: dict[str, 
     f = runs["names"][runs["base"]][0]
     out = subprocess.run(
         [RUCIO, "did", "metadata", "list", f"{SCOPE}:{f}", "--plugin", "INLET_RUNS"],
-        env=rucio_env, capture_output=True, text=True, check=True, timeout=60,
-    ).stdout  # fmt: skip
+        env=rucio_env,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout
     assert "run_type" in out and "physics" in out and "ksl" in out
     exp, base = runs["exp"], runs["base"]
     out = subprocess.run(
         [RUCIO, "did", "list", f"{SCOPE}:{exp}*", "--filter", f"run_nr>{base}"],
-        env=rucio_env, capture_output=True, text=True, check=True, timeout=60,
-    ).stdout  # fmt: skip
+        env=rucio_env,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout
     # The CLI lists collections (the run datasets), in a table with their type.
     assert f"{SCOPE}:{exp}.run{base + 1}" in out and f"{SCOPE}:{exp}.run{base + 2}" in out
     assert f"{SCOPE}:{exp}.run{base} " not in out and "DATASET" in out

@@ -15,6 +15,7 @@ from pathlib import Path
 from inlet.catalog import RunState, open_catalog
 from inlet.catalog.runs import add_file, get_file, get_run, mark_available, mark_file, transition, upsert_run
 from inlet.lake.lake import Lake
+from tests.integration.conftest import python_child
 
 INLET = str(Path(sys.executable).parent / "inlet")
 UPLOAD = r"""
@@ -48,11 +49,7 @@ def test_reconcile_finds_planted_mismatches_and_applies_catalogue_fixes(
     for n, d in data.items():
         (tmp_path / n).write_bytes(d)
     spec = {"files": [["TAPE", str(tmp_path / n)] for n in names], "dataset": f"{exp}.run1", "names": names}
-    res = subprocess.run(
-        [sys.executable, "-c", UPLOAD], input=json.dumps(spec), env=rucio_env, capture_output=True, text=True,
-        timeout=120, check=False,
-    )  # fmt: skip
-    assert res.returncode == 0, res.stderr[-2000:]
+    python_child(rucio_env, UPLOAD, stdin=json.dumps(spec))
 
     cat = open_catalog(lake.settings.catalog_url())
     with cat.session() as s:

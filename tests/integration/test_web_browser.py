@@ -180,9 +180,12 @@ def wait_state(driver: webdriver.Chrome, row_id: str, state: str, log: Path) -> 
 
 
 def test_a_run_appears_and_moves_to_s3_and_tape_without_a_reload(
-    lake: Lake, stack: dict[str, Any], accounts: dict[str, str], browser_factory: Callable[[], webdriver.Chrome],
+    lake: Lake,
+    stack: dict[str, Any],
+    accounts: dict[str, str],
+    browser_factory: Callable[[], webdriver.Chrome],
     tmp_path: Path,
-) -> None:  # fmt: skip
+) -> None:
     driver = browser_factory()
     log_in(driver, stack["base"], accounts["member"])
     WebDriverWait(driver, PAGE_WAIT).until(
@@ -216,8 +219,9 @@ def _embargoed_run(lake: Lake) -> int:
     until = dt.datetime.now(dt.UTC) + dt.timedelta(days=365)
 
     def add(s: Any) -> None:
-        r = catalog_runs.upsert_run(s, "cygno", run, scope="cygno.raw", dataset=f"run{run:06d}.raw",
-                                    embargo_until=until)  # fmt: skip
+        r = catalog_runs.upsert_run(
+            s, "cygno", run, scope="cygno.raw", dataset=f"run{run:06d}.raw", embargo_until=until
+        )
         catalog_runs.add_file(s, r, "cygno.raw", f"run{run:06d}_pmt_0001.mid.gz", 10)
         catalog_runs.transition(s, r, RunState.CLOSED)
 
@@ -240,8 +244,15 @@ def test_an_outsider_sees_no_embargoed_name(
     WebDriverWait(outsider, PAGE_WAIT).until(lambda d: d.find_elements(By.TAG_NAME, "main"))
     shot(outsider, "05-outsider-embargoed-run-page")
     assert "No such run" in outsider.page_source and str(run) not in outsider.page_source
-    for path in ("/runs", "/runs?experiment=cygno", "/runs?fragment=1", "/uploader", "/listener", "/alarms",
-                 "/rehearsals"):  # fmt: skip
+    for path in (
+        "/runs",
+        "/runs?experiment=cygno",
+        "/runs?fragment=1",
+        "/uploader",
+        "/listener",
+        "/alarms",
+        "/rehearsals",
+    ):
         outsider.get(stack["base"] + path)
         WebDriverWait(outsider, PAGE_WAIT).until(lambda d: d.find_elements(By.TAG_NAME, "body"))
         assert str(run) not in outsider.page_source, path
@@ -257,9 +268,12 @@ def _dead_letter(lake: Lake) -> None:
 
 
 def test_only_a_data_manager_sees_and_does_a_data_managers_actions(
-    lake: Lake, stack: dict[str, Any], accounts: dict[str, str], browser_factory: Callable[[], webdriver.Chrome],
+    lake: Lake,
+    stack: dict[str, Any],
+    accounts: dict[str, str],
+    browser_factory: Callable[[], webdriver.Chrome],
     tmp_path: Path,
-) -> None:  # fmt: skip
+) -> None:
     base = stack["base"]
     _dead_letter(lake)
     run = random.randint(100_000, 999_999)

@@ -189,8 +189,14 @@ def _rucio_agrees(run: Run, rse: str, ctx: HandlerContext) -> bool:
         ctx.log.warning(
             "run %s: events say all %d files are on %s, but Rucio lists %d of them as not AVAILABLE there "
             "(first: %s:%s); the run stays %s (a forged or premature event?)",
-            run.label, len(files), rse, len(missing), missing[0][0], missing[0][1], run.state,
-        )  # fmt: skip
+            run.label,
+            len(files),
+            rse,
+            len(missing),
+            missing[0][0],
+            missing[0][1],
+            run.state,
+        )
         return False
     return True
 

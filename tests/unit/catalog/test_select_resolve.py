@@ -36,9 +36,15 @@ def filled(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Catalog]
         ):
             number = 5000 + n
             run = upsert_run(
-                s, exp, number, run_type=rtype, conditions=cond, scope=scope, dataset=f"run{number}",
+                s,
+                exp,
+                number,
+                run_type=rtype,
+                conditions=cond,
+                scope=scope,
+                dataset=f"run{number}",
                 start_time=T0 + dt.timedelta(days=n),
-            )  # fmt: skip
+            )
             for i in range(2):
                 add_file(s, run, scope, f"run{number}.f{i}", 10 * (i + 1), adler32="0000000a")
         mark_available(s, "kloe.raw", "run5000.f0", "TAPE", T0)
@@ -62,18 +68,19 @@ def names(cat: Catalog, text: str) -> list[str]:
         ("cygno.raw: run_nr=5003", []),  # the tier is a scope, not an experiment
         ("raw: run_nr=5003", ["raw:run5003.f0", "raw:run5003.f1"]),
         ("kloe.raw: stream='ksl' and run_type=cosmics", ["kloe.raw:run5002.f0", "kloe.raw:run5002.f1"]),
-        ("*: beam < 1 or hv >= 400", ["raw:run5003.f0", "raw:run5003.f1", "kloe.raw:run5002.f0",
-                                      "kloe.raw:run5002.f1"]),
+        (
+            "*: beam < 1 or hv >= 400",
+            ["raw:run5003.f0", "raw:run5003.f1", "kloe.raw:run5002.f0", "kloe.raw:run5002.f1"],
+        ),
         ("*: size > 10 and run in (5000, 5001)", ["kloe.raw:run5000.f1", "kloe.raw:run5001.f1"]),
         ("*: rse = TAPE and not rse = SITE_A_DISK", ["kloe.raw:run5000.f1"]),
         ("*: name = '*5001.f*'", ["kloe.raw:run5001.f0", "kloe.raw:run5001.f1"]),
         ("*: run_state = closed", ["kloe.raw:run5000.f0", "kloe.raw:run5000.f1"]),
         ("*: run_start > '2026-11-03' and run between 5000 and 5999", ["raw:run5003.f0", "raw:run5003.f1"]),
-        ("*: run_start >= '2026-11-03T00:00:00Z' and run_type=cosmics", ["kloe.raw:run5002.f0",
-                                                                        "kloe.raw:run5002.f1"]),
+        ("*: run_start >= '2026-11-03T00:00:00Z' and run_type=cosmics", ["kloe.raw:run5002.f0", "kloe.raw:run5002.f1"]),
         ("*: experiment = cygno", ["raw:run5003.f0", "raw:run5003.f1"]),
     ],
-)  # fmt: skip
+)
 def test_selection_table(filled: Catalog, text: str, expected: list[str]) -> None:
     assert names(filled, text) == expected
 

@@ -235,3 +235,21 @@ def test_the_flow_daemons_run_as_the_lake_runs_them() -> None:
         assert "RUCIO_DAEMON" not in environment(svc)
     evaluator = services()["judge-evaluator"]["command"]
     assert "--max-pause" in evaluator
+
+
+def test_the_flow_daemons_are_woken_by_the_triggers_the_deployment_installs() -> None:
+    from inlet.config import Settings
+    from inlet.lake.services.daemons import wake_args
+
+    lake = [a for a in wake_args(Settings()) if not _number(a)]
+    assert lake, "the lake wakes its flow daemons ([lake] flow_wake)"
+    for daemon in (*FLOW_DAEMONS, "conveyor"):
+        argv = services()[daemon]["command"]
+        assert [a for a in argv if a in lake] == lake, daemon
+    # rucio-init (the one service with Rucio's database login) runs the bootstrap's Rucio step,
+    # which installs the triggers with the lake's own function on rucio.cfg's [database] default.
+    assert services()["rucio-init"]["command"] == ["inlet-bootstrap", "rucio"]
+    script = SCRIPTS["inlet-bootstrap"].read_text()
+    rucio_step = script[script.index('if [ "${1:-}" = "rucio" ]') : script.index("\nfi\n")]
+    assert "python -m inlet.lake.rucio_bootstrap" in rucio_step
+    assert 'install_wake_triggers(config_get("database", "default"))' in rucio_step

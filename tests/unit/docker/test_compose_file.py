@@ -168,7 +168,8 @@ def test_dependencies_exist_and_wait_for_health_where_health_is_known() -> None:
 
 def test_only_the_entry_points_of_the_lake_are_published() -> None:
     published = {name for name, svc in services().items() if svc.get("ports")}
-    assert published == {"rucio-server", "activemq", "minio"}
+    # People's entry point too: the shift workers' status pages (inlet web).
+    assert published == {"rucio-server", "activemq", "minio", "web"}
     for name in published:
         for port in services()[name]["ports"]:
             assert str(port).startswith("127.0.0.1:"), f"{name}: {port} must bind PUBLISH_ADDR (default loopback)"

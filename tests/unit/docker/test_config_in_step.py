@@ -41,10 +41,12 @@ SITE_SPECIFIC = {
     ("messaging-hermes", "nonssl_port"),
     ("messaging-hermes", "password"),
     ("metadata", "inlet_catalog_url"),
+    # Both run one memcached shared by every Rucio process, at their own address: the lake's on
+    # 127.0.0.1:<its port>, the deployment's the memcached service (memcached:11211).
+    ("cache", "url"),
 }
-#: Options only the deployment sets: the lake runs no memcached (Rucio then uses null caches);
-#: the deployment shares one between all its Rucio processes.
-DEPLOYMENT_ONLY = {("cache", "url")}
+#: Options only the deployment sets (none at the moment).
+DEPLOYMENT_ONLY: set[tuple[str, str]] = set()
 RUCIO_SERVICES = ["rucio-server", "judge-evaluator", "judge-repairer", "hermes", "reaper", "undertaker"]
 RUCIO_SERVICES += ["abacus-account", "abacus-rse", "conveyor"]
 

@@ -447,6 +447,10 @@ def test_the_gfal2_conveyor_runs_on_the_daemons_charts_configuration(tmp_path: P
     }, "the same secrets as the chart's pods"
     check_argv(c["args"])
     assert c["args"][:4] == ["inlet", "-v", "daemon", "conveyor"]
+    # Woken as compose's and the lake's conveyor is (the rucio-init Job installs the triggers).
+    assert [a for a in c["args"] if a.startswith("-")] == [
+        a for a in services()["conveyor"]["command"] if a.startswith("-")
+    ]
 
 
 def test_inlet_web_is_deployed_once_it_exists() -> None:

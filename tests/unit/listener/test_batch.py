@@ -40,8 +40,14 @@ def make(catalog: Catalog, handler: Any) -> tuple[Listener, FakeLink]:
 
 
 def transfer(i: int, name: str, rse: str = "S3", minute: int = 0, **extra: Any) -> Delivery:
-    payload = {"scope": "cygno", "name": name, "dst-rse": rse, "request-id": f"r{i}",
-               "transferred_at": f"2026-11-21 10:{minute:02d}:00", **extra}  # fmt: skip
+    payload = {
+        "scope": "cygno",
+        "name": name,
+        "dst-rse": rse,
+        "request-id": f"r{i}",
+        "transferred_at": f"2026-11-21 10:{minute:02d}:00",
+        **extra,
+    }
     doc = {"event_type": "transfer-done", "payload": payload, "created_at": "2026-11-21T10:00:00"}
     return Delivery({"message-id": f"m{i}", "ack": f"a{i}"}, json.dumps(doc).encode(), 1)
 

@@ -20,11 +20,41 @@ MON = ROOT / "docker" / "monitoring"
 INLET_SOURCE = "\n".join(p.read_text() for p in (ROOT / "inlet").rglob("*.py"))
 
 FUNCTIONS = {
-    "abs", "absent", "avg_over_time", "ceil", "changes", "clamp", "clamp_max", "clamp_min", "count_over_time",
-    "delta", "deriv", "exp", "floor", "histogram_quantile", "idelta", "increase", "irate", "label_replace", "ln",
-    "max_over_time", "min_over_time", "predict_linear", "rate", "resets", "round", "scalar", "sort", "sort_desc",
-    "sum_over_time", "time", "timestamp", "vector", "last_over_time", "quantile_over_time",
-}  # fmt: skip
+    "abs",
+    "absent",
+    "avg_over_time",
+    "ceil",
+    "changes",
+    "clamp",
+    "clamp_max",
+    "clamp_min",
+    "count_over_time",
+    "delta",
+    "deriv",
+    "exp",
+    "floor",
+    "histogram_quantile",
+    "idelta",
+    "increase",
+    "irate",
+    "label_replace",
+    "ln",
+    "max_over_time",
+    "min_over_time",
+    "predict_linear",
+    "rate",
+    "resets",
+    "round",
+    "scalar",
+    "sort",
+    "sort_desc",
+    "sum_over_time",
+    "time",
+    "timestamp",
+    "vector",
+    "last_over_time",
+    "quantile_over_time",
+}
 AGGREGATIONS = {"sum", "min", "max", "avg", "count", "stddev", "stdvar", "topk", "bottomk", "quantile", "group"}
 KEYWORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "and", "or", "unless", "offset", "bool"}
 SUFFIXES = ("_total", "_bucket", "_sum", "_count", "_created")
@@ -106,9 +136,15 @@ def test_dashboard_queries_read_metrics_inlet_exports(title: str, expr: str) -> 
 
 def test_dashboard_covers_what_the_issue_asks_for() -> None:
     exprs = " ".join(e for _, e in dashboard_exprs())
-    for metric in ("inlet_uploader_files_total", "inlet_uploader_latency_seconds_bucket",
-                   "inlet_catalog_files_available", "inlet_listener_lag_seconds_sum", "inlet_listener_dlq_size",
-                   "inlet_listener_alarms_total", "inlet_broker_queue_size"):  # fmt: skip
+    for metric in (
+        "inlet_uploader_files_total",
+        "inlet_uploader_latency_seconds_bucket",
+        "inlet_catalog_files_available",
+        "inlet_listener_lag_seconds_sum",
+        "inlet_listener_dlq_size",
+        "inlet_listener_alarms_total",
+        "inlet_broker_queue_size",
+    ):
         assert metric in exprs, metric
 
 

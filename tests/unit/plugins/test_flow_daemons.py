@@ -8,7 +8,16 @@ import threading
 import pytest
 
 from inlet.config import RulePolicy
-from inlet.plugins.flow_daemons import WAKE_TRIGGERS, CappedPauses, libpq_dsn, repeat, waiter, wake_triggers_sql
+from inlet.errors import InletError
+from inlet.plugins.flow_daemons import (
+    WAKE_TRIGGERS,
+    CappedPauses,
+    install_wake_triggers,
+    libpq_dsn,
+    repeat,
+    waiter,
+    wake_triggers_sql,
+)
 
 
 def test_a_pause_rucio_asks_for_is_cut_to_the_cap() -> None:
@@ -109,3 +118,10 @@ def test_rucios_database_url_becomes_a_libpq_one() -> None:
     )
     with pytest.raises(ValueError, match="not a PostgreSQL URL"):
         libpq_dsn("mysql+pymysql://u@h/db")
+
+
+def test_the_trigger_installer_refuses_a_database_that_is_not_postgresql() -> None:
+    # One line for the deployment's bootstrap to print, and the idle pace named as the way out.
+    with pytest.raises(InletError, match="need PostgreSQL") as err:
+        install_wake_triggers("mysql+pymysql://u@h/db")
+    assert "idle" in err.value.fix

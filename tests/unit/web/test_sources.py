@@ -11,16 +11,20 @@ from inlet.web.sources import RateMeter, parse_listener_metrics
 
 # Shape of a reply from ActiveMQ 5.17's statistics plugin with transformation jms-map-json (abridged).
 STATS_REPLY = json.dumps(
-    {"map": {"entry": [
-        {"string": "dequeueCount", "long": 9},
-        {"string": ["brokerId", "ID:vm-1"]},
-        {"string": "size", "long": 16872},
-        {"string": "consumerCount", "long": 0},
-        {"string": "enqueueCount", "long": 16881},
-        {"string": ["destinationName", "queue://inlet.listener.rucio"]},
-        {"string": "averageEnqueueTime", "double": 1.5},
-    ]}}
-)  # fmt: skip
+    {
+        "map": {
+            "entry": [
+                {"string": "dequeueCount", "long": 9},
+                {"string": ["brokerId", "ID:vm-1"]},
+                {"string": "size", "long": 16872},
+                {"string": "consumerCount", "long": 0},
+                {"string": "enqueueCount", "long": 16881},
+                {"string": ["destinationName", "queue://inlet.listener.rucio"]},
+                {"string": "averageEnqueueTime", "double": 1.5},
+            ]
+        }
+    }
+)
 
 METRICS = """# HELP inlet_listener_events_total Events taken from the broker
 # TYPE inlet_listener_events_total counter

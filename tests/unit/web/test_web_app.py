@@ -107,9 +107,14 @@ def login(client: TestClient, account: str, next_: str = "/runs") -> Any:
     page = client.get(f"/login?next={next_}")
     return client.post(
         "/login",
-        data={"csrf": _csrf(page.text), "account": account, "username": account,
-              "password": PASSWORDS[account], "next": next_},
-    )  # fmt: skip
+        data={
+            "csrf": _csrf(page.text),
+            "account": account,
+            "username": account,
+            "password": PASSWORDS[account],
+            "next": next_,
+        },
+    )
 
 
 def test_pages_need_a_login(client: TestClient) -> None:
@@ -135,9 +140,10 @@ def test_login_without_the_forms_csrf_token_is_refused(client: TestClient) -> No
 def test_token_login_and_no_open_redirect(client: TestClient) -> None:
     page = client.get("/login")
     res = client.post(
-        "/login", data={"csrf": _csrf(page.text), "token": "tok-member", "next": "//evil.example/x"},
+        "/login",
+        data={"csrf": _csrf(page.text), "token": "tok-member", "next": "//evil.example/x"},
         follow_redirects=False,
-    )  # fmt: skip
+    )
     assert res.status_code == 303 and res.headers["location"] == "/runs"
     assert 'id="role">collaboration<' in client.get("/runs").text
 
