@@ -232,7 +232,16 @@ def test_status_reports_a_daemon_whose_passes_keep_failing_as_degraded(lake: Lak
     mini = Lake(settings)
     proc = ManagedProcess("rucio-reaper", mini.paths.run, mini.paths.logs)
     argv = [venv_bin("rucio-reaper"), "--sleep-time", "1", "--chunk-size", "100"]
-    proc.start(argv, env=rucio_env(lake.paths), cwd=tmp_path)
+    # Its own Rucio cache: through the lake's memcached it would find the RSEs the lake's reaper
+    # paused and skip the passes that fail (nothing answers at port 1: Rucio caches in memory).
+    cfg = configparser.ConfigParser(interpolation=None)
+    cfg.read(lake.paths.rucio_cfg)
+    cfg["cache"] = {"url": "127.0.0.1:1"}
+    own_cfg = tmp_path / "rucio.cfg"
+    own_cfg.touch(mode=0o600)
+    with own_cfg.open("w") as f:
+        cfg.write(f)
+    proc.start(argv, env={**rucio_env(lake.paths), "RUCIO_CONFIG": str(own_cfg)}, cwd=tmp_path)
     try:
         row: Any = None
 
