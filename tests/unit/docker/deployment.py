@@ -6,9 +6,13 @@ Compose and BuildKit would, for the parts that decide whether a deployment can w
 
 from __future__ import annotations
 
+import configparser
 import functools
 import json
+import os
 import re
+import subprocess
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -201,3 +205,22 @@ def built_services() -> dict[str, tuple[Dockerfile, str | None]]:
         context = (DOCKER / build["context"]).resolve()
         out[name] = (read_dockerfile(context / build.get("dockerfile", "Dockerfile")), build.get("target"))
     return out
+
+
+#: Rucio's own config merge tool, which the official images' entry scripts run.
+MERGE_TOOL = Path(sys.prefix) / "rucio" / "tools" / "merge_rucio_configs.py"
+
+
+def merged_rucio_cfg(env: dict[str, str], tmp_path: Path) -> configparser.ConfigParser:
+    """rucio.cfg as the containers get it: Rucio's own merge tool run on their RUCIO_CFG_* variables."""
+    out = tmp_path / "rucio.cfg"
+    rucio_env = {k: v for k, v in env.items() if k.startswith("RUCIO_CFG_")}
+    subprocess.run(
+        [sys.executable, str(MERGE_TOOL), "--use-env", "-d", str(out)],
+        env={"PATH": os.environ.get("PATH", ""), **rucio_env},
+        check=True,
+        capture_output=True,
+    )
+    cfg = configparser.ConfigParser(interpolation=None)
+    cfg.read(out)
+    return cfg

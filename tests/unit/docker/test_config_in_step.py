@@ -17,9 +17,7 @@ from inlet.config import Settings
 from inlet.lake.rucio_cfg import render_rucio_cfg
 from inlet.lake.services.activemq import BROKER_XML, ActiveMQ
 from inlet.lake.services.base import LakePaths
-from tests.unit.docker.deployment import DOCKER, environment, services
-
-MERGE_TOOL = Path(sys.prefix) / "rucio" / "tools" / "merge_rucio_configs.py"
+from tests.unit.docker.deployment import DOCKER, MERGE_TOOL, environment, merged_rucio_cfg, services
 
 #: Options whose value is the deployment's own (hosts, paths, secrets); everything else must be
 #: the value `inlet lake` renders.
@@ -49,21 +47,6 @@ SITE_SPECIFIC = {
 DEPLOYMENT_ONLY: set[tuple[str, str]] = set()
 RUCIO_SERVICES = ["rucio-server", "judge-evaluator", "judge-repairer", "hermes", "reaper", "undertaker"]
 RUCIO_SERVICES += ["abacus-account", "abacus-rse", "conveyor"]
-
-
-def merged_rucio_cfg(env: dict[str, str], tmp_path: Path) -> configparser.ConfigParser:
-    """rucio.cfg as the containers get it: Rucio's own merge tool run on their RUCIO_CFG_* variables."""
-    out = tmp_path / "rucio.cfg"
-    rucio_env = {k: v for k, v in env.items() if k.startswith("RUCIO_CFG_")}
-    subprocess.run(
-        [sys.executable, str(MERGE_TOOL), "--use-env", "-d", str(out)],
-        env={"PATH": os.environ.get("PATH", ""), **rucio_env},
-        check=True,
-        capture_output=True,
-    )
-    cfg = configparser.ConfigParser(interpolation=None)
-    cfg.read(out)
-    return cfg
 
 
 def lake_rucio_cfg(tmp_path: Path) -> configparser.ConfigParser:

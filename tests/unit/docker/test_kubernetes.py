@@ -34,14 +34,13 @@ import yaml
 
 from inlet.cli.main import app
 from inlet.config import Settings
-from tests.unit.docker.deployment import DOCKER, ROOT, environment, services
+from tests.unit.docker.deployment import DOCKER, MERGE_TOOL, ROOT, environment, merged_rucio_cfg, services
 from tests.unit.docker.test_commands import check_argv
 from tests.unit.docker.test_config_in_step import SITE_SPECIFIC, _resolve, _settings_path
 
 K8S = DOCKER / "kubernetes"
 VENDOR = K8S / "vendor" / "rucio-helm-charts"
 INLET_DIR = K8S / "inlet"
-MERGE_TOOL = Path(sys.prefix) / "rucio" / "tools" / "merge_rucio_configs.py"
 
 #: Overlays, in the order helm is given them (-f ... -f ...), per chart.
 OVERLAYS: dict[str, tuple[str, list[Path]]] = {
@@ -143,7 +142,6 @@ def rendered_rucio_cfg(key: str, tmp_path: Path) -> tuple[dict[str, dict[str, st
 
 
 def compose_rucio_cfg(service: str, tmp_path: Path) -> dict[str, dict[str, str]]:
-    from tests.unit.docker.test_config_in_step import merged_rucio_cfg
 
     (tmp_path / service).mkdir(exist_ok=True)
     cfg = merged_rucio_cfg(environment(services()[service]), tmp_path / service)

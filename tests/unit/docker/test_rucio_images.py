@@ -11,10 +11,7 @@ containers start; docker/README.md says so.
 
 from __future__ import annotations
 
-import configparser
-import os
 import shlex
-import subprocess
 import sys
 from importlib.metadata import version
 from pathlib import Path
@@ -22,9 +19,15 @@ from pathlib import Path
 import pytest
 
 from tests.unit.docker import dockerfile_lint as lint
-from tests.unit.docker.deployment import DOCKER, built_services, environment, read_dockerfile, services
+from tests.unit.docker.deployment import (
+    DOCKER,
+    built_services,
+    environment,
+    merged_rucio_cfg,
+    read_dockerfile,
+    services,
+)
 
-MERGE_TOOL = Path(sys.prefix) / "rucio" / "tools" / "merge_rucio_configs.py"
 RUCIO_DOCKERFILES = {
     "rucio/rucio-server": DOCKER / "rucio-server" / "Dockerfile",
     "rucio/rucio-daemons": DOCKER / "rucio-daemons" / "Dockerfile",
@@ -126,21 +129,6 @@ def test_the_server_answers_where_the_official_image_listens() -> None:
     assert health is not None and "http://127.0.0.1/ping" in health
 
 
-def _rendered(env: dict[str, str], tmp_path: Path) -> configparser.ConfigParser:
-    """rucio.cfg as the entry scripts render it: Rucio's merge tool, --use-env, no mounted file."""
-    out = tmp_path / "rucio.cfg"
-    rucio_env = {k: v for k, v in env.items() if k.startswith("RUCIO_CFG_")}
-    subprocess.run(
-        [sys.executable, str(MERGE_TOOL), "--use-env", "-d", str(out)],
-        env={"PATH": os.environ.get("PATH", ""), **rucio_env},
-        check=True,
-        capture_output=True,
-    )
-    cfg = configparser.ConfigParser(interpolation=None)
-    cfg.read(out)
-    return cfg
-
-
 def _mounted_at(svc: dict[str, object], source: str) -> str | None:
     for vol in svc.get("volumes", []):  # type: ignore[attr-defined]
         src, _, rest = str(vol).partition(":")
@@ -152,7 +140,7 @@ def _mounted_at(svc: dict[str, object], source: str) -> str | None:
 @pytest.mark.parametrize("name", RUCIO_IMAGE_SERVICES)
 def test_the_rendered_rucio_cfg_holds_the_keys_rucio_inlet_reads(name: str, tmp_path: Path) -> None:
     svc = services()[name]
-    cfg = _rendered(environment(svc), tmp_path)
+    cfg = merged_rucio_cfg(environment(svc), tmp_path)
     package = cfg.get("policy", "package")
     assert package, "[policy] package"
     # The naming rules: the one file inlet's services read, mounted where rucio.cfg says.
