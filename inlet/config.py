@@ -19,7 +19,7 @@ import os
 import re
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import (
@@ -28,10 +28,11 @@ from pydantic_settings import (
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
-from rucio_inlet.naming import NamingSettings
 
 # The naming rules live with the policy package, which the Rucio server loads without inlet's
 # settings; defining them once there keeps the server and inlet's tools in agreement.
+from rucio_inlet.naming import NamingSettings
+
 from inlet.event_contract import RUN_NUMBER
 
 ServiceName = Literal[
@@ -47,22 +48,11 @@ ServiceName = Literal[
     "uploader",
     "listener",
 ]
-#: What the lake starts by default.
-SERVICE_NAMES: tuple[ServiceName, ...] = (
-    "postgres",
-    "rucio",
-    "daemons",
-    "activemq",
-    "s3",
-    "redis",
-    "mariadb",
-    "memcached",
-    "conveyor",
-    "uploader",
-)
 #: Services the lake runs only when [lake] manage names them: listeners compete for one queue,
 #: and a second one would take events from a listener a site or a test runs by hand.
 OPTIONAL_SERVICE_NAMES: tuple[ServiceName, ...] = ("listener",)
+#: What the lake starts by default: every service but the optional ones.
+SERVICE_NAMES: tuple[ServiceName, ...] = tuple(n for n in get_args(ServiceName) if n not in OPTIONAL_SERVICE_NAMES)
 
 
 class _Section(BaseModel):
