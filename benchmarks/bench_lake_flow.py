@@ -31,11 +31,10 @@ import time
 import uuid
 from typing import Any
 
-import stomp
-
 from inlet.config import Settings, load_settings
 from inlet.lake.lake import Lake
 from inlet.lake.usage import cpu_spent, lake_pids, pid_usage, sample
+from inlet.messaging import Connection, Subscription, json_documents
 
 FLOW = ("rucio-judge-evaluator", "rucio-hermes", "rucio-conveyor")
 TARGET_IDLE = 0.15
@@ -69,20 +68,6 @@ for i in range(n):
 """
 
 
-class _Done(stomp.ConnectionListener):  # type: ignore[misc]
-    def __init__(self) -> None:
-        self.done: queue.Queue[tuple[str, float]] = queue.Queue()
-        self.receipts: queue.Queue[str] = queue.Queue()
-
-    def on_message(self, frame: Any) -> None:
-        body = json.loads(frame.body)
-        if body.get("event_type") == "transfer-done":
-            self.done.put((str(body["payload"].get("name")), time.time()))
-
-    def on_receipt(self, frame: Any) -> None:
-        self.receipts.put(frame.headers.get("receipt-id", ""))
-
-
 def with_wake(settings: Settings, wake: bool) -> Settings:
     return settings.model_copy(update={"lake": settings.lake.model_copy(update={"flow_wake": wake})})
 
@@ -105,12 +90,19 @@ def idle_cpu(settings: Settings, seconds: float) -> dict[str, float]:
 
 def one_hz(lake: Lake, files: int) -> list[float]:
     b = lake.settings.broker
-    listener = _Done()
-    conn = stomp.Connection([(b.host, b.stomp_port)])
-    conn.set_listener("bench", listener)
-    conn.connect(b.reader_username, b.reader_password, wait=True)
-    conn.subscribe(b.rucio_topic, id="bench", ack="auto", headers={"receipt": "bench-sub"})
-    assert listener.receipts.get(timeout=30) == "bench-sub"
+    transfers_done: queue.Queue[tuple[str, float]] = queue.Queue()
+
+    def on_doc(doc: dict[str, Any]) -> None:
+        if doc.get("event_type") == "transfer-done":
+            transfers_done.put((str(doc["payload"].get("name")), time.time()))
+
+    conn = Connection(
+        b,
+        role="reader",
+        subscriptions=[Subscription(b.rucio_topic, "bench")],
+        on_message=json_documents(on_doc, b.rucio_topic),
+    )
+    conn.connect()  # returns once the broker confirmed the subscription
     ds = f"bench-1hz-{uuid.uuid4().hex[:8]}"
     env = {**os.environ, **lake.exports()}
     proc = subprocess.Popen([sys.executable, "-c", _DRIVER, str(files), ds], env=env, stdout=subprocess.PIPE, text=True)
@@ -125,12 +117,12 @@ def one_hz(lake: Lake, files: int) -> list[float]:
     deadline = time.time() + 300
     while len(done) < len(attached) and time.time() < deadline:
         try:
-            name, at = listener.done.get(timeout=5)
+            name, at = transfers_done.get(timeout=5)
         except queue.Empty:
             continue
         if name in attached:
             done[name] = at
-    conn.disconnect()
+    conn.close()
     if len(done) < len(attached):
         raise SystemExit(f"only {len(done)} of {len(attached)} transfers reported done")
     return sorted(done[n] - attached[n] for n in attached)

@@ -4,22 +4,19 @@ from __future__ import annotations
 
 import uuid
 
-import stomp
 from prometheus_client import CollectorRegistry, generate_latest
 
 from inlet.broker_stats import QueueDepthCollector, queue_depths
 from inlet.lake.lake import Lake
+from inlet.messaging import Connection, Subscription
 from tests.integration.conftest import wait_for
 
 
 def test_a_queue_without_consumer_shows_its_depth_and_no_consumer(lake: Lake) -> None:
     b = lake.settings.broker
     name = f"inlet.test.unconsumed.{uuid.uuid4().hex[:8]}"
-    conn = stomp.Connection12([(b.host, b.stomp_port)])
-    conn.connect(b.username, b.password, wait=True)
-    for i in range(7):
-        conn.send(f"/queue/{name}", f"message {i}", headers={"persistent": "true"})
-    conn.disconnect()
+    with Connection(b) as conn:  # persistent messages, the last one confirmed by a receipt
+        conn.send_all(f"/queue/{name}", ((f"message {i}", {}) for i in range(7)))
 
     # The broker stores persistent messages as they come: wait (bounded) until all 7 are in.
     depths = wait_for(
@@ -39,11 +36,8 @@ def test_a_queue_without_consumer_shows_its_depth_and_no_consumer(lake: Lake) ->
     assert lake.settings.listener.rucio_queue.removeprefix("/queue/") in text
 
     # Tidy: drain the test's queue (the broker keeps the empty queue; a consumer shows up while here).
-    drain = stomp.Connection12([(b.host, b.stomp_port)])
-    drain.connect(b.username, b.password, wait=True)
-    drain.subscribe(f"/queue/{name}", id="drain", ack="auto")
-    wait_for(f"{name} drained", lambda: queue_depths(b).get(name, {}).get("size") == 0, 60)
-    drain.disconnect()
+    with Connection(b, subscriptions=[Subscription(f"/queue/{name}", "drain")], on_message=lambda _m: None):
+        wait_for(f"{name} drained", lambda: queue_depths(b).get(name, {}).get("size") == 0, 60)
 
 
 def test_an_unreachable_broker_is_a_zero_not_a_failed_scrape(lake: Lake) -> None:

@@ -24,7 +24,6 @@ from typing import Any
 
 import pytest
 import requests
-import stomp
 from selenium import webdriver
 from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
@@ -34,6 +33,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 from inlet.catalog import RunState, open_catalog
 from inlet.catalog import runs as catalog_runs
 from inlet.lake.lake import Lake
+from inlet.messaging import Connection
 from tests.integration.actors import PASSWORD, Actor, expect_ok
 from tests.integration.conftest import BIN, UploaderEnv, daq_files, inlet, python_child, wait_for
 
@@ -261,10 +261,8 @@ def test_an_outsider_sees_no_embargoed_name(
 def _dead_letter(lake: Lake) -> None:
     """Something the listener cannot read, on inlet's topic: it lands in the DLQ."""
     b = lake.settings.broker
-    conn = stomp.Connection12([(b.host, b.stomp_port)])
-    conn.connect(b.username, b.password, wait=True)
-    conn.send(b.inlet_topic, "not json at all", headers={"persistent": "true", "event_type": "web-test"})
-    conn.disconnect()
+    with Connection(b) as conn:  # persistent, and confirmed by the broker's receipt
+        conn.send(b.inlet_topic, "not json at all", headers={"event_type": "web-test"})
 
 
 def test_only_a_data_manager_sees_and_does_a_data_managers_actions(
