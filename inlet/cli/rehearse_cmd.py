@@ -89,6 +89,15 @@ def rehearse(
     lake: Annotated[
         bool, typer.Option("--lake/--no-lake", help="Start the embedded local lake if it is not running.")
     ] = True,
+    chaos: Annotated[
+        str | None,
+        typer.Option(
+            "--chaos",
+            metavar="PLAN",
+            help="Kill -9 and restart the flow's parts while it runs: PLAN is a seed (every part once, at random) "
+            "or a TOML/JSON file of [[fault]] target/at/pause. The run then goes on to RECONSTRUCTED.",
+        ),
+    ] = None,
 ) -> None:
     """Replay EGO/Virgo's 2019 data-lake dress rehearsal: DAQ → uploader → site A → site B → downloaders.
 
@@ -99,14 +108,17 @@ def rehearse(
     the latency of every hop, against the 2019 figures (upload mean 1.9 s, end to end 8.2 s).
 
     Examples: `inlet rehearse` (2 minutes at 1 Hz); `inlet rehearse --duration 14400 --speedup 10`
-    (the full 4 h at 10x); `inlet rehearse --duration 30 --speedup 5 --corrupt 7` (a drill).
-    Exit status: 0 when nothing was lost or corrupted (apart from drilled chunks), 1 otherwise.
+    (the full 4 h at 10x); `inlet rehearse --duration 30 --speedup 5 --corrupt 7` (a drill);
+    `inlet rehearse --duration 60 --chaos 7` (every part of the flow killed once, at random).
+    Exit status: 0 when nothing was lost or corrupted (apart from drilled chunks), 1 otherwise;
+    with --chaos, also no duplicate download or effect, every rule OK and the run RECONSTRUCTED.
     """
     from inlet.cli.failures import mask
     from inlet.config import load_settings
     from inlet.errors import InletError
     from inlet.lake.lake import Lake
     from inlet.rehearse import report
+    from inlet.rehearse.chaos import ChaosPlan
     from inlet.rehearse.runner import Rehearsal, RehearsalPlan, counts
 
     numbers = {
@@ -140,6 +152,9 @@ def rehearse(
         grouping=grouping,
         end_run=end_run,
     )
+    if chaos is not None:
+        # A ChaosError (bad plan) goes to the CLI's one handler.
+        plan.chaos = ChaosPlan.load(chaos, plan.chunks / (plan.rate * plan.speedup))
     try:
         plan.check()
     except ValueError as err:
@@ -177,7 +192,8 @@ def rehearse(
         ) from err
     totals = counts(chunks)
     first = settings.uploader.first_rse
-    meta = {
+    chaos_report = rehearsal.chaos_report(chunks, totals)
+    meta: dict[str, Any] = {
         "run": rehearsal.run,
         "experiment": plan.experiment,
         "chunks": len(chunks),
@@ -194,6 +210,7 @@ def rehearse(
         "daemon_sleep": settings.lake.daemon_sleep,
         "notes": rehearsal.notes,
         "cpu": rehearsal.cpu_report(chunks),
+        "chaos": chaos_report,
         "conveyor_sleeps": [
             settings.transfers.submitter_sleep,
             settings.transfers.poller_sleep,
@@ -205,6 +222,9 @@ def rehearse(
     drilled_ok = all(c.event_status == "corrupted" and c.poll_status == "corrupted" for c in chunks if c.drill)
     unexpected = totals["corrupted_events"] + totals["corrupted_polling"] - 2 * totals["drilled"]
     failed = totals["lost_events"] or totals["lost_polling"] or unexpected or not drilled_ok
+    if chaos_report is not None and chaos_report["failures"]:
+        console.print("chaos rehearsal FAILED: " + "; ".join(chaos_report["failures"]), highlight=False)
+        failed = True
     if failed or rehearsal.interrupted.is_set():
         raise typer.Exit(1)
 
@@ -233,4 +253,15 @@ def _summary(doc: dict[str, Any], out: Path) -> None:
         + (f"; polling/events {ratio:.1f}x" if ratio else "")
     )
     console.print(f"report: {out / 'report.md'}")
-    typer.echo(json.dumps({"report": str(out), **c}))
+    line: dict[str, Any] = {"report": str(out), **c}
+    ch = doc["meta"].get("chaos")
+    if ch:
+        for f in ch["faults"]:
+            console.print(
+                f"fault {f['target']} at {f['at']:.0f} s: down {_sec(f.get('down_s'))}, first delivery "
+                f"{_sec(f.get('first_delivery_s'))} after, backlog of {f.get('backlog', '-')} drained "
+                f"{_sec(f.get('drained_s'))} after",
+                highlight=False,
+            )
+        line["chaos_failures"] = ch["failures"]
+    typer.echo(json.dumps(line))

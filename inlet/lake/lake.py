@@ -393,5 +393,36 @@ class Lake:
             shutil.rmtree(self.paths.root)
             progress("lake", f"removed {self.paths.root}")
 
+    # -- fault drills ------------------------------------------------------------------------
+    def service(self, name: str) -> Service:
+        """The managed service called ``name`` (as ``inlet lake status`` names it)."""
+        found = {svc.name: svc for svc in self.managed()}
+        if name not in found:
+            raise LakeError(
+                f"the lake manages no service called {name!r}",
+                f"give one of: {', '.join(sorted(found))} (see `inlet lake status`)",
+            )
+        return found[name]
+
+    def kill(self, name: str) -> int | None:
+        """``kill -9`` a running service and everything it forked, as a crash would; returns its pid.
+
+        The pid file is left behind, as after a real crash: :meth:`restart` (or ``inlet lake up``)
+        clears it. Only the process the pid file describes (start time checked) and its children
+        are signalled.
+        """
+        return self.service(name).proc.kill()
+
+    def restart(self, name: str, progress: Progress = _quiet) -> list[ServiceStatus]:
+        """Start ``name`` again through the lake's own start path (check, prepare, start, ready).
+
+        The same code as ``inlet lake up`` for one service: a stale pid file is cleared, and a
+        service still running is left alone.
+        """
+        svc = self.service(name)
+        with self._locked():
+            self._start_batch([svc], progress)
+        return [s for s in self.status() if s.name == name]
+
     def total_rss(self) -> int:
         return sum(s.rss for s in self.status())

@@ -134,6 +134,24 @@ class ManagedProcess:
         self.pid_path.unlink(missing_ok=True)
         return True
 
+    def kill(self) -> int | None:
+        """SIGKILL the process and its children at once (a crash, for fault drills); the pid file stays.
+
+        Returns the pid killed, or None if nothing was running.
+        """
+        proc = self.process()
+        if proc is None:
+            return None
+        try:
+            children = proc.children(recursive=True)
+        except psutil.Error:
+            children = []
+        for p in [proc, *children]:
+            with contextlib.suppress(psutil.Error):
+                p.kill()
+        psutil.wait_procs([proc, *children], timeout=10)
+        return proc.pid
+
     def _tree_sum(self, measure: Callable[[psutil.Process], int]) -> int:
         proc = self.process()
         if proc is None:

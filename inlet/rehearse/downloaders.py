@@ -107,6 +107,10 @@ class _Fetcher:
         self.drill = drill
         self.keep = keep
         self.pool = ThreadPoolExecutor(workers, thread_name_prefix=f"fetch-{prefix}")
+        #: Completed fetches (verified or found corrupted) per chunk: more than one is a duplicate download.
+        self.fetches: dict[str, int] = {}
+        #: Called with the chunk's name after a failed fetch (its owner may try again later).
+        self.on_failed: Callable[[str], None] | None = None
         dest.mkdir(parents=True, exist_ok=True)
 
     def submit(self, name: str, pfn: str) -> None:
@@ -127,8 +131,11 @@ class _Fetcher:
             # (events): the report shows it as not downloaded, with this reason.
             log.warning("%s: fetching %s failed: %s", self.prefix, name, exc)
             self.timeline.record(name, {f"{self.prefix}_error": f"{type(exc).__name__}: {exc}"})
+            if self.on_failed is not None:
+                self.on_failed(name)
             return
         now = time.time()
+        self.fetches[name] = self.fetches.get(name, 0) + 1
         if got != chunk.adler32:
             self.timeline.record(
                 name,
@@ -143,12 +150,27 @@ class _Fetcher:
         if not self.keep:
             target.unlink(missing_ok=True)
 
+    def duplicates(self) -> int:
+        """Downloads beyond the first of a chunk."""
+        return sum(n - 1 for n in self.fetches.values() if n > 1)
+
     def close(self) -> None:
         self.pool.shutdown(wait=True, cancel_futures=False)
 
 
 class EventDownloader:
-    """Fetch each chunk as soon as Rucio says its replica at site B is done."""
+    """Fetch each chunk as soon as Rucio says its replica at site B is done.
+
+    Events published while it is not connected (a broker restart, its own crash) are not lost
+    to it: after every (re)connect it lists the run datasets' replicas at site B once and
+    fetches only the chunks it has not taken yet (``catch_up``), then again a few seconds later
+    for the transfers whose replica was not yet AVAILABLE at the first listing. A chunk is
+    fetched once whatever the path (event, repeated event, catch-up): ``claimed`` holds every
+    chunk in flight or done; a failed fetch gives its claim back.
+    """
+
+    #: Seconds after a (re)connect for the second catch-up listing (finisher lag behind transfer-done).
+    CATCH_UP_AGAIN = 8.0
 
     def __init__(
         self,
@@ -160,12 +182,15 @@ class EventDownloader:
         drill: Drill,
         keep: bool = False,
         on_registered: Callable[[str], None] | None = None,
+        datasets: list[tuple[str, str]] | None = None,
     ) -> None:
         self.on_registered = on_registered
         self.broker = broker
         self.site = site
         self.timeline = timeline
+        self.datasets = list(datasets or [])
         self.fetcher = _Fetcher("event", site, timeline, dest, workers, drill, keep)
+        self.fetcher.on_failed = self._release
         # A reader: the rehearsal only listens, so it uses the read-only login. Selectors, so the
         # broker does not ship every other hermes event to us.
         self.conn = messaging.Connection(
@@ -182,21 +207,114 @@ class EventDownloader:
             on_message=messaging.json_documents(self._on_doc, "the rehearsal's topics"),
         )
         self.reconnects = 0
+        #: Chunks fetched by a catch-up listing rather than by their event.
+        self.caught_up = 0
+        self.claimed: set[str] = set()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        #: Set while the chaos drill holds it down (a crash): no reconnecting until :meth:`restart`.
+        self._down = threading.Event()
+        self._keeper: threading.Thread | None = None
+        self._client: Any = None
 
     def start(self) -> None:
-        """Subscribe to both topics and return once the broker has confirmed both subscriptions."""
+        """Subscribe to both topics and return once the broker has confirmed both subscriptions;
+        then keep the connection (reconnect with backoff, catch up) on a thread of its own."""
         self.conn.connect()
+        if self._keeper is None:
+            self._keeper = threading.Thread(target=self._keep, name="event-downloader", daemon=True)
+            self._keeper.start()
+
+    def _keep(self) -> None:
+        b = self.broker
+        while not self._stop.wait(0.2):
+            if self._down.is_set() or self.conn.is_connected():
+                continue
+            try:
+                back = self.conn.connect_with_backoff(self._stop, 0.2, 2.0)
+            except Exception as exc:  # a subscription not confirmed in time: try again
+                log.warning("event downloader: reconnecting failed (%s)", exc)
+                continue
+            if back and not self._stop.is_set():
+                self.reconnects += 1
+                log.warning("event downloader: reconnected to %s:%s; catching up", b.host, b.stomp_port)
+                self._after_connect()
+
+    def _after_connect(self) -> None:
+        threading.Thread(target=self._catch_up_twice, name="event-catch-up", daemon=True).start()
+
+    def _catch_up_twice(self) -> None:
+        for delay in (0.0, self.CATCH_UP_AGAIN):
+            if self._stop.wait(delay):
+                return
+            while not self._stop.is_set():
+                try:
+                    self.catch_up()
+                    break
+                except Exception as exc:
+                    # Rucio may be the part that is down: try again until it answers.
+                    log.warning("event downloader: catch-up listing failed (%s); retrying", exc)
+                    self._stop.wait(1.0)
+
+    def catch_up(self) -> int:
+        """List the datasets' replicas at site B and fetch the chunks not taken yet; returns how many."""
+        from rucio.client import Client
+        from rucio.common.exception import DataIdentifierNotFound
+
+        if self._client is None:
+            self._client = Client()
+        found = 0
+        for scope, name in self.datasets:
+            try:
+                replicas = list(
+                    self._client.list_replicas([{"scope": scope, "name": name}], rse_expression=self.site.rse)
+                )
+            except DataIdentifierNotFound:
+                continue
+            now = time.time()
+            for r in replicas:
+                pfns = r.get("rses", {}).get(self.site.rse) or []
+                chunk = self.timeline.get(r["name"])
+                if not pfns or chunk is None or chunk.event_status is not None or not self._claim(r["name"]):
+                    continue
+                self.timeline.update(r["name"], event_seen=now)
+                self.fetcher.submit(r["name"], pfns[0])
+                found += 1
+        self.caught_up += found
+        if found:
+            log.warning("event downloader: caught up %d chunk(s) missed while disconnected", found)
+        return found
+
+    def _claim(self, name: str) -> bool:
+        with self._lock:
+            if name in self.claimed:
+                return False
+            self.claimed.add(name)
+            return True
+
+    def _release(self, name: str) -> None:
+        with self._lock:
+            self.claimed.discard(name)
+
+    # -- the chaos drill ------------------------------------------------------------------------
+    def crash(self) -> None:
+        """Drop off the broker at once, as a killed downloader would, and stay off until :meth:`restart`."""
+        self._down.set()
+        self.conn.close()
+
+    def restart(self) -> None:
+        self.conn.connect()
+        self._down.clear()
+        self.reconnects += 1
+        self._after_connect()
 
     def ensure_connected(self) -> bool:
-        """Reconnect after a broker restart; True if it had to (events in between are gone: the
-        polling side still sees those chunks, and the report counts them as missed by events)."""
-        if self.conn.is_connected():
-            return False
-        self.reconnects += 1
-        self.start()
-        return True
+        """Kept for callers: the keeper thread reconnects; True while a reconnect is pending."""
+        return not self.conn.is_connected()
 
     def _on_doc(self, doc: dict[str, Any]) -> None:
+        if self._down.is_set():
+            return  # a crashed downloader handles nothing
         now = time.time()
         payload = doc.get("payload")
         if not isinstance(payload, dict):
@@ -216,11 +334,14 @@ class EventDownloader:
                 available_b=rucio_time(doc.get("created_at")),
                 event_seen=now,
             )
-            if known:
+            if known and self._claim(name):
                 pfn = payload.get("dst-url") or self.site.pfn(str(payload.get("scope")), name)
                 self.fetcher.submit(name, str(pfn))
 
     def close(self) -> None:
+        self._stop.set()
+        if self._keeper is not None:
+            self._keeper.join(timeout=10)
         self.conn.close()
         self.fetcher.close()
 

@@ -130,7 +130,9 @@ def plot_hops(chunks: list[ChunkTimes], path: Path) -> None:
     plt.close(fig)
 
 
-def plot_over_time(chunks: list[ChunkTimes], path: Path) -> None:
+def plot_over_time(chunks: list[ChunkTimes], path: Path, faults: list[dict[str, Any]] | None = None) -> None:
+    """End-to-end latency per chunk over the run; with ``faults``, each drawn where it happened
+    (shaded from the kill to the part answering again, a dotted line when its backlog drained)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -147,6 +149,23 @@ def plot_over_time(chunks: list[ChunkTimes], path: Path) -> None:
         if pts:
             xs, ys = zip(*pts, strict=True)
             ax.plot(xs, ys, ".", markersize=3, label=label, color=color)
+    for i, f in enumerate(faults or []):
+        if f.get("killed_at") is None:
+            continue
+        start = f["killed_at"] - t0
+        back = (f.get("ready_at") or f.get("restarted_at") or f["killed_at"]) - t0
+        ax.axvspan(start, back, color="tab:red", alpha=0.18, linewidth=0)
+        if f.get("drained_s") is not None:
+            ax.axvline(back + f["drained_s"], color="tab:red", linestyle=":", linewidth=0.8)
+        ax.annotate(
+            f["target"],
+            (start, 1.0),
+            xycoords=("data", "axes fraction"),
+            xytext=(1, -10 - 9 * (i % 4)),
+            textcoords="offset points",
+            fontsize=7,
+            color="tab:red",
+        )
     ax.set_xlabel("seconds since the first chunk was closed")
     ax.set_ylabel("latency (s)")
     ax.set_yscale("log")
@@ -253,6 +272,8 @@ def markdown(doc: dict[str, Any]) -> str:
                 + ("-" if share is None else f"{1000 * share:.1f}")
                 + " ms per delivered file.",
             ]
+    if m.get("chaos"):
+        lines += chaos_section(m["chaos"])
     lines += ["", "![latency per hop](hops.png)", "", "![latency over time](latency-over-time.png)", ""]
     problems = [ch for ch in doc["chunks"] if ch["event_status"] != "downloaded" or ch["poll_status"] != "downloaded"]
     if problems:
@@ -266,12 +287,62 @@ def markdown(doc: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _s(x: Any) -> str:
+    return "-" if x is None else f"{x:.1f}"
+
+
+def chaos_section(ch: dict[str, Any]) -> list[str]:
+    """Markdown: the pass condition of a chaos run, then each fault and how the flow healed."""
+    verdict = ch.get("failures") or []
+    eff = ch.get("effects") or {}
+    dup = ch.get("duplicate_downloads") or {}
+    lines = [
+        "",
+        f"## Chaos ({ch.get('source', '')})",
+        "",
+        ("**Passed**: " if not verdict else "**Failed**: " + "; ".join(verdict) + ". Checked: ")
+        + f"0 lost and 0 corrupted for both downloaders; duplicate downloads {dup.get('events', '-')} (events) / "
+        f"{dup.get('polling', '-')} (polling); duplicate effects: {eff.get('duplicate_transitions', '-')} "
+        f"catalogue transitions, {eff.get('duplicate_reco_jobs', '-')} reconstruction jobs, "
+        f"{eff.get('duplicate_daq_releases', '-')} DAQ releases; rules not OK: "
+        f"{len(ch['rules_not_ok']) if ch.get('rules_not_ok') is not None else '-'}; run ended {ch.get('run_state')}.",
+        "",
+        f"Read back from the catalogue: transitions {' · '.join(eff.get('transitions', []))}; "
+        f"{eff.get('reco_jobs_run', '-')} reconstruction job(s) run (outbox {eff.get('reco_outbox', '-')}, "
+        f"ledger {eff.get('reco_ledger', '-')}); {eff.get('daq_releases', '-')} DAQ releases in the outbox. "
+        f"The event downloader caught up {ch.get('caught_up', 0)} chunk(s) by listing site B after a reconnect.",
+        "",
+        "Times in seconds: *at* after the first chunk; *down* from the kill to the part answering again; "
+        "*first* from then to the first chunk delivered (events); *drained* from then to the last chunk "
+        "of its backlog delivered; the latency cost is over the chunks closed from the kill until drained, "
+        "against the median of the chunks no fault touched.",
+        "",
+        "| fault | at | pause | down | first delivery | backlog | drained | chunks hit | median e2e "
+        "| calm median | extra latency (sum) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for f in ch.get("faults", []):
+        lines.append(
+            f"| {f['target']} | {f['at']:.1f} | {f['pause']:.1f} | {_s(f.get('down_s'))} "
+            f"| {_s(f.get('first_delivery_s'))} | {f.get('backlog', '-')} | {_s(f.get('drained_s'))} "
+            f"| {f.get('chunks_hit', '-')} | {_s(f.get('median_e2e_s'))} | {_s(f.get('baseline_e2e_s'))} "
+            f"| {_s(f.get('extra_latency_s'))} |"
+        )
+    errors = [f"{f['target']}: {f['error']}" for f in ch.get("faults", []) if f.get("error")]
+    if errors:
+        lines += ["", "Fault errors: " + "; ".join(errors)]
+    if ch.get("rules_not_ok"):
+        lines += ["", "Rules not OK: " + "; ".join(ch["rules_not_ok"][:20])]
+    return lines
+
+
 def write(out: Path, chunks: list[ChunkTimes], meta: dict[str, Any], totals: dict[str, int]) -> dict[str, Any]:
     doc = build(chunks, meta, totals)
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.json").write_text(json.dumps(_clean(doc), indent=1, default=_json_default, allow_nan=False) + "\n")
     plot_hops(chunks, out / "hops.png")
-    plot_over_time(chunks, out / "latency-over-time.png")
+    chaos = meta.get("chaos") or {}
+    plot_over_time(chunks, out / "latency-over-time.png", chaos.get("faults"))
     (out / "report.md").write_text(markdown(doc))
     return doc
 

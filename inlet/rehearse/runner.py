@@ -14,7 +14,6 @@ import logging
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -27,10 +26,17 @@ from typing import Any
 from inlet.config import Settings
 from inlet.errors import InletError
 from inlet.lake import usage
+from inlet.rehearse.chaos import LAKE_TARGETS, ChaosPlan, FaultInjector
 from inlet.rehearse.chunks import StrainSource, chunk_name, gps_now, write_chunk
+from inlet.rehearse.loop import ListenerLoop, effects, rules_not_ok
+from inlet.rehearse.procs import OwnProcess
 from inlet.rehearse.timeline import ChunkTimes, Timeline
 
 log = logging.getLogger(__name__)
+
+
+#: Seconds before Redis hands a killed worker's task to the next worker, in a chaos rehearsal.
+CHAOS_VISIBILITY_TIMEOUT = 20
 
 
 class RehearsalError(InletError, RuntimeError):
@@ -59,6 +65,8 @@ class RehearsalPlan:
     grouping: str = "auto"
     #: Close the run dataset at the end (false: a later rehearsal with the same --run goes on filling it).
     end_run: bool = True
+    #: Kill and restart the flow's parts while it runs (``--chaos``); the run then goes on to RECONSTRUCTED.
+    chaos: ChaosPlan | None = None
 
     @property
     def interval(self) -> float:
@@ -70,6 +78,10 @@ class RehearsalPlan:
             raise ValueError("nothing to rehearse: give at least one chunk (--duration x --rate ≥ 1)")
         if self.rate <= 0 or self.speedup <= 0:
             raise ValueError("--rate and --speedup must be positive")
+        if self.chaos is not None:
+            if not self.end_run:
+                raise ValueError("--chaos takes the run to RECONSTRUCTED: it cannot be combined with --keep-run-open")
+            self.chaos.check(self.chunks / (self.rate * self.speedup))
         if self.grouping not in ("auto", "DATASET", "NONE"):
             raise ValueError(f"--dataset-grouping {self.grouping!r}: give auto, DATASET or NONE")
         bad = [i for i in self.corrupt if not 0 <= i < self.chunks]
@@ -115,7 +127,7 @@ class Rehearsal:
         self.timeline = Timeline()
         self.run = plan.run if plan.run is not None else int(time.time()) % 900_000 + 100_000
         self.queue = f"inlet.rehearse.{uuid.uuid4().hex[:8]}"
-        self.worker: subprocess.Popen[bytes] | None = None
+        self.worker: OwnProcess | None = None
         self.started_at = 0.0
         self.finished_at = 0.0
         self.run_state: str | None = None
@@ -131,6 +143,13 @@ class Rehearsal:
         #: The polling baseline's listing count at each segment sample.
         self.segment_listings: list[int] = []
         self._polling: Any = None
+        #: Downloads beyond a chunk's first, per downloader (a chaos run requires 0).
+        self.duplicate_downloads: dict[str, int] = {}
+        #: Chunks the event downloader fetched by its catch-up listing after a reconnect.
+        self.caught_up = 0
+        #: What the run caused in the catalogue, the outbox and Rucio (chaos runs: see loop.effects).
+        self.effects: dict[str, Any] | None = None
+        self.rules_not_ok: list[str] | None = None
 
     def interrupt(self) -> None:
         self.interrupted.set()
@@ -159,53 +178,34 @@ class Rehearsal:
         return {**os.environ, **env}
 
     def start_worker(self, env: dict[str, str]) -> None:
+        from inlet.rehearse.procs import OwnProcess
+
         celery = Path(sys.executable).parent / "celery"
         if not celery.exists():
             raise RehearsalError(f"{celery} is missing: install inlet with its dependencies (scripts/setup.sh)")
-        log_path = self.out / "worker.log"
-        with log_path.open("wb") as out:
-            self.worker = subprocess.Popen(
-                [
-                    str(celery),
-                    "-A",
-                    "inlet.uploader",
-                    "worker",
-                    "-Q",
-                    self.queue,
-                    "-c",
-                    "2",
-                    "-n",
-                    f"rehearse-{self.queue[-8:]}@%h",
-                    "--loglevel",
-                    "INFO",
-                    "--without-gossip",
-                    "--without-mingle",
-                    "--without-heartbeat",
-                ],
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            if self.worker.poll() is not None:
-                raise RehearsalError(
-                    f"the rehearsal's Celery worker exited; see {log_path}:\n{log_path.read_text()[-2000:]}"
-                )
-            if b"ready." in log_path.read_bytes():
-                return
-            time.sleep(0.2)
-        raise RehearsalError(f"the rehearsal's Celery worker did not get ready in 120 s; see {log_path}")
+        argv = [
+            str(celery),
+            "-A",
+            "inlet.uploader",
+            "worker",
+            "-Q",
+            self.queue,
+            "-c",
+            "2",
+            "-n",
+            f"rehearse-{self.queue[-8:]}@%h",
+            "--loglevel",
+            "INFO",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+        ]
+        self.worker = OwnProcess("Celery worker", argv, env, self.out / "worker.log", b"ready.")
+        self.worker.start()
 
     def stop_worker(self) -> None:
-        if self.worker is None or self.worker.poll() is not None:
-            return
-        self.worker.terminate()
-        try:
-            self.worker.wait(60)
-        except subprocess.TimeoutExpired:
-            self.worker.kill()
-            self.worker.wait(10)
+        if self.worker is not None:
+            self.worker.stop()
 
     # -- the run ----------------------------------------------------------------------------
     def execute(self, progress: Progress | None = None) -> list[ChunkTimes]:
@@ -246,6 +246,7 @@ class Rehearsal:
             drill,
             p.keep_downloads,
             on_registered=free_daq_copy,
+            datasets=[(scope, f"run{self.run:06d}.raw")],
         )
         polling = PollingDownloader(
             site,
@@ -258,8 +259,13 @@ class Rehearsal:
             p.keep_downloads,
         )
         self._polling = polling
+        if p.chaos is not None:
+            # A killed worker's task goes back to the queue after this long (default: an hour).
+            env["INLET_UPLOADER__VISIBILITY_TIMEOUT"] = str(CHAOS_VISIBILITY_TIMEOUT)
         self.start_worker(env)
         stop = threading.Event()
+        loop: ListenerLoop | None = None
+        injector: FaultInjector | None = None
         try:
             events.start()
             polling.start()
@@ -279,34 +285,58 @@ class Rehearsal:
                         {"path": str(c.path), "size": c.path.stat().st_size, "sidecar": c.sidecar}
                         for c in detector.scan()
                     ]
-                    if pending and (len(pending) >= batch_size or not queued.llen(self.queue)):
-                        api.submit(pending, self.run, "rehearse", p.experiment)
-                        pending = []
+                    try:
+                        if pending and (len(pending) >= batch_size or not queued.llen(self.queue)):
+                            api.submit(pending, self.run, "rehearse", p.experiment)
+                            pending = []
+                    except Exception as exc:
+                        # Redis restarting (the chaos drill): the files wait in `pending`.
+                        log.warning("queueing %d file(s) failed (%s); retrying", len(pending), exc)
+                        stop.wait(0.5)
                     stop.wait(0.02)
 
             watcher = threading.Thread(target=watch, name="daq-watch", daemon=True)
             watcher.start()
+            if p.chaos is not None:
+                loop = self._start_loop(env)
+                injector = self._injector(events, loop)
             self.started_at = time.time()
+            if injector is not None:
+                injector.start(self.started_at)
             self._generate(drill, events, progress)
             # The run is over: close its dataset, as the DAQ's end-of-run would.
             sent = len(self.timeline.chunks)
             end = None
             if p.end_run:
-                _, end = api.submit([], self.run, "rehearse", p.experiment, end_run=True, expected_files=sent)
+                _, end = self._retrying(
+                    "closing the run",
+                    lambda: api.submit([], self.run, "rehearse", p.experiment, end_run=True, expected_files=sent),
+                )
+            if injector is not None:
+                # Every fault has its part back before the run is settled and judged.
+                injector.wait_done(sum(f.pause for f in p.chaos.faults) + 600 if p.chaos else 0)
             self._drain(events, progress)
             self._end_segment_when_events_done(force=True)
             self.listing_cost = self._listing_cost(polling)
             try:
-                self.run_state = end.get(timeout=60) if end is not None else None
+                self.run_state = end.get(timeout=60 if loop is None else p.drain_timeout) if end is not None else None
             except Exception as exc:
                 self.notes.append(f"closing the run dataset did not finish: {exc}")
+            if loop is not None:
+                self._life_cycle(loop)
             stop.set()
             watcher.join(timeout=10)
         finally:
             stop.set()
+            if injector is not None:
+                injector.close()
             polling.close()
             events.close()
             self.stop_worker()
+            if loop is not None:
+                loop.stop()
+            self.duplicate_downloads = {"events": events.fetcher.duplicates(), "polling": polling.fetcher.duplicates()}
+            self.caught_up = events.caught_up
             self.finished_at = time.time()
             if not p.keep_downloads:
                 shutil.rmtree(self.out / "downloads", ignore_errors=True)
@@ -315,6 +345,137 @@ class Rehearsal:
             self.notes.append(f"the event downloader reconnected to the broker {events.reconnects} time(s)")
         self.notes.append(f"the polling downloader listed the dataset {polling.listings} times")
         return self.timeline.snapshot()
+
+    # -- chaos --------------------------------------------------------------------------------
+    def chaos_report(self, chunks: list[ChunkTimes], totals: dict[str, int]) -> dict[str, Any] | None:
+        """The chaos section of the report, with the pass condition's failures (none: it passed)."""
+        from inlet.rehearse.chaos import recovery
+
+        chaos = self.plan.chaos
+        if chaos is None:
+            return None
+        faults = [f.as_dict() for f in chaos.faults]
+        rows = recovery(faults, chunks)
+        for f, r in zip(faults, rows, strict=True):
+            f.update(r)
+        failures = []
+        for key in ("lost_events", "lost_polling", "corrupted_events", "corrupted_polling"):
+            if totals[key]:
+                failures.append(f"{totals[key]} {key.replace('_', ' ')}")
+        for who, n in self.duplicate_downloads.items():
+            if n:
+                failures.append(f"{n} duplicate download(s) ({who})")
+        eff = self.effects
+        if eff is None:
+            failures.append("the run's effects were not read back")
+        else:
+            for key in ("duplicate_transitions", "duplicate_reco_jobs", "duplicate_daq_releases"):
+                if eff[key]:
+                    failures.append(f"{eff[key]} {key.replace('_', ' ')}")
+            if eff["reco_jobs_run"] < 1:
+                failures.append("no reconstruction job ran")
+        if self.rules_not_ok is None:
+            failures.append("the run's rules were not listed")
+        elif self.rules_not_ok:
+            failures.append(f"{len(self.rules_not_ok)} rule(s) not OK")
+        if self.run_state != "RECONSTRUCTED":
+            failures.append(f"the run ended {self.run_state}, not RECONSTRUCTED")
+        for f in faults:
+            if f.get("ready_at") is None:
+                failures.append(f"{f['target']} was not back after its fault ({f.get('error')})")
+        return {
+            "source": chaos.source,
+            "faults": faults,
+            "effects": eff,
+            "duplicate_downloads": self.duplicate_downloads,
+            "caught_up": self.caught_up,
+            "rules_not_ok": self.rules_not_ok,
+            "run_state": self.run_state,
+            "failures": failures,
+        }
+
+    def _start_loop(self, env: dict[str, str]) -> ListenerLoop:
+        from inlet.lake.lake import Lake
+
+        lake = Lake(self.settings)
+        managed = "listener" in self.settings.lake.manage and lake.service("listener").proc.is_running()
+        loop = ListenerLoop(self.settings, self.out, env, lake_listener=managed)
+        loop.start()
+        return loop
+
+    def _injector(self, events: Any, loop: ListenerLoop) -> FaultInjector:
+        from inlet.lake.lake import Lake
+
+        assert self.plan.chaos is not None
+        lake = Lake(self.settings)
+
+        def kill(target: str) -> int | None:
+            if target in LAKE_TARGETS:
+                return lake.kill(LAKE_TARGETS[target])
+            if target == "worker":
+                return self.worker.kill() if self.worker is not None else None
+            if target == "listener":
+                return lake.kill("listener") if loop.lake_listener else loop.listener.kill()
+            events.crash()
+            return os.getpid()
+
+        def restart(target: str) -> None:
+            if target in LAKE_TARGETS or (target == "listener" and loop.lake_listener):
+                name = LAKE_TARGETS.get(target, "listener")
+                rows = lake.restart(name)
+                if not all(r.ok for r in rows):
+                    raise RehearsalError(f"{name} did not come back: {[(r.name, r.state) for r in rows]}")
+            elif target == "worker":
+                if self.worker is not None:
+                    self.worker.start()
+            elif target == "listener":
+                loop.listener.start()
+            else:
+                events.restart()
+
+        return FaultInjector(self.plan.chaos, kill, restart)
+
+    def _retrying(self, what: str, fn: Callable[[], Any], timeout: float = 300.0) -> Any:
+        """``fn()``, again while a part the chaos drill killed is coming back."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                return fn()
+            except Exception as exc:
+                if self.plan.chaos is None or time.monotonic() > deadline:
+                    raise
+                log.warning("%s failed (%s); retrying", what, exc)
+                time.sleep(1.0)
+
+    def _life_cycle(self, loop: ListenerLoop) -> None:
+        """After the run: S3, TAPE, reconstruction; then what it all caused, read back."""
+        p = self.plan
+        scope, dataset = f"{p.experiment}.raw", f"run{self.run:06d}.raw"
+        try:
+            self.run_state = loop.to_reconstructed(scope, dataset, p.experiment, self.run, p.drain_timeout * 2)
+        except Exception as exc:
+            self.notes.append(f"the run's life cycle after site B failed: {type(exc).__name__}: {exc}")
+        self.notes += loop.phase_notes
+        # The outbox sends the last DAQ releases within a sweep or two.
+        time.sleep(2 * self.settings.listener.outbox_interval)
+        try:
+            self.effects = effects(self.settings, p.experiment, self.run, scope, dataset, loop.reco_jobs_run())
+        except Exception as exc:
+            self.notes.append(f"the run's effects could not be read back: {type(exc).__name__}: {exc}")
+        try:
+            reco_scope = self.settings.listener.reco.scope or f"{p.experiment}.reco"
+            deadline = time.monotonic() + 120
+            while True:
+                self.rules_not_ok = self._retrying(
+                    "listing the run's rules",
+                    lambda: rules_not_ok(scope, f"run{self.run:06d}", [(reco_scope, f"{dataset}_reco")]),
+                    60,
+                )
+                if not self.rules_not_ok or time.monotonic() > deadline:
+                    break
+                time.sleep(2.0)
+        except Exception as exc:
+            self.notes.append(f"the run's rules could not be listed: {type(exc).__name__}: {exc}")
 
     def _generate(self, drill: Any, events: Any, progress: Progress | None) -> None:
         p = self.plan
@@ -359,7 +520,10 @@ class Rehearsal:
 
     def sample(self) -> usage.Sample:
         """CPU of the lake, the uploader worker, and this process (DAQ, watcher, both downloaders)."""
-        extra = {"uploader worker": [self.worker.pid] if self.worker is not None else [], "downloaders": [os.getpid()]}
+        extra = {
+            "uploader worker": [self.worker.pid] if self.worker is not None and self.worker.pid else [],
+            "downloaders": [os.getpid()],
+        }
         return usage.sample(self.settings, extra)
 
     def _listings(self) -> int:
