@@ -280,7 +280,7 @@ def _default_routes() -> list[ListenerRoute]:
         ListenerRoute(handler="daq-release", event_types=["transfer-done", "datasetlock_ok", "rule_ok"]),
         # file-quarantined: the uploader's alarm (a DAQ file it could not take), from [broker] inlet_topic.
         ListenerRoute(handler="alarms", event_types=["transfer-failed", "file-quarantined"]),
-        ListenerRoute(handler="reco", event_types=["datasetlock_ok"]),
+        ListenerRoute(handler="reco", event_types=["datasetlock_ok", "rule_ok"]),
     ]
 
 

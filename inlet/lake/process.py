@@ -21,6 +21,12 @@ import psutil
 
 log = logging.getLogger(__name__)
 
+#: Variables a Rucio *client* process sets for itself (inlet.uploader.app_runtime): a service the
+#: lake starts from such a process (a restart during ``inlet rehearse --chaos``) must not inherit
+#: them. A Rucio server in client mode asks itself over REST for every RSE it reads, and its
+#: workers, all waiting on one another, hang until gunicorn's timeout.
+CLIENT_ONLY_ENV = ("RUCIO_CLIENT_MODE",)
+
 
 @dataclass(frozen=True)
 class PidRecord:
@@ -83,7 +89,7 @@ class ManagedProcess:
     ) -> int:
         self.pid_path.parent.mkdir(parents=True, exist_ok=True)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        full_env = dict(os.environ)
+        full_env = {k: v for k, v in os.environ.items() if k not in CLIENT_ONLY_ENV}
         full_env.update(env or {})
         group = None
         if user is not None:

@@ -1,7 +1,7 @@
 """Reconstruction trigger: handler, job description and the backends that run the job.
 
-The handler only *decides*: a ``datasetlock_ok`` on a processing RSE for a run's raw dataset
-queues a ``reco`` outbox message (key ``reco:<scope>:<dataset>``) in the event's
+The handler only *decides*: a ``datasetlock_ok`` on a processing RSE (or the ``rule_ok`` of a
+rule there) for a run's raw dataset that is ON_TAPE queues a ``reco`` outbox message (key ``reco:<scope>:<dataset>``) in the event's
 transaction. After commit the outbox hands it to a backend behind one interface:
 
 - :class:`CeleryBackend` sends the Celery task ``inlet.reco.reconstruct`` with the key as
@@ -42,11 +42,28 @@ class RecoHandler:
         self.reco = settings.reco
 
     def handle(self, event: Event, ctx: HandlerContext) -> None:
-        if event.event_type != "datasetlock_ok":
-            return
-        scope, name, rse = event.require("scope", "name", "rse")
-        if rse not in self.reco.processing_rses:
-            return
+        if event.event_type == "datasetlock_ok":
+            scope, name, rse = event.require("scope", "name", "rse")
+            if rse in self.reco.processing_rses:
+                self._start(scope, name, rse, ctx)
+        elif event.event_type == "rule_ok":
+            # A dataset lock's event can come while its replicas are not yet AVAILABLE (the
+            # finisher marks them after the transfer's events), and the run then reaches ON_TAPE
+            # on a later event: the rule's rule_ok, sent once the rule is OK, starts it then.
+            scope, name, rule_id = event.require("scope", "name", "rule_id")
+            if not self._run_on_tape(scope, name, ctx):
+                return
+            for rse in ctx.rucio.rule_rses(str(rule_id)):
+                if rse in self.reco.processing_rses:
+                    self._start(scope, name, rse, ctx)
+                    return
+
+    @staticmethod
+    def _run_on_tape(scope: str, name: str, ctx: HandlerContext) -> bool:
+        run = ctx.session.scalars(select(Run).where(Run.scope == scope, Run.dataset == name)).one_or_none()
+        return run is not None and run.state == RunState.ON_TAPE
+
+    def _start(self, scope: str, name: str, rse: str, ctx: HandlerContext) -> None:
         run = ctx.session.scalars(select(Run).where(Run.scope == scope, Run.dataset == name)).one_or_none()
         if run is None:
             return

@@ -15,6 +15,7 @@ releases, the reco worker's own log of the jobs it ran, and Rucio's rules (every
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
 import time
@@ -43,8 +44,10 @@ class ListenerLoop:
         #: The lake runs the listener ([lake] manage has it): the drill kills that one.
         self.lake_listener = lake_listener
         bin_dir = Path(sys.executable).parent
+        # This process's environment once Rucio's client is set up (RUCIO_CONFIG), as the worker's.
         loop_env = {
             **env,
+            **os.environ,
             "INLET_LISTENER__S3_RSES": json.dumps([S3_RSE]),
             "INLET_LISTENER__TAPE_RSES": json.dumps([TAPE_RSE]),
             "INLET_LISTENER__RECO__PROCESSING_RSES": json.dumps([TAPE_RSE]),
@@ -212,6 +215,7 @@ def effects(settings: Settings, experiment: str, run: int, scope: str, dataset: 
 def rules_not_ok(scope: str, run_tag: str, also: list[tuple[str, str]]) -> list[str]:
     """Rules of the run's files and datasets (and of ``also``) that are not OK, as 'did → rse: STATE'."""
     from rucio.client import Client
+    from rucio.common.exception import DataIdentifierNotFound
 
     client = Client()
     bad = []
@@ -219,7 +223,10 @@ def rules_not_ok(scope: str, run_tag: str, also: list[tuple[str, str]]) -> list[
         if str(rule["name"]).startswith(run_tag) and rule["state"] != "OK":
             bad.append(f"{rule['scope']}:{rule['name']} → {rule['rse_expression']}: {rule['state']}")
     for s, n in also:
-        for rule in client.list_did_rules(s, n):
-            if rule["state"] != "OK":
-                bad.append(f"{s}:{n} → {rule['rse_expression']}: {rule['state']}")
+        try:
+            rules = list(client.list_did_rules(s, n))
+        except DataIdentifierNotFound:
+            bad.append(f"{s}:{n}: no such DID")
+            continue
+        bad += [f"{s}:{n} → {r['rse_expression']}: {r['state']}" for r in rules if r["state"] != "OK"]
     return bad

@@ -234,6 +234,9 @@ class Rehearsal:
         def free_daq_copy(name: str) -> None:
             # The chunk is safe at site A: the DAQ directory stays small, so the watcher's scans
             # stay cheap over the 14,400 chunks of a full rehearsal.
+            if p.chaos is not None:
+                # A batch cut short by a kill is done again from the DAQ copies: they stay until the end.
+                return
             for path in (self.daq / name, self.daq / f"{name}{suffix}"):
                 path.unlink(missing_ok=True)
 

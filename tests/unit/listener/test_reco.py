@@ -86,3 +86,30 @@ def test_reco_starts_for_a_run_on_tape_whose_dataset_is_on_a_processing_rse(
             "dataset": "run1_raw",
             "rse": "S3",
         }
+
+
+@pytest.mark.parametrize(("state", "rses", "queued"), [(RunState.ON_TAPE, ["S3"], 1), (RunState.ON_S3, ["S3"], 0)])
+def test_the_rule_ok_of_a_rule_on_a_processing_rse_starts_reco_of_a_run_on_tape(
+    catalog: Catalog, state: RunState, rses: list[str], queued: int
+) -> None:
+    # The run may reach ON_TAPE only after its dataset lock's event (replicas not yet AVAILABLE
+    # then): the rule's rule_ok, sent once the rule is OK, still starts its reconstruction.
+    run_on(catalog, state)
+    rucio = FakeRucio()
+    rucio.rules["r1"] = rses
+    body = {
+        "event_type": "rule_ok",
+        "payload": {"scope": "cygno", "name": "run1_raw", "rule_id": "r1"},
+        "created_at": "2026-11-21T00:00:00",
+    }
+    ev = parse_message(json.dumps(body).encode(), {}, 10_000)
+    handler = RecoHandler(ListenerSettings(), {})
+    for _ in range(2):  # a repeated rule_ok queues nothing more
+        catalog.transaction(
+            lambda s: handler.handle(ev, HandlerContext(s, ListenerSettings(), rucio, logging.getLogger("t")))
+        )
+    with catalog.session() as s:
+        msgs = s.scalars(select(OutboxMessage)).all()
+    assert len(msgs) == queued
+    if queued:
+        assert msgs[0].idempotency_key == "reco:cygno:run1_raw" and msgs[0].payload["rse"] == "S3"
