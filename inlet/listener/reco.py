@@ -1,8 +1,8 @@
 """Reconstruction trigger: handler, job description and the backends that run the job.
 
 The handler only *decides*: a ``datasetlock_ok`` on a processing RSE (or the ``rule_ok`` of a
-rule there) for a run's raw dataset that is ON_TAPE queues a ``reco`` outbox message (key ``reco:<scope>:<dataset>``) in the event's
-transaction. After commit the outbox hands it to a backend behind one interface:
+rule there) for a run's raw dataset that is ON_TAPE queues a ``reco`` outbox message (key
+``reco:<scope>:<dataset>``) in the event's transaction. After commit the outbox hands it to a backend behind one interface:
 
 - :class:`CeleryBackend` sends the Celery task ``inlet.reco.reconstruct`` with the key as
   its task id (``inlet.listener.reco_task`` does the work);
