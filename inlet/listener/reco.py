@@ -2,7 +2,8 @@
 
 The handler only *decides*: a ``datasetlock_ok`` on a processing RSE (or the ``rule_ok`` of a
 rule there) for a run's raw dataset that is ON_TAPE queues a ``reco`` outbox message (key
-``reco:<scope>:<dataset>``) in the event's transaction. After commit the outbox hands it to a backend behind one interface:
+``reco:<scope>:<dataset>``) in the event's transaction. After commit the outbox hands it to
+a backend behind one interface:
 
 - :class:`CeleryBackend` sends the Celery task ``inlet.reco.reconstruct`` with the key as
   its task id (``inlet.listener.reco_task`` does the work);
