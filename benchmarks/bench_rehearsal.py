@@ -13,10 +13,16 @@ Profiles:
   <= 0.3 s, event-driven end to end median <= 1.0 s and p99 <= 3 s, polling/event median >= 5x);
 - ``full``: the whole 4 h, 14,400 chunks, at 10x (issue #14: 0 lost/corrupted, >= 99 % registered
   within 5 s of closing, end to end median <= 2 s and p99 <= 10 s);
-- ``quick``: 60 chunks at 1 Hz.
+- ``quick``: 60 chunks at 1 Hz;
+- ``chaos``: 1,800 chunks at 2x with ``--chaos`` (issue #19): every part of the flow (ActiveMQ,
+  the Rucio server, PostgreSQL, Redis, MariaDB, S3, the uploader worker, the conveyor, hermes,
+  the judge-evaluator, the event-driven downloader, ``inlet listen``) killed -9 once at a random
+  time (``--seed``) and restarted after a pause; the run then goes on to RECONSTRUCTED. Prints
+  each fault's recovery (first delivery after the restart, backlog drained) and its latency cost
+  against the median of the chunks no fault touched, measured in the same run (the baseline).
 
     .venv/bin/python benchmarks/bench_rehearsal.py [--profile ten-minutes|full|quick]
-        [--speedup X] [--poll-interval S] [--report-dir DIR] [--json OUT]
+        [--speedup X] [--poll-interval S] [--report-dir DIR] [--json OUT] [--seed N] [--duration S]
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ BIN = Path(sys.executable).parent
 
 PROFILES: dict[str, dict[str, float]] = {
     "quick": {"duration": 60, "speedup": 1, "poll_interval": 5.0},
+    "chaos": {"duration": 1800, "speedup": 2, "poll_interval": 10.0},
     "ten-minutes": {"duration": 600, "speedup": 1, "poll_interval": 5.0},
     # Listing a dataset that grows to 14,400 files every 5 s would cost the lake more than the
     # event-driven flow it is compared with: the baseline polls every 30 s here (issue #14).
@@ -49,8 +56,12 @@ def main() -> int:
     ap.add_argument("--poll-interval", type=float, help="The polling baseline's period (s; default per profile).")
     ap.add_argument("--report-dir", type=Path, default=Path("rehearsal-bench"))
     ap.add_argument("--json", type=Path, help="Also write the figures here.")
+    ap.add_argument("--seed", type=int, default=19, help="The chaos profile's plan seed.")
+    ap.add_argument("--duration", type=float, help="Override the profile's duration (seconds of data).")
     args = ap.parse_args()
     prof = dict(PROFILES[args.profile])
+    if args.duration:
+        prof["duration"] = args.duration
     if args.speedup:
         prof["speedup"] = args.speedup
     if args.poll_interval:
@@ -67,6 +78,8 @@ def main() -> int:
         "--report-dir",
         str(args.report_dir),
     ]
+    if args.profile == "chaos":
+        cmd += ["--chaos", str(args.seed), "--drain-timeout", "600"]
     print("running:", " ".join(cmd), flush=True)
     load_before = os.getloadavg()
     t0 = time.monotonic()
@@ -152,6 +165,32 @@ def main() -> int:
                 + ("-" if share is None else f"{1000 * share:.1f}")
                 + " ms per file"
             )
+    chaos = doc["meta"].get("chaos")
+    if chaos:
+        print(f"\nchaos ({chaos['source']}): " + ("PASSED" if not chaos["failures"] else "; ".join(chaos["failures"])))
+        eff = chaos.get("effects") or {}
+        print(
+            f"  duplicate downloads {json.dumps(chaos['duplicate_downloads'])}; duplicate transitions "
+            f"{eff.get('duplicate_transitions')}, reco jobs {eff.get('duplicate_reco_jobs')}, DAQ releases "
+            f"{eff.get('duplicate_daq_releases')}; caught up after reconnects: {chaos['caught_up']}; "
+            f"run {chaos['run_state']}"
+        )
+        print(
+            f"  {'fault':<17} {'at':>6} {'down':>6} {'first':>6} {'backlog':>7} {'drained':>7} "
+            f"{'median':>7} {'calm':>6} {'x calm':>6} {'extra s':>8}"
+        )
+        for f in chaos["faults"]:
+
+            def n(x: Any) -> str:
+                return "-" if x is None else f"{x:.1f}"
+
+            base, med = f.get("baseline_e2e_s"), f.get("median_e2e_s")
+            x = f"{med / base:.1f}" if base and med else "-"
+            print(
+                f"  {f['target']:<17} {f['at']:>6.0f} {n(f.get('down_s')):>6} {n(f.get('first_delivery_s')):>6} "
+                f"{f.get('backlog', '-')!s:>7} {n(f.get('drained_s')):>7} {n(med):>7} {n(base):>6} {x:>6} "
+                f"{n(f.get('extra_latency_s')):>8}"
+            )
     print(f"report: {summary['report']}/report.md")
     if args.json:
         args.json.write_text(
@@ -166,6 +205,7 @@ def main() -> int:
                     "targets_14": met,
                     "cpu": cpu,
                     "load_before": load_before,
+                    "chaos": chaos,
                 },
                 indent=1,
             )

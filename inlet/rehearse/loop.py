@@ -31,6 +31,9 @@ S3_RSE = "S3"
 TAPE_RSE = "TAPE"
 #: Where the reconstruction's outputs are uploaded (a disk RSE the lake writes to with every plan).
 RECO_OUTPUT_RSE = "SITE_A_DISK"
+#: Scope of the reconstruction's outputs: the lake's ``test`` scope (an experiment's naming rules
+#: may define no reco scope for it: virgo has only ``virgo.raw``).
+RECO_SCOPE = "test"
 
 _TASK_DONE = re.compile(r"Task inlet\.reco\.reconstruct\[[^\]]+\] succeeded in [0-9.]+s: (\{.*\})")
 
@@ -52,6 +55,7 @@ class ListenerLoop:
             "INLET_LISTENER__TAPE_RSES": json.dumps([TAPE_RSE]),
             "INLET_LISTENER__RECO__PROCESSING_RSES": json.dumps([TAPE_RSE]),
             "INLET_LISTENER__RECO__RSE": RECO_OUTPUT_RSE,
+            "INLET_LISTENER__RECO__SCOPE": RECO_SCOPE,
             "INLET_LISTENER__RECO__WORK_DIR": str(out / "reco"),
             "INLET_LISTENER__METRICS_PORT": "0",
         }

@@ -28,7 +28,7 @@ from inlet.errors import InletError
 from inlet.lake import usage
 from inlet.rehearse.chaos import LAKE_TARGETS, ChaosPlan, FaultInjector
 from inlet.rehearse.chunks import StrainSource, chunk_name, gps_now, write_chunk
-from inlet.rehearse.loop import ListenerLoop, effects, rules_not_ok
+from inlet.rehearse.loop import RECO_SCOPE, ListenerLoop, effects, rules_not_ok
 from inlet.rehearse.procs import OwnProcess
 from inlet.rehearse.timeline import ChunkTimes, Timeline
 
@@ -466,7 +466,7 @@ class Rehearsal:
         except Exception as exc:
             self.notes.append(f"the run's effects could not be read back: {type(exc).__name__}: {exc}")
         try:
-            reco_scope = self.settings.listener.reco.scope or f"{p.experiment}.reco"
+            reco_scope = RECO_SCOPE
             deadline = time.monotonic() + 120
             while True:
                 self.rules_not_ok = self._retrying(
