@@ -45,6 +45,8 @@ log = logging.getLogger(__name__)
 
 #: Seconds to wait for the broker's receipt of a SUBSCRIBE or a SEND.
 RECEIPT_TIMEOUT = 15.0
+#: Seconds :meth:`Connection.close` waits for the broker to confirm a DISCONNECT.
+CLOSE_WAIT = 2.0
 #: Which of the broker's logins (``[broker]`` settings) a connection uses.
 Role = Literal["inlet", "reader", "hermes"]
 _FIX_UNREACHABLE = "start it (`inlet lake up`; `inlet lake status` shows it) or correct [broker] host/stomp_port"
@@ -184,8 +186,12 @@ class Connection:
         on_message: Callable[[Message], None] | None = None,
         heartbeat_ms: int = 0,
         receipt_timeout: float = RECEIPT_TIMEOUT,
+        client_id: str | None = None,
     ) -> None:
         self.broker = broker
+        #: STOMP ``client-id`` sent on CONNECT: ActiveMQ keys durable topic subscriptions on it
+        #: (with ``activemq.subscriptionName``), and lets one connection at a time hold it.
+        self.client_id = client_id
         self.role = role
         self.subscriptions = list(subscriptions or [])
         self.on_message = on_message
@@ -253,7 +259,8 @@ class Connection:
         level = stomp_log.level
         stomp_log.setLevel(logging.ERROR)
         try:
-            conn.connect(username, password, wait=True)
+            headers = {"client-id": self.client_id} if self.client_id else {}
+            conn.connect(username, password, wait=True, headers=headers)
         except (StompException, OSError) as exc:
             # The ERROR frame arrives on the receiver thread, just before the socket closes.
             frames.error_seen.wait(0.5)
@@ -293,11 +300,20 @@ class Connection:
         )
 
     def close(self) -> None:
-        """Disconnect: whatever was delivered and not acknowledged goes back to the queue."""
-        conn, self._conn, self._frames, self.logged_in = self._conn, None, None, False
+        """Disconnect: whatever was delivered and not acknowledged goes back to the queue.
+
+        Returns once the broker confirmed the DISCONNECT (at most ``CLOSE_WAIT`` s): until then
+        the broker still counts the connection, and holds its ``client_id`` (a durable
+        subscriber that reconnects at once under the same id would be refused).
+        """
+        conn, frames = self._conn, self._frames
+        self._conn, self._frames, self.logged_in = None, None, False
         if conn is not None:
             with contextlib.suppress(StompException, OSError):
                 conn.disconnect()
+            receiver = getattr(getattr(conn, "transport", None), "receiver_thread", None)
+            if frames is not None and threading.current_thread() is not receiver:
+                frames.lost.wait(CLOSE_WAIT)
 
     def __enter__(self) -> Connection:
         if not self.is_connected():
@@ -376,6 +392,20 @@ class Connection:
         if held is not None:
             self.send(destination, *held)
         return count
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        """End ``sub`` and stop making it on reconnects; returns once the broker confirmed it.
+
+        With ``activemq.subscriptionName`` in its headers (a durable topic subscription, on a
+        connection with the same ``client_id``), ActiveMQ also forgets the subscription and the
+        messages it was keeping.
+        """
+        conn = self._live()
+        self._confirmed(
+            f"the broker at {self.where} did not confirm the end of the subscription to {sub.destination}",
+            lambda receipt: conn.unsubscribe(id=sub.id, headers={**sub.headers, "receipt": receipt}),
+        )
+        self.subscriptions = [s for s in self.subscriptions if s.id != sub.id]
 
     def ack(self, message: Message) -> None:
         """Acknowledge ``message``; raises if it came on an earlier connection (the broker took it back)."""
