@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -28,6 +29,7 @@ from rucio_inlet.checksums import file_adler32
 from inlet import messaging
 from inlet.config import BrokerSettings
 from inlet.event_contract import FILE_REGISTERED
+from inlet.follow.feed import DurableFeed
 from inlet.rehearse.timeline import CORRUPTED, DOWNLOADED, Timeline, rucio_time
 
 log = logging.getLogger(__name__)
@@ -162,9 +164,12 @@ class EventDownloader:
     """Fetch each chunk as soon as Rucio says its replica at site B is done.
 
     Events published while it is not connected (a broker restart, its own crash) are not lost
-    to it: after every (re)connect it lists the run datasets' replicas at site B once and
-    fetches only the chunks it has not taken yet (``catch_up``), then again a few seconds later
-    for the transfers whose replica was not yet AVAILABLE at the first listing. A chunk is
+    to it: its subscription is durable (:class:`inlet.follow.feed.DurableFeed`, the one ``inlet
+    follow`` uses), so the broker keeps them for it, and after every (re)connect it also lists
+    the run datasets' replicas at site B and fetches only the chunks it has not taken yet
+    (``catch_up``: for what was published before the subscription existed, or while the broker
+    itself was down), then again a few seconds later for the transfers whose replica was not
+    yet AVAILABLE at the first listing. A chunk is
     fetched once whatever the path (event, repeated event, catch-up): ``claimed`` holds every
     chunk in flight or done; a failed fetch gives its claim back.
     """
@@ -183,6 +188,7 @@ class EventDownloader:
         keep: bool = False,
         on_registered: Callable[[str], None] | None = None,
         datasets: list[tuple[str, str]] | None = None,
+        feed_name: str | None = None,
     ) -> None:
         self.on_registered = on_registered
         self.broker = broker
@@ -191,54 +197,46 @@ class EventDownloader:
         self.datasets = list(datasets or [])
         self.fetcher = _Fetcher("event", site, timeline, dest, workers, drill, keep)
         self.fetcher.on_failed = self._release
-        # A reader: the rehearsal only listens, so it uses the read-only login. Selectors, so the
-        # broker does not ship every other hermes event to us.
-        self.conn = messaging.Connection(
-            broker,
-            role="reader",
-            subscriptions=[
-                messaging.Subscription(
-                    broker.rucio_topic, "rehearse-0", headers={"selector": f"event_type = '{TRANSFER_DONE}'"}
-                ),
-                messaging.Subscription(
-                    broker.inlet_topic, "rehearse-1", headers={"selector": f"event_type = '{FILE_REGISTERED}'"}
-                ),
-            ],
-            on_message=messaging.json_documents(self._on_doc, "the rehearsal's topics"),
-        )
+        #: The durable subscription's name: events published while the downloader is off the
+        #: broker (its crash, a broker restart) are kept for it and delivered when it is back.
+        self.feed_name = feed_name or f"rehearse-{uuid.uuid4().hex[:12]}"
+        self.feed: DurableFeed | None = None
         self.reconnects = 0
         #: Chunks fetched by a catch-up listing rather than by their event.
         self.caught_up = 0
         self.claimed: set[str] = set()
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        #: Set while the chaos drill holds it down (a crash): no reconnecting until :meth:`restart`.
+        #: Set while the chaos drill holds it down (a crash): events that still arrive are ignored.
         self._down = threading.Event()
-        self._keeper: threading.Thread | None = None
         self._client: Any = None
 
-    def start(self) -> None:
-        """Subscribe to both topics and return once the broker has confirmed both subscriptions;
-        then keep the connection (reconnect with backoff, catch up) on a thread of its own."""
-        self.conn.connect()
-        if self._keeper is None:
-            self._keeper = threading.Thread(target=self._keep, name="event-downloader", daemon=True)
-            self._keeper.start()
+    def _new_feed(self) -> DurableFeed:
+        # A reader: the rehearsal only listens, so it uses the read-only login. A selector, so the
+        # broker neither ships nor keeps every other event for us.
+        return DurableFeed(
+            self.broker,
+            [self.broker.rucio_topic, self.broker.inlet_topic],
+            name=self.feed_name,
+            on_message=messaging.json_documents(self._on_doc, "the rehearsal's topics"),
+            on_connected=self._on_connected,
+            selector=f"event_type IN ('{TRANSFER_DONE}', '{FILE_REGISTERED}')",
+            reconnect_initial=0.2,
+            reconnect_max=2.0,
+        )
 
-    def _keep(self) -> None:
-        b = self.broker
-        while not self._stop.wait(0.2):
-            if self._down.is_set() or self.conn.is_connected():
-                continue
-            try:
-                back = self.conn.connect_with_backoff(self._stop, 0.2, 2.0)
-            except Exception as exc:  # a subscription not confirmed in time: try again
-                log.warning("event downloader: reconnecting failed (%s)", exc)
-                continue
-            if back and not self._stop.is_set():
-                self.reconnects += 1
-                log.warning("event downloader: reconnected to %s:%s; catching up", b.host, b.stomp_port)
-                self._after_connect()
+    def start(self) -> None:
+        """Subscribe (durably) to both topics, return once the broker confirmed the subscriptions,
+        then keep the feed connected on its own thread; every (re)connect runs a catch-up."""
+        self.feed = self._new_feed()
+        self.feed.connect()
+        self.feed.start()
+
+    def _on_connected(self) -> None:
+        if self.feed is not None and self.feed.connections > 1:
+            self.reconnects += 1
+            log.warning("event downloader: reconnected to the broker; catching up")
+        self._after_connect()
 
     def _after_connect(self) -> None:
         threading.Thread(target=self._catch_up_twice, name="event-catch-up", daemon=True).start()
@@ -298,19 +296,26 @@ class EventDownloader:
 
     # -- the chaos drill ------------------------------------------------------------------------
     def crash(self) -> None:
-        """Drop off the broker at once, as a killed downloader would, and stay off until :meth:`restart`."""
+        """Drop off the broker, as a killed downloader would, and stay off until :meth:`restart`.
+
+        Its durable subscription stays on the broker, which keeps what is published meanwhile.
+        """
         self._down.set()
-        self.conn.close()
+        if self.feed is not None:
+            self.feed.stop()
 
     def restart(self) -> None:
-        self.conn.connect()
+        """Come back under the same name: the broker delivers what it kept; a catch-up runs too."""
         self._down.clear()
+        feed = self._new_feed()
+        feed.connect()
+        self.feed = feed
         self.reconnects += 1
-        self._after_connect()
+        feed.start()
 
     def ensure_connected(self) -> bool:
-        """Kept for callers: the keeper thread reconnects; True while a reconnect is pending."""
-        return not self.conn.is_connected()
+        """Kept for callers: the feed reconnects by itself; True while it is not connected."""
+        return self.feed is None or not self.feed.connected
 
     def _on_doc(self, doc: dict[str, Any]) -> None:
         if self._down.is_set():
@@ -339,10 +344,14 @@ class EventDownloader:
                 self.fetcher.submit(name, str(pfn))
 
     def close(self) -> None:
+        """Stop, and remove the durable subscription: nothing more is to be kept for this run."""
         self._stop.set()
-        if self._keeper is not None:
-            self._keeper.join(timeout=10)
-        self.conn.close()
+        if self.feed is not None:
+            try:
+                self.feed.forget()
+            except Exception as exc:
+                log.warning("event downloader: could not remove its durable subscription %s: %s", self.feed_name, exc)
+                self.feed.stop()
         self.fetcher.close()
 
 
