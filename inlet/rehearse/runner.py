@@ -166,7 +166,9 @@ class Rehearsal:
 
     def prepare_env(self) -> dict[str, str]:
         """The environment of this process (before the uploader is imported) and of the worker."""
+        catalog = self._chaos_catalog()
         env = {
+            **({"INLET_CATALOG__URL": catalog} if catalog else {}),
             "INLET_UPLOADER__QUEUE": self.queue,
             "INLET_UPLOADER__STREAMS": json.dumps({"rehearse": self.stream_policy()}),
             "INLET_UPLOADER__STATE_DIR": str(self.out / "uploader-state"),
@@ -176,6 +178,26 @@ class Rehearsal:
         }
         os.environ.update(env)
         return {**os.environ, **env}
+
+    def _chaos_catalog(self) -> str | None:
+        """With ``--chaos``, the lake's MariaDB as the run catalogue when none is configured.
+
+        The default catalogue is a SQLite file, which the worker's processes, the listener and the
+        reco worker then share: under a restart storm it answers "database is locked". And the
+        drill's MariaDB kill must hit the catalogue the flow writes to.
+        """
+        if self.plan.chaos is None or self.settings.catalog.url or "mariadb" not in self.settings.lake.manage:
+            return None
+        from inlet.catalog import open_catalog
+        from inlet.lake.lake import Lake
+        from inlet.lake.services.mariadb import MariaDB
+
+        lake = Lake(self.settings)
+        url = MariaDB(self.settings, lake.paths).url
+        open_catalog(url).dispose()  # the schema, migrated
+        self.settings.catalog.url = url
+        self.notes.append("the run catalogue is the lake's MariaDB (chaos: its kill hits the flow's catalogue)")
+        return url
 
     def start_worker(self, env: dict[str, str]) -> None:
         from inlet.rehearse.procs import OwnProcess
