@@ -226,8 +226,8 @@ def recovery(faults: list[dict[str, Any]], chunks: list[Any]) -> list[dict[str, 
     """Per fault: how long its part was down, how fast the flow healed, what it cost in latency.
 
     ``first_delivery_s``: from the part answering again to the first chunk the event-driven
-    downloader delivered after that. ``backlog``: chunks closed before the part was back and not
-    yet delivered when it was killed; ``drained_s``: from the part answering again to the last of
+    downloader delivered after that (None: nothing was left to deliver). ``backlog``: chunks
+    closed before the part was back and not yet delivered when it was killed; ``drained_s``: from the part answering again to the last of
     them delivered (None while any is missing). The latency cost compares the end-to-end
     latency of the chunks closed while the fault lasted (kill to drained) with the median of
     the chunks no fault touched.
@@ -269,7 +269,8 @@ def recovery(faults: list[dict[str, Any]], chunks: list[Any]) -> list[dict[str, 
                 "down_s": back - killed,
                 "first_delivery_s": (min(after) - back) if after else None,
                 "backlog": len(backlog),
-                "drained_s": (drained - back) if drained is not None else None,
+                # 0: the backlog was delivered before the part was even back (it did not need it).
+                "drained_s": max(0.0, drained - back) if drained is not None else None,
                 "chunks_hit": len(hit),
                 "median_e2e_s": hit[len(hit) // 2] if hit else None,
                 "baseline_e2e_s": baseline,

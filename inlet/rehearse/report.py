@@ -291,6 +291,10 @@ def _s(x: Any) -> str:
     return "-" if x is None else f"{x:.1f}"
 
 
+def _real(x: Any) -> str:
+    return "" if x is None else f" ({x:.1f})"
+
+
 def chaos_section(ch: dict[str, Any]) -> list[str]:
     """Markdown: the pass condition of a chaos run, then each fault and how the flow healed."""
     verdict = ch.get("failures") or []
@@ -312,7 +316,8 @@ def chaos_section(ch: dict[str, Any]) -> list[str]:
         f"ledger {eff.get('reco_ledger', '-')}); {eff.get('daq_releases', '-')} DAQ releases in the outbox. "
         f"The event downloader caught up {ch.get('caught_up', 0)} chunk(s) by listing site B after a reconnect.",
         "",
-        "Times in seconds: *at* after the first chunk; *down* from the kill to the part answering again; "
+        "Times in seconds: *at* after the first chunk, planned (and real: the faults play one after the "
+        "other); *down* from the kill to the part answering again; "
         "*first* from then to the first chunk delivered (events); *drained* from then to the last chunk "
         "of its backlog delivered; the latency cost is over the chunks closed from the kill until drained, "
         "against the median of the chunks no fault touched.",
@@ -323,7 +328,7 @@ def chaos_section(ch: dict[str, Any]) -> list[str]:
     ]
     for f in ch.get("faults", []):
         lines.append(
-            f"| {f['target']} | {f['at']:.1f} | {f['pause']:.1f} | {_s(f.get('down_s'))} "
+            f"| {f['target']} | {f['at']:.1f}{_real(f.get('killed_s'))} | {f['pause']:.1f} | {_s(f.get('down_s'))} "
             f"| {_s(f.get('first_delivery_s'))} | {f.get('backlog', '-')} | {_s(f.get('drained_s'))} "
             f"| {f.get('chunks_hit', '-')} | {_s(f.get('median_e2e_s'))} | {_s(f.get('baseline_e2e_s'))} "
             f"| {_s(f.get('extra_latency_s'))} |"

@@ -383,6 +383,8 @@ class Rehearsal:
         rows = recovery(faults, chunks)
         for f, r in zip(faults, rows, strict=True):
             f.update(r)
+            # When it really happened: faults play one after the other, so a long restart delays the next.
+            f["killed_s"] = f["killed_at"] - self.started_at if f.get("killed_at") else None
         failures = []
         for key in ("lost_events", "lost_polling", "corrupted_events", "corrupted_polling"):
             if totals[key]:
