@@ -229,8 +229,8 @@ def recovery(faults: list[dict[str, Any]], chunks: list[Any]) -> list[dict[str, 
     downloader delivered after that (None: nothing was left to deliver). ``backlog``: chunks
     closed before the part was back and not yet delivered when it was killed; ``drained_s``:
     from the part answering again to the last of them delivered (None while any is missing).
-    The latency cost compares the end-to-end latency of the chunks closed while the fault lasted (kill to drained) with the median of
-    the chunks no fault touched.
+    The latency cost compares the end-to-end latency of the chunks closed while the fault
+    lasted (kill to drained) with the median of the chunks no fault touched.
     """
 
     def e2e(c: Any) -> float | None:
