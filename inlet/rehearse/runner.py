@@ -452,6 +452,7 @@ class Rehearsal:
                 rows = lake.restart(name)
                 if not all(r.ok for r in rows):
                     raise RehearsalError(f"{name} did not come back: {[(r.name, r.state) for r in rows]}")
+                self._restart_collateral(lake, name)
             elif target == "worker":
                 if self.worker is not None:
                     self.worker.start()
@@ -461,6 +462,17 @@ class Rehearsal:
                 events.restart()
 
         return FaultInjector(self.plan.chaos, kill, restart)
+
+    def _restart_collateral(self, lake: Any, killed: str) -> None:
+        """Start again the lake services that died with ``killed`` (Rucio daemons exit when their
+        database goes away, and the lake has no supervisor): noted in the report, never hidden."""
+        dead = [s.name for s in lake.status() if s.state == "dead"]
+        for name in dead:
+            try:
+                lake.restart(name)
+                self.notes.append(f"{name} died when {killed} was killed; restarted")
+            except Exception as exc:
+                self.notes.append(f"{name} died when {killed} was killed and did not restart: {exc}")
 
     def _retrying(self, what: str, fn: Callable[[], Any], timeout: float = 300.0) -> Any:
         """``fn()``, again while a part the chaos drill killed is coming back."""
