@@ -79,6 +79,7 @@ def available_times(lake: Lake, names: set[str], sink: dict[str, float], heard: 
         if doc.get("event_type") == "transfer-done" and p.get("name") in names and p.get("dst-rse") == TARGET_RSE:
             at = dt.datetime.fromisoformat(str(doc["created_at"])).replace(tzinfo=dt.UTC)
             sink.setdefault(str(p["name"]), at.timestamp())
+            heard.setdefault(str(p["name"]), time.time())
 
     conn = Connection(
         b,
