@@ -103,6 +103,24 @@ def poller(dataset: str, every: float, names: set[str], sink: dict[str, float], 
         stop_ev.wait(max(0.0, every - (time.time() - t0)))
 
 
+def rows_seen(cat: Any, names: set[str], sink: dict[str, float], stop_ev: threading.Event) -> None:
+    """name → when its availability row was first seen committed (the listener's share), 20 Hz."""
+    from rucio_inlet.catalog_models import FileAvailability, RunFile
+    from sqlalchemy import select
+
+    while not stop_ev.is_set() and len(sink) < len(names):
+        with cat.session() as s:
+            q = (
+                select(RunFile.name)
+                .join(FileAvailability, FileAvailability.file_id == RunFile.id)
+                .where(FileAvailability.rse == TARGET_RSE)
+            )
+            now = time.time()
+            for name in s.scalars(q):
+                sink.setdefault(name, now)
+        stop_ev.wait(0.05)
+
+
 def pct(values: list[float], q: float) -> float:
     s = sorted(values)
     return s[min(len(s) - 1, round(q * (len(s) - 1)))]
@@ -157,6 +175,8 @@ def main() -> None:
     stop_ev = threading.Event()
     baseline = threading.Thread(target=poller, args=(dataset, args.poll, names, polled, stop_ev), daemon=True)
     baseline.start()
+    recorded: dict[str, float] = {}
+    threading.Thread(target=rows_seen, args=(cat, names, recorded, stop_ev), daemon=True).start()
     time.sleep(3)  # both followers settled (the follower holds its subscription)
     try:
         for f in files:
@@ -186,6 +206,8 @@ def main() -> None:
         ("inlet follow (events)", ev),
         ("  of which AVAILABLE->broker", hb),
         ("  of which broker->follower", own),
+        ("    broker->row committed", [recorded[n] - heard[n] for n in common if n in recorded and n in heard]),
+        ("    row committed->follower", [followed[n] - recorded[n] for n in common if n in recorded and n in followed]),
     ):
         print(f"  {label:<29}n={len(vals):3d}  median {statistics.median(vals):6.3f} s  p90 {pct(vals, 0.9):6.3f} s")
     print(

@@ -524,7 +524,10 @@ class FollowSettings(_Section):
         5.0, gt=0, description="Seconds between looks at the catalogue when no event came (safety net)."
     )
     burst: float = Field(
-        3.0, ge=0, description="Seconds a follower keeps looking after an event (the listener writes a little later)."
+        10.0,
+        ge=0,
+        description="Seconds a follower keeps looking (a cheap MAX(id)) after an event: the listener writes the "
+        "row after the event reached everyone, seconds later on a loaded host.",
     )
     burst_every: float = Field(0.05, gt=0, description="Seconds between looks during that burst.")
     gap_timeout: float = Field(
