@@ -121,6 +121,21 @@ def rows_seen(cat: Any, names: set[str], sink: dict[str, float], stop_ev: thread
         stop_ev.wait(0.05)
 
 
+def drained(settings: Any, timeout: float = 120.0) -> None:
+    """Wait until the listener emptied its queue: events left over from earlier runs are not this
+    run's latency."""
+    from inlet.broker_stats import queue_depths
+
+    queue = settings.listener.rucio_queue.removeprefix("/queue/")
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        depth = queue_depths(settings.broker).get(queue, {}).get("size", 0)
+        if depth == 0:
+            return
+        print(f"  waiting for the listener's backlog ({depth} events)")
+        time.sleep(2)
+
+
 def pct(values: list[float], q: float) -> float:
     s = sorted(values)
     return s[min(len(s) - 1, round(q * (len(s) - 1)))]
@@ -151,6 +166,7 @@ def main() -> None:
     listener = start_listener(env, workdir / "listen.log")
     dataset = f"bench-follow-{tag}"
     flow = Flow(lake, dataset)
+    drained(settings)
 
     available: dict[str, float] = {}
     heard: dict[str, float] = {}
