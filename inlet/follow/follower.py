@@ -152,6 +152,13 @@ class Follower:
                     f"the position of follower {self.name!r} was removed while it ran",
                     "restart it (it starts afresh) or stop the process that ran --forget",
                 )
+            if self._saved is not None and row.position != self._saved.token():
+                # A backstop to the broker's lock (a second process took the name while this one
+                # was cut off from the broker): never overwrite what another run stored.
+                raise InletError(
+                    f"another process moved the position of follower {self.name!r} while this one ran",
+                    "run one process per --name; restart this one to resume from the stored position",
+                )
             row.position = cursor.token()
         self._saved = cursor
 
