@@ -243,9 +243,13 @@ class Follower:
         """
         if self._guard is not None:
             return
-        guard = GapGuard(self._load(), timeout=self.gap_timeout)
+        self._open_feed()  # first: for a named follower, the broker's name is the lock
+        try:
+            guard = GapGuard(self._load(), timeout=self.gap_timeout)
+        except BaseException:
+            self.close()
+            raise
         self._saved = guard.cursor
-        self._open_feed()
         self._guard = guard
 
     def __iter__(self) -> Iterator[FollowedFile]:
