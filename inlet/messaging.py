@@ -184,8 +184,12 @@ class Connection:
         on_message: Callable[[Message], None] | None = None,
         heartbeat_ms: int = 0,
         receipt_timeout: float = RECEIPT_TIMEOUT,
+        client_id: str | None = None,
     ) -> None:
         self.broker = broker
+        #: STOMP ``client-id`` sent on CONNECT: ActiveMQ keys durable topic subscriptions on it
+        #: (with ``activemq.subscriptionName``), and lets one connection at a time hold it.
+        self.client_id = client_id
         self.role = role
         self.subscriptions = list(subscriptions or [])
         self.on_message = on_message
@@ -253,7 +257,8 @@ class Connection:
         level = stomp_log.level
         stomp_log.setLevel(logging.ERROR)
         try:
-            conn.connect(username, password, wait=True)
+            headers = {"client-id": self.client_id} if self.client_id else {}
+            conn.connect(username, password, wait=True, headers=headers)
         except (StompException, OSError) as exc:
             # The ERROR frame arrives on the receiver thread, just before the socket closes.
             frames.error_seen.wait(0.5)
@@ -376,6 +381,20 @@ class Connection:
         if held is not None:
             self.send(destination, *held)
         return count
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        """End ``sub`` and stop making it on reconnects; returns once the broker confirmed it.
+
+        With ``activemq.subscriptionName`` in its headers (a durable topic subscription, on a
+        connection with the same ``client_id``), ActiveMQ also forgets the subscription and the
+        messages it was keeping.
+        """
+        conn = self._live()
+        self._confirmed(
+            f"the broker at {self.where} did not confirm the end of the subscription to {sub.destination}",
+            lambda receipt: conn.unsubscribe(id=sub.id, headers={**sub.headers, "receipt": receipt}),
+        )
+        self.subscriptions = [s for s in self.subscriptions if s.id != sub.id]
 
     def ack(self, message: Message) -> None:
         """Acknowledge ``message``; raises if it came on an earlier connection (the broker took it back)."""
