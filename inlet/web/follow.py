@@ -248,6 +248,18 @@ def start_cursor(session: Any, req: FollowRequest) -> Cursor:
     return Cursor(last_seq(session))
 
 
+def position(cursor: Cursor) -> str:
+    """The cursor as an event id, with the ids sent right above the floor folded into it.
+
+    Sent ids are settled, so a floor followed by a run of them is the same position as a floor
+    at the run's end: the id is the plain seq whenever no gap is open (the usual case)."""
+    floor, sent = cursor.floor, set(cursor.delivered)
+    while floor + 1 in sent:
+        floor += 1
+        sent.discard(floor)
+    return Cursor(floor, frozenset(sent)).token()
+
+
 def event_of(f: FollowedFile, position: str) -> dict[str, str]:
     return {"id": position, "event": "file", "data": json.dumps(f.as_dict(), separators=(",", ":"))}
 
@@ -282,7 +294,7 @@ async def file_events(web: Any, follower: Follower, req: FollowRequest, start: C
                     guard.mark(f.seq)  # handled, sent or not: the position moves past it either way
                     if follower.may_read(f, now):
                         metrics.FOLLOW_FILES.inc()
-                        yield event_of(f, guard.cursor.token())
+                        yield event_of(f, position(guard.cursor))
                 if len(files) >= BATCH:
                     continue  # more history waiting: no need to be woken
                 wait = min(IDLE_CHECK, guard.timeout) if guard.waiting else IDLE_CHECK

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import inspect
+from pathlib import Path
 
 from rucio_inlet import readers
 
@@ -33,6 +34,6 @@ def test_outsiders_read_only_what_is_past_its_embargo() -> None:
 def test_the_policy_asks_readers_for_signed_urls() -> None:
     """perm_get_signed_url decides through readers.reads_private, not a second copy of the rule."""
     source = (inspect.getfile(readers)).replace("readers.py", "permission.py")
-    text = open(source).read()
+    text = Path(source).read_text()
     body = text[text.index("def perm_get_signed_url") :].split("\ndef ", 1)[0]
     assert "readers.reads_private(" in body

@@ -69,7 +69,7 @@ def test_a_bad_selection_is_one_line_with_a_caret() -> None:
         ({}, {}, "give a selection"),
         ({"select": "  "}, {}, "give a selection"),
         ({"select": "raw: (" * 3000}, {}, "at most 4000"),
-        ({"select": "raw: nosuchkey... = 1"}, {}, "bad select"),
+        ({"select": "raw: run_start >= 'notadate'"}, {}, "not a date"),
         ({"select": "*:\n)"}, {}, "bad select"),
         ({"select": "*:", "rse": "SITE A"}, {}, "not an RSE name"),
         ({"select": "*:", "rse": "../etc"}, {}, "not an RSE name"),
@@ -89,6 +89,12 @@ def test_hostile_parameters_are_refused_in_one_line(
         follow.parse_request(query, headers)
     assert fragment in err.value.line and "\n" not in err.value.line
     assert 400 <= err.value.status < 500
+
+
+def test_event_ids_are_plain_seqs_unless_a_gap_is_open() -> None:
+    assert follow.position(Cursor(4, frozenset({5, 6, 7}))) == "7"
+    assert follow.position(Cursor(4, frozenset({6, 7}))) == "4+6,7"
+    assert follow.position(Cursor(4)) == "4"
 
 
 # -- over HTTP, without the stream ------------------------------------------------------------------
@@ -178,7 +184,9 @@ def test_resume_sends_exactly_the_files_after_the_id(app_client: TestClient, cat
         web.follow_slots = anyio.CapacityLimiter(2)
         got: list[Any] = []
         gen = follow.file_events(
-            web, follow.Follower("member", Role.COLLABORATION, frozenset({"collaboration"})), resumed_req,
+            web,
+            follow.Follower("member", Role.COLLABORATION, frozenset({"collaboration"})),
+            resumed_req,
             resumed_req.resume,
         )
         try:
