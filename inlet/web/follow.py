@@ -157,24 +157,34 @@ class Logins:
 
     def __init__(self, max_entries: int = 4096) -> None:
         self._seen: dict[str, tuple[float, Follower]] = {}
+        self._checking: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
         self.max_entries = max_entries
 
     def get(self, key: str, check: Callable[[], Follower]) -> Follower:
         digest = hashlib.sha256(key.encode()).hexdigest()
-        now = time.monotonic()
         with self._lock:
-            hit = self._seen.get(digest)
-            if hit is not None and hit[0] > now:
-                return hit[1]
-        follower = check()  # outside the lock: a Rucio round trip
-        with self._lock:
-            if len(self._seen) >= self.max_entries:
-                self._seen = {k: v for k, v in self._seen.items() if v[0] > now}
+            one = self._checking.setdefault(digest, threading.Lock())
+        # One check per credential at a time: 100 clients reconnecting with the same login
+        # after a restart cost Rucio one login, not 100.
+        with one:
+            now = time.monotonic()
+            with self._lock:
+                hit = self._seen.get(digest)
+                if hit is not None and hit[0] > now:
+                    return hit[1]
+            try:
+                follower = check()  # a Rucio round trip, outside the shared lock
+            finally:
+                with self._lock:
+                    self._checking.pop(digest, None)
+            with self._lock:
                 if len(self._seen) >= self.max_entries:
-                    self._seen.clear()
-            self._seen[digest] = (now + AUTH_TTL, follower)
-        return follower
+                    self._seen = {k: v for k, v in self._seen.items() if v[0] > now}
+                    if len(self._seen) >= self.max_entries:
+                        self._seen.clear()
+                self._seen[digest] = (now + AUTH_TTL, follower)
+            return follower
 
 
 def _basic(header: str) -> tuple[str, str] | None:
