@@ -64,6 +64,10 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def progress(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
 def pct(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
@@ -199,6 +203,7 @@ def main() -> None:
             except httpx.HTTPError:
                 time.sleep(0.5)
         web_proc = psutil.Process(web.pid)
+        progress("inlet web answers")
         rucio_pid = lake_pids(settings)["rucio"]
         run = random.randint(900_000, 999_999)
         feeder = Feeder(lake, catalog, run)
@@ -220,6 +225,7 @@ def main() -> None:
             daemon=True,
         )
         t.start()
+        progress(f"{args.followers} followers connecting")
         assert ready.wait(300), f"followers did not all connect; see {log}"
         rss_peak = [web_proc.memory_info().rss]
         sampling = threading.Event()
@@ -231,9 +237,11 @@ def main() -> None:
         threading.Thread(target=sample_rss, daemon=True).start()
         web0, rucio0, _ = usage()
         w0 = time.monotonic()
+        progress("followers connected; feeding (SSE phase)")
         names = feeder.feed(0, args.files, args.rate)
         t.join(timeout=120 + args.files / args.rate)
         wall1 = time.monotonic() - w0
+        progress("SSE phase done")
         web1, rucio1, _ = usage()
         sampling.set()
         sse_delays = [arr[nm] - feeder.written[nm] for arr in seen for nm in names if nm in arr]
@@ -247,6 +255,7 @@ def main() -> None:
         threads = []
         web2, rucio2, _ = usage()
         w2 = time.monotonic()
+        progress("poll phase")
         names2_holder: list[str] = []
         for i in range(args.pollers):
             th = threading.Thread(target=poller, args=(feeder.dataset, args.poll, polled[i], stop), daemon=True)

@@ -200,3 +200,39 @@ def test_resume_sends_exactly_the_files_after_the_id(app_client: TestClient, cat
 
     after = asyncio.run(resumed())
     assert [e["data"] for e in after] == [e["data"] for e in everything[2:]]
+
+
+def test_a_slow_reader_loses_nothing(app_client: TestClient, catalog: Catalog) -> None:  # noqa: F811
+    """A stream only reads the catalogue when its client takes the next event: files written while
+    the client does not read (more than a batch) come later, in order, none lost or repeated."""
+    web = app_client.app.state.web  # type: ignore[attr-defined]
+    req = follow.parse_request({"select": "cygno.raw: run_number = 3"}, {})
+    names = [f"run000003_{i:04d}.mid.gz" for i in range(follow.BATCH * 2 + 5)]
+
+    def write(part: list[str]) -> None:
+        def work(s: Any) -> None:
+            run = catalog_runs.upsert_run(s, "cygno", 3, scope="cygno.raw", dataset="run000003.raw")
+            for name in part:
+                f = catalog_runs.add_file(s, run, "cygno.raw", name, 10)
+                catalog_runs.mark_available(s, f.scope, f.name, "SITE_A_DISK")
+
+        catalog.transaction(work)
+
+    async def run() -> list[str]:
+        import anyio
+
+        web.follow_slots = anyio.CapacityLimiter(2)
+        member = follow.Follower("member", Role.COLLABORATION, frozenset({"collaboration"}))
+        gen = follow.file_events(web, member, req, Cursor(0))
+        got: list[str] = []
+        try:
+            write(names[:1])
+            got.append(json.loads((await asyncio.wait_for(anext(gen), 10))["data"])["name"])
+            write(names[1:])  # the client reads nothing meanwhile
+            while len(got) < len(names):
+                got.append(json.loads((await asyncio.wait_for(anext(gen), 30))["data"])["name"])
+        finally:
+            await gen.aclose()
+        return got
+
+    assert asyncio.run(run()) == names
