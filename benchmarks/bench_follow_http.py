@@ -18,7 +18,7 @@ In one run, on the running lake (``inlet lake up`` first, same INLET_* environme
 Prints per-follower server CPU and median/p90 delays of both, and their ratios.
 
     .venv/bin/python benchmarks/bench_follow_http.py [--followers 100] [--files 60] [--rate 2]
-        [--pollers 10] [--poll 1.0]
+        [--pollers 4] [--poll 1.0]
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ import base64
 import json
 import os
 import random
+import signal
 import socket
 import statistics
 import subprocess
@@ -180,7 +181,7 @@ def main() -> None:
     ap.add_argument("--followers", type=int, default=100)
     ap.add_argument("--files", type=int, default=60)
     ap.add_argument("--rate", type=float, default=2.0, help="files per second")
-    ap.add_argument("--pollers", type=int, default=10)
+    ap.add_argument("--pollers", type=int, default=4)
     ap.add_argument("--poll", type=float, default=1.0, help="seconds between two list_replicas of a poller")
     args = ap.parse_args()
 
@@ -247,6 +248,19 @@ def main() -> None:
         sse_delays = [arr[nm] - feeder.written[nm] for arr in seen for nm in names if nm in arr]
         missing = sum(1 for arr in seen for nm in names if nm not in arr)
         web_cpu, feeder_rucio_cpu = web1 - web0, rucio1 - rucio0
+        load1 = os.getloadavg()
+        sse_per = web_cpu / args.followers
+        print(f"load average during SSE phase {load1[0]:.2f} {load1[1]:.2f} {load1[2]:.2f}; {psutil.cpu_count()} cores")
+        print(f"files: {args.files} per phase at {args.rate}/s")
+        print(
+            f"SSE   {args.followers} followers, one inlet web: CPU {web_cpu:.2f} s over {wall1:.1f} s "
+            f"({100 * web_cpu / wall1:.1f} % of a core), {1000 * sse_per / args.files:.2f} ms per follower per file; "
+            f"RSS idle {rss_idle / 2**20:.0f} MiB, peak {max(rss_peak) / 2**20:.0f} MiB; "
+            f"delay median {statistics.median(sse_delays):.3f} s, p90 {pct(sse_delays, 0.9):.3f} s, "
+            f"max {max(sse_delays):.3f} s; missing deliveries: {missing}",
+            flush=True,
+        )
+        print(f"      Rucio CPU while feeding (the feeder's registrations): {feeder_rucio_cpu:.2f} s", flush=True)
 
         # -- phase 2: list_replicas pollers -------------------------------------------------------------
         polled: list[dict[str, float]] = [{} for _ in range(args.pollers)]
@@ -282,23 +296,14 @@ def main() -> None:
         catalog.dispose()
 
     load = os.getloadavg()
-    sse_per = web_cpu / args.followers
     poll_per = poll_rucio / max(1, args.pollers)
-    print(f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; {psutil.cpu_count()} cores")
-    print(f"files: {args.files} per phase at {args.rate}/s")
-    print(
-        f"SSE   {args.followers} followers, one inlet web: CPU {web_cpu:.2f} s over {wall1:.1f} s "
-        f"({100 * web_cpu / wall1:.1f} % of a core), {1000 * sse_per / args.files:.2f} ms per follower per file; "
-        f"RSS idle {rss_idle / 2**20:.0f} MiB, peak {max(rss_peak) / 2**20:.0f} MiB; "
-        f"delay median {statistics.median(sse_delays):.3f} s, p90 {pct(sse_delays, 0.9):.3f} s, "
-        f"max {max(sse_delays):.3f} s; missing deliveries: {missing}"
-    )
-    print(f"      Rucio CPU while feeding (the feeder's registrations): {feeder_rucio_cpu:.2f} s")
+    print(f"load average at the end {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     print(
         f"POLL  {args.pollers} pollers, list_replicas every {args.poll} s: Rucio CPU beyond the feeder's "
         f"{poll_rucio:.2f} s over {wall2:.1f} s ({100 * poll_rucio / wall2:.1f} % of a core), "
         f"{1000 * poll_per / args.files:.2f} ms per follower per file; "
-        f"delay median {statistics.median(poll_delays):.3f} s, p90 {pct(poll_delays, 0.9):.3f} s"
+        f"delay median {statistics.median(poll_delays):.3f} s, p90 {pct(poll_delays, 0.9):.3f} s; "
+        f"feeding took {wall2:.1f} s with the pollers, {wall1:.1f} s without"
     )
     print(f"web CPU while the pollers ran (idle SSE side): {web3 - web2:.2f} s")
     print(f"ratio server CPU per follower per file, poll / SSE: {poll_per / sse_per:.1f}x")
@@ -306,4 +311,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    # A SIGTERM (timeout, kill) still stops the web server the benchmark started.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     main()
