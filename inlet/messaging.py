@@ -45,6 +45,8 @@ log = logging.getLogger(__name__)
 
 #: Seconds to wait for the broker's receipt of a SUBSCRIBE or a SEND.
 RECEIPT_TIMEOUT = 15.0
+#: Seconds :meth:`Connection.close` waits for the broker to confirm a DISCONNECT.
+CLOSE_WAIT = 2.0
 #: Which of the broker's logins (``[broker]`` settings) a connection uses.
 Role = Literal["inlet", "reader", "hermes"]
 _FIX_UNREACHABLE = "start it (`inlet lake up`; `inlet lake status` shows it) or correct [broker] host/stomp_port"
@@ -298,11 +300,20 @@ class Connection:
         )
 
     def close(self) -> None:
-        """Disconnect: whatever was delivered and not acknowledged goes back to the queue."""
-        conn, self._conn, self._frames, self.logged_in = self._conn, None, None, False
+        """Disconnect: whatever was delivered and not acknowledged goes back to the queue.
+
+        Returns once the broker confirmed the DISCONNECT (at most ``CLOSE_WAIT`` s): until then
+        the broker still counts the connection, and holds its ``client_id`` (a durable
+        subscriber that reconnects at once under the same id would be refused).
+        """
+        conn, frames = self._conn, self._frames
+        self._conn, self._frames, self.logged_in = None, None, False
         if conn is not None:
             with contextlib.suppress(StompException, OSError):
                 conn.disconnect()
+            receiver = getattr(getattr(conn, "transport", None), "receiver_thread", None)
+            if frames is not None and threading.current_thread() is not receiver:
+                frames.lost.wait(CLOSE_WAIT)
 
     def __enter__(self) -> Connection:
         if not self.is_connected():

@@ -75,6 +75,9 @@ class DurableFeed:
     - ``on_message(message)`` runs on stomp.py's receiver thread: it must not block. The message
       is acknowledged after it returns; if it raises, it is not, and the broker delivers it again
       after the next reconnect (``ack_after_callback=False``: the owner calls :meth:`ack`).
+      Delivery is at least once: a connection lost between the callback and the ack brings the
+      message again (its ``redelivered`` is then true); owners dedupe, or treat messages as
+      wake-ups and read the truth elsewhere (as ``inlet follow`` does).
     - ``on_connected()`` runs on the feed's thread after every connect, once the broker confirmed
       every subscription: anything published from then on reaches ``on_message``, so a catch-up
       listing run here misses nothing. An exception there is logged and the feed goes on.
@@ -138,6 +141,8 @@ class DurableFeed:
 
     # -- messages ------------------------------------------------------------------------------
     def _deliver(self, message: Message) -> None:
+        if self._stopping.is_set():
+            return  # a closing connection cannot ack it any more: it comes back to the next one
         try:
             self.on_message(message)
         except Exception as exc:  # never into stomp.py's thread: the message comes back later
@@ -209,8 +214,7 @@ class DurableFeed:
                     delay = min(delay * 2, self.reconnect_max)
                     continue
             self._stopping.wait(self.check_every)
-        self._connected.clear()
-        self.conn.close()
+        # The connection stays open for stop() (which closes it) or forget() (which uses it).
 
     @property
     def connected(self) -> bool:
@@ -221,7 +225,11 @@ class DurableFeed:
         return self._connected.wait(timeout)
 
     def stop(self) -> None:
-        """Disconnect; a durable subscription stays, keeping messages for the next start."""
+        """Disconnect; a durable subscription stays, keeping messages for the next start.
+
+        Messages that reach the closing connection are not handed to ``on_message`` (they could
+        not be acknowledged): the broker gives them to the next connection under the name.
+        """
         self._stopping.set()
         if self._thread is not None:
             self._thread.join(timeout=15)
@@ -230,27 +238,29 @@ class DurableFeed:
         self.conn.close()
 
     def forget(self) -> None:
-        """Remove the durable subscriptions (and what they kept) from the broker; then stop.
+        """Remove the durable subscriptions (and what they kept) from the broker; stops the feed.
 
-        Connects if needed (the name must not be in use elsewhere).
+        ActiveMQ removes a durable subscription only while no consumer uses it, so this stops
+        the feed, then logs in again under the name with no subscription and unsubscribes.
         """
+        self.stop()
         if self.name is None:
-            self.stop()
             return
-        self._stopping.set()
-        if self._thread is not None:
-            self._thread.join(timeout=15)
-            self._thread = None
-        if not self.conn.is_connected():
-            self.on_connected, saved = None, self.on_connected
+        bare = Connection(self.conn.broker, role=self.conn.role, client_id=self.name)
+        # Our own connection, closed a moment ago, may still hold the name at the broker.
+        for delay in (0.2, 0.5, 1.0, 2.0, 4.0, 0.0):
             try:
-                self.connect()
-            finally:
-                self.on_connected = saved
-        for sub in list(self.subscriptions):
-            self.conn.unsubscribe(sub)
-        self.conn.close()
-        self._connected.clear()
+                bare.connect()
+                break
+            except BrokerUnavailable as exc:
+                if not delay or "already connected" not in exc.broker_error.lower():
+                    raise
+                self._stopping.wait(delay)
+        try:
+            for sub in self.subscriptions:
+                bare.unsubscribe(sub)
+        finally:
+            bare.close()
 
     def __enter__(self) -> DurableFeed:
         self.start()

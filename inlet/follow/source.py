@@ -261,6 +261,8 @@ class GapGuard:
         self._checkpoints: list[tuple[int, float]] = []
         #: Committed ids above the floor that the selection does not take (settled on sight).
         self._unselected: set[int] = set()
+        #: Every id up to this one has been looked at (by :meth:`poll`).
+        self.high_water = self._floor
 
     @property
     def cursor(self) -> Cursor:
@@ -332,4 +334,5 @@ class GapGuard:
         self._unselected |= {i for i in committed if i not in selected}
         fresh = [r for r in rows if r.seq not in self._delivered]
         self.observe(committed, high)
+        self.high_water = max(self.high_water, high)
         return fresh

@@ -226,3 +226,22 @@ class OutboxMessage(Base):
     sent_at: Mapped[Optional[dt.datetime]] = mapped_column(UTCDateTime())
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[Optional[str]] = mapped_column(Text)
+
+
+class FollowerCursor(Base):
+    """Where a named follower (``inlet follow --name``) stands in the availability stream.
+
+    ``position`` is :class:`inlet.follow.source.Cursor`'s token: the highest settled
+    ``file_availability.id``, plus the ids above it already handed out. Written after the
+    consumer has finished with a file, so a restart repeats nothing and misses nothing.
+    """
+
+    __tablename__ = "follower_cursors"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    position: Mapped[str] = mapped_column(Text)
+    #: The selection and RSE it follows: a restart under the same name with other ones is refused.
+    selection: Mapped[str] = mapped_column(Text)
+    rse: Mapped[Optional[str]] = mapped_column(String(RSE_LEN))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
