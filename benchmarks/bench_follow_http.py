@@ -306,7 +306,11 @@ def main() -> None:
         f"feeding took {wall2:.1f} s with the pollers, {wall1:.1f} s without"
     )
     print(f"web CPU while the pollers ran (idle SSE side): {web3 - web2:.2f} s")
-    print(f"ratio server CPU per follower per file, poll / SSE: {poll_per / sse_per:.1f}x")
+    sse_rate, poll_rate = sse_per / wall1, poll_per / wall2
+    print(
+        f"server CPU per follower-second: SSE {1000 * sse_rate:.2f} ms, poll {1000 * poll_rate:.2f} ms; "
+        f"ratio poll / SSE {poll_rate / sse_rate:.1f}x (per follower per file: {poll_per / sse_per:.1f}x)"
+    )
     print(f"ratio median delay, poll / SSE: {statistics.median(poll_delays) / statistics.median(sse_delays):.1f}x")
 
 

@@ -292,8 +292,19 @@ async def file_events(web: Any, follower: Follower, req: FollowRequest, start: C
     metrics.FOLLOWERS.inc()
     try:
         with web.feed.waker() as wake:
+            first = True
             while not web.feed.stopping:
+                # The feed's mark holds the newest availability id it saw: a wake-up for anything
+                # else (a run changed state) costs this stream no query.
+                newest = web.feed.mark[2] if web.feed.mark is not None else None
+                woken, first_pass = wake.is_set(), first
                 wake.clear()
+                first = False
+                nothing_new = newest is not None and newest <= guard.high_water and not guard.waiting
+                if woken and not first_pass and nothing_new:
+                    await _wait(wake, IDLE_CHECK)
+                    continue
+                looked = guard.high_water
                 try:
                     files = await anyio.to_thread.run_sync(read, limiter=limiter)
                 except Exception as exc:  # a catalogue hiccup: say so, look again at the next wake-up
@@ -305,13 +316,19 @@ async def file_events(web: Any, follower: Follower, req: FollowRequest, start: C
                     if follower.may_read(f, now):
                         metrics.FOLLOW_FILES.inc()
                         yield event_of(f, position(guard.cursor))
-                if len(files) >= BATCH:
-                    continue  # more history waiting: no need to be woken
-                wait = min(IDLE_CHECK, guard.timeout) if guard.waiting else IDLE_CHECK
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(wake.wait(), wait)
+                # More history waiting (a full batch, or a window of ids read short of the newest):
+                # read on without waiting to be woken.
+                behind = newest is not None and looked < guard.high_water < newest
+                if len(files) >= BATCH or behind:
+                    continue
+                await _wait(wake, min(IDLE_CHECK, guard.timeout) if guard.waiting else IDLE_CHECK)
     finally:
         metrics.FOLLOWERS.dec()
+
+
+async def _wait(wake: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(wake.wait(), seconds)
 
 
 async def follow_view(request: Request) -> Response:

@@ -202,9 +202,14 @@ def test_resume_sends_exactly_the_files_after_the_id(app_client: TestClient, cat
     assert [e["data"] for e in after] == [e["data"] for e in everything[2:]]
 
 
-def test_a_slow_reader_loses_nothing(app_client: TestClient, catalog: Catalog) -> None:  # noqa: F811
+def test_a_slow_reader_loses_nothing(
+    app_client: TestClient,
+    catalog: Catalog,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """A stream only reads the catalogue when its client takes the next event: files written while
     the client does not read (more than a batch) come later, in order, none lost or repeated."""
+    monkeypatch.setattr(follow, "IDLE_CHECK", 0.5)  # no broker here: the idle look is the wake-up
     web = app_client.app.state.web  # type: ignore[attr-defined]
     req = follow.parse_request({"select": "cygno.raw: run_number = 3"}, {})
     names = [f"run000003_{i:04d}.mid.gz" for i in range(follow.BATCH * 2 + 5)]
