@@ -80,7 +80,7 @@ class Follower:
         start: Start = "now",
         batch: int = 200,
         tick: float = 5.0,
-        burst: float = 3.0,
+        burst: float = 10.0,
         burst_every: float = 0.05,
         gap_timeout: float = GAP_TIMEOUT,
         connect_timeout: float = 30.0,
