@@ -133,6 +133,8 @@ class Postgres(Service):
             "full_page_writes": "off",
             "shared_buffers": "32MB",
             "max_connections": "200",
+            # No logical replication: without workers PostgreSQL does not start their launcher.
+            "max_logical_replication_workers": "0",
             "log_min_messages": "warning",
         }
         argv = [str(postgres), "-D", str(self.datadir)]
