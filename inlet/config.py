@@ -166,7 +166,18 @@ class LakeSettings(_Section):
     postgres_bin: Path | None = Field(
         None, description="Directory with initdb/postgres. Default: newest /usr/lib/postgresql/*/bin."
     )
-    rucio_workers: int = Field(2, ge=1, description="gunicorn workers of the Rucio server.")
+    rucio_workers: int = Field(
+        1,
+        ge=1,
+        description="gunicorn worker processes of the Rucio server (each ~140 MB resident: the lake's "
+        "memory is mostly Python processes).",
+    )
+    rucio_threads: int = Field(
+        4,
+        ge=1,
+        description="Threads per Rucio server worker (gunicorn's gthread workers: a request waiting on "
+        "PostgreSQL does not hold up the others). 1: gunicorn's sync workers, one request per process.",
+    )
     rucio_python: str = Field(
         "",
         description="Python interpreter (a venv's bin/python with rucio and rucio-inlet) that runs the lake's "
