@@ -53,6 +53,9 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--profile", choices=sorted(PROFILES), default="ten-minutes")
     ap.add_argument("--speedup", type=float, help="Override the profile's speed-up.")
+    ap.add_argument(
+        "--duration", type=float, help="Override the profile's run length (s of DAQ time; chunks = duration)."
+    )
     ap.add_argument("--poll-interval", type=float, help="The polling baseline's period (s; default per profile).")
     ap.add_argument("--report-dir", type=Path, default=Path("rehearsal-bench"))
     ap.add_argument("--json", type=Path, help="Also write the figures here.")
@@ -66,6 +69,8 @@ def main() -> int:
         prof["speedup"] = args.speedup
     if args.poll_interval:
         prof["poll_interval"] = args.poll_interval
+    if args.duration:
+        prof["duration"] = args.duration
     cmd = [
         str(BIN / "inlet"),
         "rehearse",

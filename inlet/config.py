@@ -166,7 +166,18 @@ class LakeSettings(_Section):
     postgres_bin: Path | None = Field(
         None, description="Directory with initdb/postgres. Default: newest /usr/lib/postgresql/*/bin."
     )
-    rucio_workers: int = Field(2, ge=1, description="gunicorn workers of the Rucio server.")
+    rucio_workers: int = Field(
+        1,
+        ge=1,
+        description="gunicorn worker processes of the Rucio server (each ~140 MB resident: the lake's "
+        "memory is mostly Python processes).",
+    )
+    rucio_threads: int = Field(
+        4,
+        ge=1,
+        description="Threads per Rucio server worker (gunicorn's gthread workers: a request waiting on "
+        "PostgreSQL does not hold up the others). 1: gunicorn's sync workers, one request per process.",
+    )
     rucio_python: str = Field(
         "",
         description="Python interpreter (a venv's bin/python with rucio and rucio-inlet) that runs the lake's "
@@ -517,6 +528,28 @@ class RehearseSettings(_Section):
     )
 
 
+class FollowSettings(_Section):
+    """``inlet follow``: how a follower waits for new files (the catalogue is read, events wake it)."""
+
+    tick: float = Field(
+        5.0, gt=0, description="Seconds between looks at the catalogue when no event came (safety net)."
+    )
+    burst: float = Field(
+        10.0,
+        ge=0,
+        description="Seconds a follower keeps looking (a cheap MAX(id)) after an event: the listener writes the "
+        "row after the event reached everyone, seconds later on a loaded host.",
+    )
+    burst_every: float = Field(0.05, gt=0, description="Seconds between looks during that burst.")
+    gap_timeout: float = Field(
+        5.0, gt=0, description="Seconds after which a missing availability id counts as a rolled-back insert."
+    )
+    batch: int = Field(200, ge=1, le=10000, description="Rows read per catalogue query.")
+    connect_timeout: float = Field(
+        30.0, gt=0, description="Seconds a named follower waits for its broker name (held by a run that just died)."
+    )
+
+
 class WebSettings(_Section):
     """``inlet web``: the status pages for shift workers, behind Rucio logins."""
 
@@ -580,6 +613,7 @@ class Settings(BaseSettings):
     uploader: UploaderSettings = Field(default_factory=UploaderSettings)
     rehearse: RehearseSettings = Field(default_factory=RehearseSettings)
     web: WebSettings = Field(default_factory=WebSettings)
+    follow: FollowSettings = Field(default_factory=FollowSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -18,6 +18,7 @@ from inlet.cli import (
     daemon_cmd,
     embargo_cmd,
     events_cmd,
+    follow_cmd,
     lake_cmd,
     listen_cmd,
     rehearse_cmd,
@@ -85,6 +86,7 @@ app.add_typer(catalog_cmd.app, name="catalog")
 app.command("select", help=select_cmd.HELP)(select_cmd.select)
 app.command("runs")(runs_cmd.runs)
 app.command("fetch")(select_cmd.fetch)
+app.command("follow", help=follow_cmd.HELP)(follow_cmd.follow)
 app.command("reconcile")(catalog_cmd.reconcile)
 app.add_typer(daemon_cmd.app, name="daemon")
 app.add_typer(embargo_cmd.app, name="embargo")

@@ -80,7 +80,7 @@ class Follower:
         start: Start = "now",
         batch: int = 200,
         tick: float = 5.0,
-        burst: float = 3.0,
+        burst: float = 10.0,
         burst_every: float = 0.05,
         gap_timeout: float = GAP_TIMEOUT,
         connect_timeout: float = 30.0,
@@ -151,6 +151,13 @@ class Follower:
                 raise InletError(
                     f"the position of follower {self.name!r} was removed while it ran",
                     "restart it (it starts afresh) or stop the process that ran --forget",
+                )
+            if self._saved is not None and row.position != self._saved.token():
+                # A backstop to the broker's lock (a second process took the name while this one
+                # was cut off from the broker): never overwrite what another run stored.
+                raise InletError(
+                    f"another process moved the position of follower {self.name!r} while this one ran",
+                    "run one process per --name; restart this one to resume from the stored position",
                 )
             row.position = cursor.token()
         self._saved = cursor
@@ -236,9 +243,13 @@ class Follower:
         """
         if self._guard is not None:
             return
-        guard = GapGuard(self._load(), timeout=self.gap_timeout)
+        self._open_feed()  # first: for a named follower, the broker's name is the lock
+        try:
+            guard = GapGuard(self._load(), timeout=self.gap_timeout)
+        except BaseException:
+            self.close()
+            raise
         self._saved = guard.cursor
-        self._open_feed()
         self._guard = guard
 
     def __iter__(self) -> Iterator[FollowedFile]:

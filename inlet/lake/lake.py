@@ -20,6 +20,7 @@ from inlet.config import Settings
 from inlet.errors import InletError
 from inlet.lake.errors import LakeError
 from inlet.lake.ports import answers, wait_until
+from inlet.lake.process import ManagedProcess
 from inlet.lake.services.activemq import ActiveMQ
 from inlet.lake.services.base import LakePaths, Service
 from inlet.lake.services.conveyor import Conveyor
@@ -361,7 +362,27 @@ class Lake:
                 st.log_tail = svc.proc.log_tail()
             st.log_path = str(svc.proc.log_path)
             out.append(st)
+            out.extend(self._member_status(svc, st))
         out.extend(self._external_status())
+        return out
+
+    def _member_status(self, svc: Service, group: ServiceStatus) -> list[ServiceStatus]:
+        """A row per daemon running as a thread of ``svc``'s process: the process's state, and
+        degraded on the daemon's own failing passes (its own log). Memory is the process's row."""
+        proc = svc.proc.process()
+        out = []
+        for name in svc.members():
+            member = ManagedProcess(name, self.paths.run, self.paths.logs)  # for its log only
+            state = "up" if group.state == "degraded" else group.state
+            st = ServiceStatus(name, state, group.pid, f"in {svc.name}", log_path=str(member.log_path))
+            if state == "up" and proc is not None:
+                failed = recent_failures(member.log_path, since=proc.create_time(), now=time.time())
+                if failed.count >= DEGRADED_FAILURES:
+                    st.state = "degraded"
+                    st.last_error = failed.last_error
+            if st.state in ("dead", "starting", "degraded"):
+                st.log_tail = member.log_tail()
+            out.append(st)
         return out
 
     def _external_status(self) -> list[ServiceStatus]:

@@ -31,8 +31,12 @@ from inlet.rehearse.chunks import StrainSource, chunk_name, gps_now, write_chunk
 from inlet.rehearse.loop import RECO_SCOPE, ListenerLoop, effects, rules_not_ok
 from inlet.rehearse.procs import OwnProcess
 from inlet.rehearse.timeline import ChunkTimes, Timeline
+from inlet.uploader.batching import Gatherer
 
 log = logging.getLogger(__name__)
+
+#: Processes of the rehearsal's uploader worker; also the batches the DAQ watcher keeps in flight.
+WORKER_CONCURRENCY = 2
 
 
 #: Seconds before Redis hands a killed worker's task to the next worker, in a chaos rehearsal.
@@ -150,6 +154,7 @@ class Rehearsal:
         #: What the run caused in the catalogue, the outbox and Rucio (chaos runs: see loop.effects).
         self.effects: dict[str, Any] | None = None
         self.rules_not_ok: list[str] | None = None
+        self._gatherer: Gatherer | None = None
 
     def interrupt(self) -> None:
         self.interrupted.set()
@@ -213,7 +218,7 @@ class Rehearsal:
             "-Q",
             self.queue,
             "-c",
-            "2",
+            str(WORKER_CONCURRENCY),
             "-n",
             f"rehearse-{self.queue[-8:]}@%h",
             "--loglevel",
@@ -296,27 +301,32 @@ class Rehearsal:
             polling.start()
             detector = ClosedFileDetector(self.daq, 0.0, self.settings.uploader.sidecar_suffix)
 
-            queued = app_runtime.redis_client(self.settings.redis.url)
-            batch_size = self.settings.uploader.batch_size
+            # inlet watch's loop, scanning often: with a sidecar a file is taken at once. While
+            # the worker's processes all have a batch of ours, closed files gather into the next
+            # batch instead of queueing one task each: one file per batch when the flow keeps up,
+            # bigger batches (fewer REST calls per file) when it falls behind (batching.py).
+            gatherer = Gatherer(
+                lambda batch: api.submit(batch, self.run, "rehearse", p.experiment)[0],
+                self.settings.uploader.batch_size,
+                WORKER_CONCURRENCY,
+            )
+            self._gatherer = gatherer
 
             def watch() -> None:
-                # inlet watch's loop, scanning often: with a sidecar a file is taken at once. While
-                # the workers have a batch waiting, closed files gather into the next batch instead
-                # of queueing one task each: one file per batch when the flow keeps up, bigger
-                # batches (fewer REST calls per file) when it falls behind.
-                pending: list[dict[str, Any]] = []
                 while not stop.is_set():
-                    pending += [
-                        {"path": str(c.path), "size": c.path.stat().st_size, "sidecar": c.sidecar}
-                        for c in detector.scan()
-                    ]
                     try:
-                        if pending and (len(pending) >= batch_size or not queued.llen(self.queue)):
-                            api.submit(pending, self.run, "rehearse", p.experiment)
-                            pending = []
+                        gatherer.add(
+                            [
+                                {"path": str(c.path), "size": c.path.stat().st_size, "sidecar": c.sidecar}
+                                for c in detector.scan()
+                            ]
+                        )
+                        gatherer.flush()
                     except Exception as exc:
-                        # Redis restarting (the chaos drill): the files wait in `pending`.
-                        log.warning("queueing %d file(s) failed (%s); retrying", len(pending), exc)
+                        # Redis restarting (the chaos drill): the files stay in the gatherer. Any
+                        # other failure must not end this thread either: a dead watcher loses every
+                        # file closed after it.
+                        log.warning("queueing %d file(s) failed (%s); retrying", len(gatherer.pending), exc)
                         stop.wait(0.5)
                     stop.wait(0.02)
 
@@ -368,6 +378,12 @@ class Rehearsal:
             shutil.rmtree(self.daq, ignore_errors=True)
         if events.reconnects:
             self.notes.append(f"the event downloader reconnected to the broker {events.reconnects} time(s)")
+        if self._gatherer is not None and self._gatherer.sizes:
+            sizes = sorted(self._gatherer.sizes)
+            self.notes.append(
+                f"{len(sizes)} upload batches, files per batch: median {statistics.median(sizes):g}, "
+                f"max {sizes[-1]} (batches grow while the worker is behind)"
+            )
         self.notes.append(f"the polling downloader listed the dataset {polling.listings} times")
         return self.timeline.snapshot()
 

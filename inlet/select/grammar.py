@@ -46,14 +46,22 @@ class SelectSyntaxError(InletError, ValueError):
     """A selection that does not parse; ``str()`` shows the text with a caret under the spot.
 
     As an :class:`InletError`, ``problem`` is one line: the message, the column, and the text
-    near it (the CLI prints that; a caret needs a second line).
+    near it with a ``^`` inserted at the column (the CLI prints that).
     """
 
     def __init__(self, message: str, text: str, pos: int, fix: str = GRAMMAR_FIX) -> None:
         self.message, self.text, self.pos = message, text, pos
-        near = text[max(0, pos - 20) : pos + 20].strip()
-        problem = f"selection: {message} at column {pos + 1}" + (f", near {near!r}" if near else "")
-        super().__init__(problem, fix)
+        super().__init__(f"selection: {message} at column {pos + 1}{self.pointer()}", fix)
+
+    def pointer(self) -> str:
+        """The text near the column on one line, a caret inserted where it goes wrong:
+        ``: raw:(run_number=^)``. Empty without a text (an error found past the parser)."""
+        if not self.text.strip():
+            return ""
+        start = max(0, self.pos - 30)
+        before = self.text[start : self.pos].replace("\n", " ")
+        after = self.text[self.pos : self.pos + 30].replace("\n", " ")
+        return f": {'...' if start else ''}{before}^{after}"
 
     def __str__(self) -> str:
         return f"{self.message} at column {self.pos + 1}\n  {self.text}\n  {' ' * self.pos}^"

@@ -398,7 +398,13 @@ class Uploader:
         return ok
 
     def _file_rules(self, coll: RunCollections, names: list[str]) -> None:
-        """The stream's per-file rules on DIDs ``scope:name``: one call per rule for the whole batch."""
+        """The stream's per-file rules on DIDs ``scope:name``: one call per rule for the whole batch.
+
+        Rucio makes one rule per DID of the call (a per-file rule, as if made one at a time), in
+        one server transaction, at about a third of the server's cost per rule of one call per
+        file (the call's own work, RSE expression, account and limits, is paid once): the bigger
+        the batch, the cheaper each file's rule.
+        """
         from rucio.common.exception import DuplicateRule
 
         rules = [r for r in stream_policy(self.settings, coll.stream).rules if r.per_file]
@@ -420,10 +426,27 @@ class Uploader:
             try:
                 self.client.add_replication_rule(dids=dids, **args)
             except DuplicateRule:
-                # A retried batch: some files have it already. Rucio refuses the whole call, so one by one.
-                for did in dids:
-                    with contextlib.suppress(DuplicateRule):
-                        self.client.add_replication_rule(dids=[did], **args)
+                # A retried batch: some files have it already, and Rucio refuses the whole call.
+                # One listing per file finds them; the rest get theirs in one call again.
+                missing = [d for d in dids if not self._has_rule(d, args)]
+                if not missing:
+                    continue
+                try:
+                    self.client.add_replication_rule(dids=missing, **args)
+                except DuplicateRule:
+                    # Another worker's retry of the same files got there meanwhile: one by one.
+                    for did in missing:
+                        with contextlib.suppress(DuplicateRule):
+                            self.client.add_replication_rule(dids=[did], **args)
+
+    def _has_rule(self, did: dict[str, str], args: dict[str, Any]) -> bool:
+        """Whether ``did`` has the rule ``args`` describes (what Rucio's DuplicateRule compares:
+        the DID, account, RSE expression and copies)."""
+        return any(
+            (rule.get("account"), rule.get("rse_expression"), int(rule.get("copies") or 0))
+            == (args["account"], args["rse_expression"], args["copies"])
+            for rule in self.client.list_did_rules(did["scope"], did["name"])
+        )
 
     @staticmethod
     def _replica(plan: FilePlan, pl: Placed) -> dict[str, Any]:

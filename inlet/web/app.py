@@ -3,7 +3,8 @@
 Every page needs a login (Rucio checks it; :mod:`inlet.web.access` turns the account's Rucio
 attributes into a role). Pages are rendered on the server; ``?fragment=1`` renders only a
 page's live part, which ``static/live.js`` fetches again when the SSE stream at ``/events``
-says the catalogue changed, so a run moves on screen without a reload.
+says the catalogue changed, so a run moves on screen without a reload. ``/follow`` streams
+file events to programs (:mod:`inlet.web.follow`), with its own logins for curl.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
+import anyio
 from rucio_inlet.catalog_states import RunState
 from sse_starlette.sse import EventSourceResponse
 from starlette.applications import Starlette
@@ -33,7 +35,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from inlet.catalog.db import Catalog, open_catalog
 from inlet.config import Settings
 from inlet.errors import InletError
-from inlet.web import actions, metrics, sources
+from inlet.web import actions, follow, metrics, sources
 from inlet.web.access import Role, Viewer, role_of
 from inlet.web.live import ChangeFeed
 from inlet.web.rucio_rest import RucioRefused, RucioRest
@@ -79,6 +81,10 @@ class Web:
         self.rucio = rucio
         self.feed = feed
         self.meter = sources.RateMeter()
+        # /follow (inlet.web.follow): checked logins, Rucio's RSE names, catalogue query slots.
+        self.logins = follow.Logins()
+        self.known_rses = follow.KnownRSEs()
+        self.follow_slots = anyio.CapacityLimiter(follow.QUERY_SLOTS)
         self.templates = Jinja2Templates(directory=str(HERE / "templates"))
         self.templates.env.globals["tier_rses"] = sources.tier_rses(settings)
 
@@ -383,6 +389,7 @@ def create_app(
         Route("/rehearsals", page("rehearsals", rehearsals_view)),
         Route("/rehearsals/{stamp}/{plot}", page("rehearsal-plot", rehearsal_plot)),
         Route("/events", page("events", events_view)),
+        Route("/follow", follow.follow_view),
         Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
     ]
     middleware = [

@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import logging
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import anyio.to_thread
 
@@ -48,6 +48,7 @@ class ChangeFeed:
         self.heartbeat_ms = heartbeat_ms
         self.mark: tuple[int, int, int] | None = None
         self._clients: set[asyncio.Queue[str]] = set()
+        self._waiters: set[asyncio.Event] = set()
         self._poke = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop = threading.Event()
@@ -71,6 +72,8 @@ class ChangeFeed:
                 await t
         for q in list(self._clients):
             q.put_nowait("")
+        for w in list(self._waiters):
+            w.set()
 
     # -- the broker side (a thread of its own: stomp.py calls back from its receiver thread) -----
     def poke_threadsafe(self) -> None:
@@ -125,6 +128,8 @@ class ChangeFeed:
             metrics.CHANGES.inc()
             for q in list(self._clients):
                 q.put_nowait("changed")
+            for w in list(self._waiters):
+                w.set()
 
     async def _watch(self) -> None:
         loop = asyncio.get_running_loop()
@@ -138,11 +143,30 @@ class ChangeFeed:
                 # The listener writes the catalogue after the event reached us: look again for a while.
                 until = loop.time() + self.burst
                 while loop.time() < until:
-                    await asyncio.sleep(self.burst_every)
+                    # A new event ends the wait at once (a steady flow keeps its latency low);
+                    # otherwise look again after burst_every.
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._poke.wait(), self.burst_every)
                     if self._poke.is_set():
                         self._poke.clear()
                         until = loop.time() + self.burst
                     await self._check()
+
+    # -- the followers' side (inlet.web.follow) ---------------------------------------------------
+    @contextlib.contextmanager
+    def waker(self) -> Iterator[asyncio.Event]:
+        """An event set whenever the catalogue changes (one flag per follower: a wake-up it has not
+        taken yet is not queued twice), registered for the life of the ``with`` block."""
+        event = asyncio.Event()
+        self._waiters.add(event)
+        try:
+            yield event
+        finally:
+            self._waiters.discard(event)
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
 
     # -- the browsers' side ----------------------------------------------------------------------
     async def stream(self) -> AsyncIterator[dict[str, str]]:

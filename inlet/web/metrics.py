@@ -24,6 +24,8 @@ ACTIONS = Counter("inlet_web_actions", "Data-manager actions", ["action", "outco
 SSE_CLIENTS = Gauge("inlet_web_sse_clients", "Browsers holding a live-update stream")
 BROKER_EVENTS = Counter("inlet_web_broker_events", "Broker messages that woke the live-update feed")
 CHANGES = Counter("inlet_web_changes", "Catalogue changes pushed to browsers")
+FOLLOWERS = Gauge("inlet_web_followers", "Clients holding a /follow file stream")
+FOLLOW_FILES = Counter("inlet_web_follow_files", "File events sent to /follow clients")
 
 
 class CatalogCollector:

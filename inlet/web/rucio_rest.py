@@ -107,6 +107,10 @@ class RucioRest:
         rows = data if isinstance(data, list) else _lines(res.text)
         return {str(r["key"]): str(r["value"]) for r in rows}
 
+    def rse_names(self) -> list[str]:
+        res = self._call("GET", "/rses/", self._headers(self.service_token()))
+        return [str(r["rse"]) for r in _lines(res.text)]
+
     def did_rules(self, scope: str, name: str) -> list[dict[str, Any]]:
         res = self._call("GET", f"/dids/{_did(scope, name)}/rules", self._headers(self.service_token()))
         return _lines(res.text)

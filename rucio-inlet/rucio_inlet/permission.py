@@ -63,6 +63,7 @@ from rucio.core.account import has_account_attribute
 from rucio.core.rse import list_rse_attributes
 from rucio.core.rse_expression_parser import parse_expression
 
+from rucio_inlet import readers
 from rucio_inlet.actions import handled
 from rucio_inlet.closure import Embargo, active_embargoes, closure, embargoes_of, scope_of
 from rucio_inlet.embargo import EMBARGO_ADMIN, EMBARGO_KEY, PUBLIC_ATTR, parse_embargo
@@ -75,7 +76,7 @@ if TYPE_CHECKING:
 
 #: Account attributes this policy reads (Rucio account attributes: `rucio account attribute add`).
 DATA_MANAGER = "data-manager"
-COLLABORATION = "collaboration"
+COLLABORATION = readers.COLLABORATION
 #: RSE attribute (besides rse_type TAPE) marking tape storage.
 TAPE_ATTR = "tape"
 
@@ -374,7 +375,8 @@ def perm_approve_rule(issuer: InternalAccount, kwargs: dict[str, Any], session: 
 
 
 def perm_get_signed_url(issuer: InternalAccount, kwargs: dict[str, Any], session: Session) -> PermissionResult:
-    if _is_root(issuer) or _has(issuer, COLLABORATION, session):
+    # The decision inlet's own readers ask too (rucio_inlet.readers), with Rucio's attribute lookup.
+    if readers.reads_private(issuer.external, lambda key: _has(issuer, key, session)):
         return _OK()
     return _result(
         False,

@@ -10,6 +10,7 @@ import uuid
 
 import pytest
 
+from inlet.event_contract import envelope
 from inlet.follow.feed import DurableFeed, FeedInUse
 from inlet.lake.lake import Lake
 from inlet.messaging import Connection, Message
@@ -17,20 +18,20 @@ from tests.integration.conftest import wait_for
 
 
 def publish(lake: Lake, tag: str, n: int, start: int = 0) -> None:
+    """Well-formed inlet events of a type no listener route takes (the inlet topic also feeds the
+    listener's queue: anything else would end in its DLQ)."""
     b = lake.settings.broker
+    frames = (
+        (json.dumps(envelope("feed-test", {"tag": tag, "i": i})), {"event_type": "feed-test", "tag": tag})
+        for i in range(start, start + n)
+    )
     with Connection(b) as conn:
-        conn.send_all(
-            b.inlet_topic,
-            (
-                (json.dumps({"tag": tag, "i": i}), {"event_type": "feed-test", "tag": tag})
-                for i in range(start, start + n)
-            ),
-        )
+        conn.send_all(b.inlet_topic, frames)
 
 
 def feed(lake: Lake, name: str | None, tag: str, inbox: queue.Queue[int], connected: list[int]) -> DurableFeed:
     def on_message(m: Message) -> None:
-        doc = json.loads(m.body)
+        doc = json.loads(m.body)["payload"]
         if doc.get("tag") == tag:
             inbox.put(int(doc["i"]))
 

@@ -25,6 +25,7 @@ from inlet.lake.lake import Lake
 from inlet.lake.ports import wait_until
 from inlet.lake.process import ManagedProcess
 from inlet.lake.services.base import LakePaths, venv_bin
+from inlet.lake.services.daemons import DaemonGroup
 from inlet.lake.services.mariadb import DB_PASSWORD as MARIADB_PASSWORD
 from inlet.lake.services.rucio_server import rucio_env
 
@@ -226,12 +227,16 @@ def test_no_daemon_of_the_lake_is_failing_its_passes(lake: Lake) -> None:
 
 def test_status_reports_a_daemon_whose_passes_keep_failing_as_degraded(lake: Lake, tmp_path: Path) -> None:
     # The reaper exactly as the lake used to run it (--sleep-time 1): alive, and every pass
-    # fails with a TypeError. It runs in a lake of its own, against the real lake's catalogue.
+    # fails with a TypeError. It runs in the lake's daemon group (one process, a thread per
+    # daemon, a log per daemon) with a healthy undertaker beside it, in a lake of its own,
+    # against the real lake's catalogue: the reaper's row is degraded, the undertaker's not.
     state = tmp_path / "lake"
     settings = Settings(lake={**lake.settings.lake.model_dump(), "state_dir": state, "manage": ["daemons"]})
     mini = Lake(settings)
-    proc = ManagedProcess("rucio-reaper", mini.paths.run, mini.paths.logs)
-    argv = [venv_bin("rucio-reaper"), "--sleep-time", "1", "--chunk-size", "100"]
+    group = DaemonGroup(settings, mini.paths)
+    proc = ManagedProcess(group.name, mini.paths.run, mini.paths.logs)
+    argv = [*group.argv()[: group.argv().index("--daemon")]]
+    argv += ["--daemon", "reaper --sleep-time 1 --chunk-size 100", "--daemon", "undertaker --sleep-time 1"]
     # Its own Rucio cache: through the lake's memcached it would find the RSEs the lake's reaper
     # paused and skip the passes that fail (nothing answers at port 1: Rucio caches in memory).
     cfg = configparser.ConfigParser(interpolation=None)
@@ -252,6 +257,9 @@ def test_status_reports_a_daemon_whose_passes_keep_failing_as_degraded(lake: Lak
 
         assert wait_until(degraded, DEADLINE_S, interval=1.0) and row.state == "degraded", row
         assert "TypeError" in row.last_error
+        rows = {r.name: r for r in mini.status()}
+        assert rows["rucio-daemons"].state == "up" and rows["rucio-undertaker"].state == "up", rows
+        assert rows["rucio-reaper"].pid == rows["rucio-daemons"].pid == proc.process().pid  # type: ignore[union-attr]
         env = {**os.environ, "INLET_LAKE__STATE_DIR": str(state), "INLET_LAKE__MANAGE": '["daemons"]'}
         res = subprocess.run(
             [venv_bin("inlet"), "lake", "status"], env=env, capture_output=True, text=True, timeout=60, check=False

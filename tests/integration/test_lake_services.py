@@ -144,3 +144,30 @@ def test_a_managed_listener_starts_reports_health_and_stops_by_pid(lake: Lake) -
         svc.proc.stop()
     assert not svc.proc.is_running()
     assert next(r for r in with_listener.status() if r.name == "listener").state == "down"
+
+
+def test_the_slow_daemons_are_threads_of_one_process_each_with_its_heartbeat_log_and_status(lake: Lake) -> None:
+    from inlet.lake.services.daemons import GROUPED_DAEMONS
+
+    rows = {r.name: r for r in lake.status()}
+    group = rows["rucio-daemons"]
+    assert group.state == "up", group.log_tail
+    pid = group.pid
+    assert pid is not None and group.rss > 0
+    for d in GROUPED_DAEMONS:
+        row = rows[f"rucio-{d}"]
+        # Its own row: the process's pid and state, its own log, no memory of its own (the group's row has it).
+        assert (row.state, row.pid, row.rss) == ("up", pid, 0), row
+        assert row.log_path == str(lake.paths.logs / f"rucio-{d}.log")
+    # To Rucio they are separate daemons: a heartbeat per daemon, all from the one pid.
+    with psycopg.connect(libpq_dsn(Postgres(lake.settings, lake.paths).url), autocommit=True) as conn:
+
+        def beating() -> set[str]:
+            rows = conn.execute("SELECT DISTINCT readable FROM heartbeats WHERE pid = %s", (pid,)).fetchall()
+            return {str(r) for (r,) in rows}
+
+        wait_for("a heartbeat of each grouped daemon", lambda: beating() >= set(GROUPED_DAEMONS), timeout=60)
+    # Each daemon's own records are in its own log, written by the group's process.
+    for d in GROUPED_DAEMONS:
+        text = (lake.paths.logs / f"rucio-{d}.log").read_text(errors="replace")
+        assert f"\t{d}\t{pid}\t" in text, d

@@ -36,6 +36,16 @@ from tests.integration.conftest import (
 
 SCOPE = "cygno.raw"
 HELD = {"tier": "raw", "rules": [{"rse_expression": "SITE_B_DISK", "delay_injection": 86400}]}
+#: As the rehearsal's: site A for the run dataset, and a rule per file to site B.
+PER_FILE = {
+    "tier": "raw",
+    "rules": [
+        {"rse_expression": "SITE_A_DISK", "notify": "N"},
+        {"rse_expression": "SITE_B_DISK", "notify": "N", "per_file": True},
+    ],
+    "release": False,
+}
+PLAIN = {"tier": "raw", "rules": [{"rse_expression": "SITE_A_DISK", "notify": "N"}], "release": False}
 
 
 def _adler(data: bytes) -> str:
@@ -44,7 +54,9 @@ def _adler(data: bytes) -> str:
 
 @pytest.fixture(scope="module")
 def env(uploader_env: UploaderEnv) -> dict[str, str]:
-    return uploader_env("flow", streams=json.dumps({"raw": {"tier": "raw"}, "held": HELD}))
+    return uploader_env(
+        "flow", streams=json.dumps({"raw": {"tier": "raw"}, "held": HELD, "perfile": PER_FILE, "plain": PLAIN})
+    )
 
 
 @pytest.fixture(scope="module")
@@ -78,6 +90,8 @@ for op, *args in json.loads(sys.stdin.read()):
     elif op == "replicas":
         out.append([{"rses": sorted(r["rses"]), "adler32": r["adler32"]}
                     for r in c.list_replicas([{"scope": args[0], "name": args[1]}])])
+    elif op == "rule_ids":
+        out.append([[r["rse_expression"], r["id"]] for r in c.list_did_rules(*args)])
     elif op == "exists":
         try:
             c.get_did(*args)
@@ -340,3 +354,52 @@ def test_watch_uploads_closed_files_and_quarantines_bad_names(
     qdir = Path(env["INLET_UPLOADER__QUARANTINE_DIR"])
     assert (qdir / "notes.txt").read_bytes() == b"not a run file"
     assert "no run number" in json.loads((qdir / "notes.txt.reason.json").read_text())["reason"]
+
+
+def _rule_calls(lake: Lake) -> int:
+    """Rule-creating REST calls the lake's Rucio server has answered so far (its access log)."""
+    log = lake.paths.logs / "rucio-access.log"
+    return sum(1 for line in log.read_text(errors="replace").splitlines() if '"POST /rules/ ' in line)
+
+
+def test_a_batchs_per_file_rules_are_a_rule_per_file_made_in_one_call(
+    lake: Lake, env: dict[str, str], worker: subprocess.Popen[bytes], tmp_path: Path
+) -> None:
+    run = random.randint(100_000, 999_999)
+    files = daq_files(tmp_path / "daq", run, 6)
+    before = _rule_calls(lake)
+    res = inlet(env, "upload", *map(str, files), "--run", str(run), "--stream", "perfile")
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout.strip().splitlines()[-1])["registered"] == 6
+    # One batch, one rule call: Rucio made a rule per file of it.
+    assert _rule_calls(lake) - before == 1
+    per_file = ask(env, *(["rule_ids", SCOPE, f.name] for f in files))
+    assert [[rse for rse, _ in rules] for rules in per_file] == [["SITE_B_DISK"]] * 6
+    assert len({rid for rules in per_file for _, rid in rules}) == 6, "a rule of its own per file"
+    (ds_rules,) = ask(env, ["rules", SCOPE, f"run{run:06d}.raw"])
+    assert set(ds_rules) == {"SITE_A_DISK"}
+
+
+def test_a_retried_batch_whose_files_have_some_of_their_rules_gets_the_missing_ones_in_one_call(
+    lake: Lake, env: dict[str, str], worker: subprocess.Popen[bytes], tmp_path: Path
+) -> None:
+    # A crash between registration and the rules, made on the real lake: the files registered by
+    # a stream without the per-file rule (same tier, same run dataset), then some of them given
+    # their rule by the per-file stream; then the whole batch again, as a retry would send it.
+    run = random.randint(100_000, 999_999)
+    files = daq_files(tmp_path / "daq", run, 6)
+    res = inlet(env, "upload", *map(str, files), "--run", str(run), "--stream", "plain")
+    assert res.returncode == 0, res.stderr
+    some = [files[i] for i in (1, 2, 4, 5)]
+    res = inlet(env, "upload", *map(str, some), "--run", str(run), "--stream", "perfile")
+    assert res.returncode == 0, res.stderr
+    had = ask(env, *(["rule_ids", SCOPE, f.name] for f in files))
+    assert [len(r) for r in had] == [0, 1, 1, 0, 1, 1]
+    before = _rule_calls(lake)
+    res = inlet(env, "upload", *map(str, files), "--run", str(run), "--stream", "perfile")
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout.strip().splitlines()[-1])["skipped"] == 6
+    assert _rule_calls(lake) - before == 2  # the whole batch, refused (DuplicateRule); the two missing
+    again = ask(env, *(["rule_ids", SCOPE, f.name] for f in files))
+    assert [[rse for rse, _ in rules] for rules in again] == [["SITE_B_DISK"]] * 6, "one rule per file, no second"
+    assert [again[i] for i in (1, 2, 4, 5)] == [had[i] for i in (1, 2, 4, 5)]

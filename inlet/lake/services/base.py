@@ -117,6 +117,11 @@ class Service(ABC):
     def env(self) -> dict[str, str]:
         return {}
 
+    def members(self) -> list[str]:
+        """Names of the daemons that run as threads inside this service's process, each with its
+        own log ``<name>.log`` and its own row in ``inlet lake status``."""
+        return []
+
     def user(self) -> str | None:
         return None
 

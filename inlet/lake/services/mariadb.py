@@ -106,6 +106,11 @@ class MariaDB(Service):
             "--skip-log-bin",
             # A development lake: start-up speed and a small footprint over durability.
             "--innodb-buffer-pool-size=64M",
+            # Buffers of engines the catalogue does not use (MyISAM's key cache) or uses only for
+            # a large sort's temporary table (Aria's page cache): 128M each by default, most of the
+            # server's memory at idle.
+            "--key-buffer-size=4M",
+            "--aria-pagecache-buffer-size=8M",
             "--innodb-log-file-size=16M",
             "--innodb-flush-log-at-trx-commit=2",
             "--max-connections=300",

@@ -111,6 +111,9 @@ class RucioServer(Service):
             f"127.0.0.1:{self.port}",
             "--workers",
             str(self.settings.lake.rucio_workers),
+            # > 1: gthread workers (Rucio's own deployments run it threaded, under mod_wsgi).
+            "--threads",
+            str(self.settings.lake.rucio_threads),
             "--timeout",
             "120",
             *no_socket,

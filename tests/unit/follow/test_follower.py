@@ -137,3 +137,16 @@ def test_hostile_names_are_refused(cat: Catalog) -> None:
     for bad in ("", "../x", "a b", "x" * 65, "a;b", "-x"):
         with pytest.raises(InletError, match="not allowed"):
             Follower("*:", catalog=cat, broker=None, name=bad)
+
+
+def test_a_second_process_under_the_same_name_is_caught_when_saving(cat: Catalog) -> None:
+    avail(cat, "run1.f0", "S3")
+    avail(cat, "run1.f1", "S3")
+    one = iter(Follower("*:", catalog=cat, broker=None, name="t3", start="start", tick=0.05))
+    two = Follower("*:", catalog=cat, broker=None, name="t3", tick=0.05)
+    it_two = iter(two)
+    assert next(one).name == "run1.f0"
+    assert next(it_two).name == "run1.f0"
+    next(one)  # stores run1.f0 as done
+    with pytest.raises(InletError, match="another process moved"):
+        next(it_two)

@@ -11,7 +11,7 @@ from inlet.config import Settings
 from inlet.lake.lake import DEGRADED_FAILURES, recent_failures
 from inlet.lake.rucio_cfg import MAIL_TEMPLATES, render_alembic_ini, render_rucio_cfg, write_mail_templates
 from inlet.lake.services.base import LakePaths, write_private
-from inlet.lake.services.daemons import RucioDaemon
+from inlet.lake.services.daemons import DaemonGroup, daemon_args
 
 NOW = time.time()
 
@@ -106,5 +106,7 @@ def test_percent_in_a_password_survives_rucios_interpolation(tmp_path: Path) -> 
 
 def test_the_reaper_sleeps_long_enough_for_rucios_heartbeats(tmp_path: Path) -> None:
     s = Settings(lake={"state_dir": tmp_path, "daemon_sleep": 1})  # type: ignore[arg-type]
-    argv = RucioDaemon("reaper", s, LakePaths(tmp_path)).argv()
+    argv = daemon_args("reaper", s)
     assert int(argv[argv.index("--sleep-time") + 1]) >= 2
+    group = DaemonGroup(s, LakePaths(tmp_path)).argv()
+    assert "reaper --sleep-time 2 --chunk-size 100" in group

@@ -125,3 +125,26 @@ def test_the_trigger_installer_refuses_a_database_that_is_not_postgresql() -> No
     with pytest.raises(InletError, match="need PostgreSQL") as err:
         install_wake_triggers("mysql+pymysql://u@h/db")
     assert "idle" in err.value.fix
+
+
+def test_a_woken_daemon_passes_at_once_after_a_quiet_spell_and_at_most_every_min_gap_in_a_burst() -> None:
+    import time
+
+    stop, event = threading.Event(), threading.Event()
+    # The first notification after a quiet spell: no wait for the gap (a minute here; the join
+    # is only a bound against a hang).
+    wait = waiter(event, 3600, stop, min_gap=60)
+    event.set()
+    t = threading.Thread(target=wait)
+    t.start()
+    t.join(30)
+    assert not t.is_alive()
+    # A burst: the next pass waits out the rest of the gap and takes what came meanwhile.
+    wait = waiter(event, 3600, stop, min_gap=0.3)
+    event.set()
+    wait()
+    t0 = time.monotonic()
+    event.set()
+    wait()
+    assert time.monotonic() - t0 >= 0.25
+    assert not event.is_set()

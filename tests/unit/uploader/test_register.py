@@ -111,3 +111,60 @@ def test_dataset_rules_drop_dataset_grouping_only_where_nothing_depends_on_it() 
     # The RSE list unknown: the safe default.
     up._client = RseLister({}, fail=True)
     assert up._grouping(RulePolicy(rse_expression="SITE_A_DISK", notify="N")) == "DATASET"
+
+
+class RuleClient:
+    """add_replication_rule as Rucio answers it: one rule per DID, the whole call refused if any
+    DID has the same rule (account, RSE expression, copies) already."""
+
+    def __init__(self, have: set[str]) -> None:
+        self.have = set(have)
+        self.calls: list[tuple[str, list[str]]] = []
+
+    def add_replication_rule(self, dids: list[dict[str, str]], **args: Any) -> list[str]:
+        names = [d["name"] for d in dids]
+        self.calls.append(("add_rule", names))
+        assert args["grouping"] == "NONE" and args["rse_expression"] == "SITE_B_DISK"
+        if self.have & set(names):
+            raise rucio_exc.DuplicateRule("exists")
+        self.have |= set(names)
+        return [f"rule-{n}" for n in names]
+
+    def list_did_rules(self, scope: str, name: str) -> list[dict[str, Any]]:
+        self.calls.append(("list_rules", [name]))
+        if name not in self.have:
+            return []
+        return [{"account": "root", "rse_expression": "SITE_B_DISK", "copies": 1}]
+
+
+def _per_file_uploader(client: RuleClient) -> tuple[Uploader, Any]:
+    streams = {"raw": {"tier": "raw", "rules": [{"rse_expression": "SITE_B_DISK", "per_file": True, "notify": "Y"}]}}
+    up = Uploader(Settings(uploader={"streams": streams}))  # type: ignore[arg-type]
+    up._client = client
+    return up, run_collections(up.settings, 1, "raw")
+
+
+def test_a_batchs_per_file_rules_are_one_call_one_rule_per_file() -> None:
+    client = RuleClient(set())
+    up, coll = _per_file_uploader(client)
+    names = [f"run000001_pmt_{i:04d}.mid.gz" for i in range(1, 6)]
+    up._file_rules(coll, [f"{coll.scope}:{n}" for n in names])
+    assert client.calls == [("add_rule", names)]
+    assert client.have == set(names)
+
+
+def test_a_retried_batch_adds_only_the_missing_per_file_rules_in_one_call() -> None:
+    names = [f"run000001_pmt_{i:04d}.mid.gz" for i in range(1, 5)]
+    client = RuleClient({names[0], names[2]})
+    up, coll = _per_file_uploader(client)
+    up._file_rules(coll, [f"{coll.scope}:{n}" for n in names])
+    assert client.have == set(names)
+    assert client.calls == [
+        ("add_rule", names),
+        *[("list_rules", [n]) for n in names],
+        ("add_rule", [names[1], names[3]]),
+    ]
+    # All there already: nothing more than the refused call and the look.
+    client.calls.clear()
+    up._file_rules(coll, [f"{coll.scope}:{n}" for n in names])
+    assert [c for c in client.calls if c[0] == "add_rule"] == [("add_rule", names)]
