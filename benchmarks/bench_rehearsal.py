@@ -60,7 +60,6 @@ def main() -> int:
     ap.add_argument("--report-dir", type=Path, default=Path("rehearsal-bench"))
     ap.add_argument("--json", type=Path, help="Also write the figures here.")
     ap.add_argument("--seed", type=int, default=19, help="The chaos profile's plan seed.")
-    ap.add_argument("--duration", type=float, help="Override the profile's duration (seconds of data).")
     args = ap.parse_args()
     prof = dict(PROFILES[args.profile])
     if args.duration:
@@ -69,8 +68,6 @@ def main() -> int:
         prof["speedup"] = args.speedup
     if args.poll_interval:
         prof["poll_interval"] = args.poll_interval
-    if args.duration:
-        prof["duration"] = args.duration
     cmd = [
         str(BIN / "inlet"),
         "rehearse",
