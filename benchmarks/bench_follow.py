@@ -36,6 +36,9 @@ from inlet.catalog import open_catalog
 from inlet.config import load_settings
 from inlet.lake.lake import Lake
 from inlet.messaging import Connection, Subscription, json_documents
+
+# The flow helpers the real-lake tests use (one way to drive the lake), from the repository root.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.integration.follow_flow import (
     BIN,
     TARGET_RSE,
