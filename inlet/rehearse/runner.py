@@ -125,6 +125,10 @@ class Rehearsal:
     def __init__(self, settings: Settings, plan: RehearsalPlan, out: Path) -> None:
         plan.check()
         self.settings = settings
+        #: The lake's own settings, kept apart: a chaos run points *its* catalogue at the lake's
+        #: MariaDB (``_chaos_catalog``), and a lake service restarted with that would rewrite the
+        #: lake's rucio.cfg to it, for every later user of the lake.
+        self.lake_settings = settings.model_copy(deep=True)
         self.plan = plan
         self.out = out
         self.daq = out / "daq"
@@ -440,7 +444,7 @@ class Rehearsal:
     def _start_loop(self, env: dict[str, str]) -> ListenerLoop:
         from inlet.lake.lake import Lake
 
-        lake = Lake(self.settings)
+        lake = Lake(self.lake_settings)
         managed = "listener" in self.settings.lake.manage and lake.service("listener").proc.is_running()
         loop = ListenerLoop(self.settings, self.out, env, lake_listener=managed)
         loop.start()
@@ -450,7 +454,7 @@ class Rehearsal:
         from inlet.lake.lake import Lake
 
         assert self.plan.chaos is not None
-        lake = Lake(self.settings)
+        lake = Lake(self.lake_settings)
 
         def kill(target: str) -> int | None:
             if target in LAKE_TARGETS:

@@ -10,6 +10,7 @@ the catalogue, its rules from Rucio (the plain ``rucio`` CLI) and the fault time
 
 from __future__ import annotations
 
+import configparser
 import json
 import subprocess
 import sys
@@ -22,6 +23,7 @@ from sqlalchemy import select
 
 from inlet.catalog import open_catalog
 from inlet.lake.lake import Lake
+from inlet.lake.services.mariadb import MariaDB
 
 BIN = Path(sys.executable).parent
 
@@ -125,7 +127,9 @@ def test_the_catalogue_and_rucio_confirm_the_life_cycle_happened_once(
 ) -> None:
     _, _, doc = chaos_run
     run = doc["meta"]["run"]
-    catalog = open_catalog(lake.settings.catalog_url(), migrate=False)
+    # The chaos run's catalogue: the configured one, else the lake's MariaDB (runner._chaos_catalog).
+    url = lake.settings.catalog.url or MariaDB(lake.settings, lake.paths).url
+    catalog = open_catalog(url, migrate=False)
     try:
         with catalog.session() as s:
             run_id = s.scalar(select(Run.id).where(Run.experiment == "virgo", Run.run_number == run))
@@ -175,3 +179,15 @@ def test_a_bad_chaos_plan_is_one_line_with_the_fix(rucio_env: dict[str, str], tm
     )
     assert res.returncode != 0
     assert "unknown target 'the-moon'" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_restarted_services_keep_the_lakes_own_configuration(
+    chaos_run: tuple[subprocess.CompletedProcess[str], dict[str, Any], dict[str, Any]], lake: Lake
+) -> None:
+    """The chaos run's catalogue is its own: the Rucio server it restarted still reads the lake's
+    catalogue (rucio.cfg rewritten with the run's would send every later user's metadata there)."""
+    faults = chaos_run[2]["meta"]["chaos"]["faults"]
+    assert any(f["target"] == "rucio" and f["ready_at"] for f in faults)  # the server was restarted
+    cfg = configparser.ConfigParser(interpolation=None)
+    cfg.read(lake.paths.rucio_cfg)
+    assert cfg.get("metadata", "inlet_catalog_url") == lake.settings.catalog_url()
