@@ -100,6 +100,10 @@ class MariaDB(Service):
             f"--datadir={self.datadir}",
             f"--socket={self.socket}",
             f"--pid-file={self.socket.parent / 'mariadbd.pid'}",
+            # Its own directory (the mysql user's), never $TMPDIR: a restart from a Rucio client's
+            # environment (the chaos rehearsal) carries the lake's root-owned tmp, where InnoDB
+            # cannot create its temporary files and the server aborts.
+            f"--tmpdir={self.socket.parent}",
             "--bind-address=127.0.0.1",
             f"--port={self.port}",
             "--skip-name-resolve",
