@@ -30,7 +30,6 @@ import json
 import os
 import random
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -49,6 +48,7 @@ from inlet.catalog.db import Catalog
 from inlet.config import load_settings
 from inlet.event_contract import FILE_REGISTERED, envelope, file_event_id, publish_headers
 from inlet.lake.lake import Lake
+from inlet.lake.ports import free_port
 from inlet.lake.usage import lake_pids, pid_usage
 from inlet.messaging import Connection
 
@@ -57,12 +57,6 @@ from tests.integration.sse_client import aevents
 
 RSE = "SITE_A_DISK"
 SCOPE = "cygno.raw"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def progress(message: str) -> None:
@@ -189,7 +183,7 @@ def main() -> None:
     lake = Lake(settings)
     os.environ.update(lake.rucio_client_env())
     catalog = open_catalog(settings.catalog_url())
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, **lake.exports(), "INLET_WEB__PORT": str(port), "INLET_WEB__SECRET": uuid.uuid4().hex}
     log = Path(os.environ.get("TMPDIR", "/tmp")) / f"bench-follow-web-{port}.log"
     web = subprocess.Popen(

@@ -15,7 +15,6 @@ import json
 import os
 import queue
 import random
-import socket
 import subprocess
 import threading
 import uuid
@@ -31,6 +30,7 @@ from inlet.catalog import runs as catalog_runs
 from inlet.catalog.db import Catalog
 from inlet.event_contract import FILE_REGISTERED, envelope, file_event_id, publish_headers
 from inlet.lake.lake import Lake
+from inlet.lake.ports import free_port
 from inlet.messaging import Connection
 from tests.integration.actors import PASSWORD, Actor, expect_ok
 from tests.integration.conftest import BIN, wait_for
@@ -39,12 +39,6 @@ from tests.integration.sse_client import SSEvent, events
 #: Bounds against a hang, never timing assertions.
 STREAM_WAIT = 120.0
 RSE = "SITE_A_DISK"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +70,7 @@ def web(lake: Lake, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         **os.environ,
         **lake.rucio_client_env(),
         **lake.exports(),
-        "INLET_WEB__PORT": str(_free_port()),
+        "INLET_WEB__PORT": str(free_port()),
         "INLET_WEB__SECRET": uuid.uuid4().hex,
     }
     with (logs / "web.log").open("wb") as out:
