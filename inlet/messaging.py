@@ -292,12 +292,8 @@ class Connection:
         return False
 
     def is_connected(self) -> bool:
-        return (
-            self._conn is not None
-            and self._frames is not None
-            and not self._frames.lost.is_set()
-            and bool(self._conn.is_connected())
-        )
+        conn, frames = self._conn, self._frames  # once each: another thread may clear them
+        return conn is not None and frames is not None and not frames.lost.is_set() and bool(conn.is_connected())
 
     def close(self) -> None:
         """Disconnect: whatever was delivered and not acknowledged goes back to the queue.
@@ -325,9 +321,10 @@ class Connection:
 
     # -- frames --------------------------------------------------------------------------------
     def _live(self) -> stomp.Connection12:
-        if self._conn is None or not self.is_connected():
+        conn = self._conn  # read once: a disconnect on another thread sets it to None at any moment
+        if conn is None or not self.is_connected():
             raise BrokerUnavailable(f"not connected to the broker at {self.where}", _FIX_UNREACHABLE)
-        return self._conn
+        return conn
 
     def _transmit(self, what: str, send: Callable[[], None]) -> None:
         try:

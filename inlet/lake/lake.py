@@ -439,9 +439,22 @@ class Lake:
 
         The same code as ``inlet lake up`` for one service: a stale pid file is cleared, and a
         service still running is left alone.
+
+        Only a service of a lake that is up is restarted: one whose pid file is still there
+        (running, or killed as a crash leaves it). After ``inlet lake down`` there is none, and a
+        restart arriving late (a fault drill finishing its pause) must not bring back a service,
+        or a purged state directory, that nobody would stop again.
         """
         svc = self.service(name)
+        gone = LakeError(
+            f"{name} was not restarted: the lake at {self.paths.root} has been brought down",
+            "run `inlet lake up` to start the whole lake again",
+        )
+        if not self.paths.root.is_dir():
+            raise gone
         with self._locked():
+            if not svc.proc.pid_path.exists():
+                raise gone
             self._start_batch([svc], progress)
         return [s for s in self.status() if s.name == name]
 

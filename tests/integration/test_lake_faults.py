@@ -22,7 +22,7 @@ import pytest
 from inlet.config import LakeSettings, RedisSettings, Settings
 from inlet.lake.errors import LakeError
 from inlet.lake.lake import Lake, ServiceStatus
-from inlet.lake.ports import free_port, wait_until
+from inlet.lake.ports import answers, free_port, wait_until
 from inlet.lake.services.base import venv_bin
 
 REPO = Path(__file__).resolve().parents[2]
@@ -90,6 +90,32 @@ def test_stale_pid_file_from_a_crash_is_cleared_and_the_service_started(redis_la
     rows = redis_lake.up()
     assert own(rows) == ["up"]
     assert rows[0].pid != dead.pid
+
+
+def test_a_restart_after_down_starts_nothing_and_recreates_no_state(tmp_path: Path) -> None:
+    """A fault drill's restart that lands after `inlet lake down --purge` brings nothing back."""
+    lake = mini_lake(tmp_path / "lake", ["redis"])
+    lake.up()
+    killed = lake.kill("redis")
+    assert killed is not None
+    lake.down()
+    with pytest.raises(LakeError, match="has been brought down"):
+        lake.restart("redis")
+    assert not lake.service("redis").proc.pid_path.exists()
+    lake.down(purge=True)
+    with pytest.raises(LakeError, match="has been brought down"):
+        lake.restart("redis")
+    assert not lake.paths.root.exists()
+    port = int(lake.settings.redis.url.rsplit(":", 1)[1].split("/")[0])
+    assert not answers(port)
+
+
+def test_a_killed_service_is_restarted_on_its_port(redis_lake: Lake) -> None:
+    redis_lake.up()
+    before = redis_lake.kill("redis")
+    rows = redis_lake.restart("redis")
+    assert [r.state for r in rows] == ["up"]
+    assert rows[0].pid != before
 
 
 def test_down_never_signals_a_process_it_did_not_start(redis_lake: Lake) -> None:

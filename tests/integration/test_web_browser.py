@@ -165,6 +165,16 @@ def row_state(driver: webdriver.Chrome, row_id: str) -> str | None:
         return None
 
 
+def settled(driver: webdriver.Chrome, read: Callable[[webdriver.Chrome], str | None]) -> str | None:
+    """``read`` retried until it ran against one version of the page.
+
+    The pages update themselves live, so an element found a moment ago may have been swapped
+    before it is read or clicked; a read that raised StaleElementReference did nothing, so the
+    whole read (find, then read or click) is simply done again.
+    """
+    return WebDriverWait(driver, PAGE_WAIT, ignored_exceptions=(StaleElementReferenceException,)).until(read)
+
+
 def wait_state(driver: webdriver.Chrome, row_id: str, state: str, log: Path) -> None:
     def reached(d: webdriver.Chrome) -> bool:
         return row_state(d, row_id) == state
@@ -293,7 +303,7 @@ def test_only_a_data_manager_sees_and_does_a_data_managers_actions(
     WebDriverWait(member, PAGE_WAIT).until(lambda d: d.find_elements(By.CSS_SELECTOR, "tr[data-rule]"))
     assert not member.find_elements(By.CSS_SELECTOR, "button.boost")
     # Posting the action anyway, with the member's own valid CSRF token, is refused.
-    rule_id = member.find_elements(By.CSS_SELECTOR, "tr[data-rule]")[0].get_attribute("data-rule")
+    rule_id = settled(member, lambda d: d.find_elements(By.CSS_SELECTOR, "tr[data-rule]")[0].get_attribute("data-rule"))
     status = member.execute_script(  # type: ignore[no-untyped-call]
         "const f = new FormData(); f.append('csrf', document.querySelector('input[name=csrf]').value);"
         "return fetch(arguments[0], {method: 'POST', body: f}).then(r => r.status);",
@@ -307,15 +317,26 @@ def test_only_a_data_manager_sees_and_does_a_data_managers_actions(
     dm.get(f"{base}/runs/cygno/{run}")
     WebDriverWait(dm, PAGE_WAIT).until(lambda d: d.find_elements(By.CSS_SELECTOR, "button.boost"))
     shot(dm, "07-data-manager-run")
+
     # The rule held back for a day (SITE_B_DISK) is not OK, whatever the S3 copy is doing.
-    held = next(r for r in dm.find_elements(By.CSS_SELECTOR, "tr[data-rule]") if "SITE_B_DISK" in r.text)
-    held_rule = held.get_attribute("data-rule")
-    held.find_element(By.CSS_SELECTOR, "button.boost").click()
+    def boost_held(d: webdriver.Chrome) -> str | None:
+        held = next(r for r in d.find_elements(By.CSS_SELECTOR, "tr[data-rule]") if "SITE_B_DISK" in r.text)
+        held_id = held.get_attribute("data-rule")
+        held.find_element(By.CSS_SELECTOR, "button.boost").click()
+        return held_id
+
+    held_rule = settled(dm, boost_held)
     WebDriverWait(dm, PAGE_WAIT).until(lambda d: d.find_elements(By.ID, "message"))
     assert dm.find_element(By.ID, "message").text == f"rule {held_rule} boosted"
     WebDriverWait(dm, FLOW_WAIT, poll_frequency=2).until(dlq_rows)
-    replay_id = dm.find_elements(By.CSS_SELECTOR, "tr[data-dlq]")[0].get_attribute("data-dlq")
-    dm.find_elements(By.CSS_SELECTOR, "button.replay")[0].click()
+
+    def replay_first(d: webdriver.Chrome) -> str | None:
+        row = d.find_elements(By.CSS_SELECTOR, "tr[data-dlq]")[0]
+        row_id = row.get_attribute("data-dlq")
+        row.find_element(By.CSS_SELECTOR, "button.replay").click()
+        return row_id
+
+    replay_id = settled(dm, replay_first)
     WebDriverWait(dm, PAGE_WAIT).until(lambda d: d.find_elements(By.ID, "message"))
     shot(dm, "08-data-manager-replayed")
     assert dm.find_element(By.ID, "message").text == f"replayed {replay_id}"
