@@ -3,7 +3,7 @@
 Runs in a Celery worker (``celery -A inlet.listener.reco_task worker``) or as an HTCondor job
 (``python -m inlet.listener.reco_task JOB_JSON KEY``). It is safe to run twice with the same
 key: the catalogue ledger records the finished job under the key, outputs already in Rucio
-are not uploaded again, and an existing rule is kept.
+are not uploaded again (:mod:`inlet.listener.reco_outputs`), and an existing rule is kept.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from inlet.catalog import ledger, open_catalog
 from inlet.catalog import runs as catalog_runs
 from inlet.config import Settings, load_settings, secret_values
 from inlet.listener.reco import TASK_NAME, RecoError
+from inlet.listener.reco_outputs import register_outputs
 from inlet.logs import install_secret_filter
 
 log = logging.getLogger(__name__)
@@ -43,8 +44,7 @@ def expand(command: list[str], inputs: list[Path], output_dir: Path, run: int) -
 def reconstruct(settings: Settings, job: dict[str, Any], key: str) -> dict[str, Any]:
     from rucio.client import Client
     from rucio.client.downloadclient import DownloadClient
-    from rucio.client.uploadclient import UploadClient
-    from rucio.common.exception import DataIdentifierNotFound, DuplicateRule
+    from rucio.common.exception import DuplicateRule
 
     reco = settings.listener.reco
     catalog = open_catalog(settings.catalog_url(), migrate=False)
@@ -75,25 +75,7 @@ def reconstruct(settings: Settings, job: dict[str, Any], key: str) -> dict[str, 
             raise RecoError(f"{' '.join(argv[:3])}... wrote nothing into {output_dir}")
         scope = reco.scope or f"{job['experiment']}.reco"
         dataset = f"{job['dataset']}_reco"
-        uploader = UploadClient(client)
-        for out in outputs:
-            try:
-                client.get_did(scope, out.name)
-                continue  # uploaded by an earlier attempt of this job
-            except DataIdentifierNotFound:
-                pass
-            uploader.upload(
-                [
-                    {
-                        "path": str(out),
-                        "rse": reco.rse,
-                        "did_scope": scope,
-                        "did_name": out.name,
-                        "dataset_scope": scope,
-                        "dataset_name": dataset,
-                    }
-                ]
-            )
+        register_outputs(client, reco.rse, scope, dataset, outputs)
         with contextlib.suppress(DuplicateRule):
             client.add_replication_rule([{"scope": scope, "name": dataset}], 1, reco.rse)
 
