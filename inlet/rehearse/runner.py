@@ -486,7 +486,10 @@ class Rehearsal:
     def _restart_collateral(self, lake: Any, killed: str) -> None:
         """Start again the lake services that died with ``killed`` (Rucio daemons exit when their
         database goes away, and the lake has no supervisor): noted in the report, never hidden."""
-        dead = [s.name for s in lake.status() if s.state == "dead"]
+        services = {svc.name for svc in lake.managed()}
+        # A daemon that runs as a thread of a group (rucio-daemons) has a status row of its own
+        # but is started with its group: restarting the group's row brings every member back.
+        dead = [s.name for s in lake.status() if s.state == "dead" and s.name in services]
         for name in dead:
             try:
                 lake.restart(name)

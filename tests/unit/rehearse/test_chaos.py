@@ -133,3 +133,33 @@ def test_a_lost_chunk_leaves_the_backlog_undrained() -> None:
     chunks[5].event_done, chunks[5].event_status = None, None
     (row,) = recovery([{"target": "s3", "at": 5, "pause": 1, "killed_at": 5.0, "ready_at": 6.0}], chunks)
     assert row["drained_s"] is None and row["backlog"] == 2
+
+
+def test_collateral_restarts_start_a_dead_daemon_group_once_not_its_members() -> None:
+    """PostgreSQL's kill takes down the grouped Rucio daemons: the group is restarted, and its
+    members' rows (threads of that process) are neither restarted nor reported as failures."""
+    from types import SimpleNamespace
+
+    from inlet.lake.lake import ServiceStatus
+    from inlet.rehearse.runner import Rehearsal
+
+    restarted: list[str] = []
+    rows = [
+        ServiceStatus("postgres", "up", 1, "127.0.0.1:1"),
+        ServiceStatus("rucio-daemons", "dead", 2, "-"),
+        ServiceStatus("rucio-reaper", "dead", 2, "in rucio-daemons"),
+        ServiceStatus("rucio-undertaker", "dead", 2, "in rucio-daemons"),
+        ServiceStatus("rucio-hermes", "dead", 3, "-"),
+    ]
+    lake = SimpleNamespace(
+        managed=lambda: [SimpleNamespace(name=n) for n in ("postgres", "rucio-daemons", "rucio-hermes")],
+        status=lambda: rows,
+        restart=lambda name: restarted.append(name),
+    )
+    runner = SimpleNamespace(notes=[])
+    Rehearsal._restart_collateral(runner, lake, "postgres")  # type: ignore[arg-type]
+    assert restarted == ["rucio-daemons", "rucio-hermes"]
+    assert runner.notes == [
+        "rucio-daemons died when postgres was killed; restarted",
+        "rucio-hermes died when postgres was killed; restarted",
+    ]
