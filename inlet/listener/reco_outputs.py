@@ -68,8 +68,14 @@ def register_outputs(client: Any, rse: str, scope: str, dataset: str, outputs: S
         ]
         info = rsemanager.get_rse_info(rse)
         source_dir = str(by_name[todo[0]].parent)
-        result = rsemanager.upload(info, files, source_dir=source_dir, delete_existing=True)
-        failed = {k: v for k, v in result.items() if isinstance(k, str) and v is not True}
+        try:
+            result = rsemanager.upload(info, files, source_dir=source_dir, delete_existing=True)
+        except Exception as exc:  # a single file's failure is raised, not returned
+            raise OutputsNotStored(f"{todo[0]} could not be written to {rse}: {exc}") from exc
+        # Per file ("scope:name" -> True or the exception) under key 1; key 0 is the overall status.
+        per_file = result[1] if isinstance(result[1], dict) else {}
+        failed = {f"{scope}:{n}": per_file.get(f"{scope}:{n}", "no result") for n in todo}
+        failed = {k: v for k, v in failed.items() if v is not True}
         if failed:
             first = next(iter(failed.items()))
             raise OutputsNotStored(
