@@ -54,7 +54,8 @@ def register_outputs(client: Any, rse: str, scope: str, dataset: str, outputs: S
     from rucio.rse import rsemanager
 
     by_name = {p.name: p for p in outputs}
-    todo = [n for n in sorted(by_name) if n not in available_on(client, scope, sorted(by_name), rse)]
+    done = available_on(client, scope, sorted(by_name), rse)
+    todo = [n for n in sorted(by_name) if n not in done]
     if todo:
         files = [
             {
