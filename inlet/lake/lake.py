@@ -11,6 +11,7 @@ import re
 import shutil
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -405,11 +406,20 @@ class Lake:
 
     def down(self, purge: bool = False, progress: Progress = _quiet) -> None:
         with self._locked():
-            for svc in reversed(self.managed()):
-                if svc.proc.stop():
-                    progress(svc.name, "stopped")
-                elif svc.proc.pid_path.exists():
-                    svc.proc.pid_path.unlink(missing_ok=True)
+            groups = self.groups()
+            # Phase by phase, in reverse start order (clients before the databases they use), and
+            # the services of one phase at once: each stop is mostly waiting for a process to exit.
+            for phase in reversed(PHASES):
+                batch = [svc for g in reversed(phase) if g in self.settings.lake.manage for svc in groups[g]]
+                if not batch:
+                    continue
+                with ThreadPoolExecutor(max_workers=len(batch)) as pool:
+                    stopped = list(pool.map(lambda svc: svc.proc.stop(), batch))
+                for svc, was_running in zip(batch, stopped, strict=True):
+                    if was_running:
+                        progress(svc.name, "stopped")
+                    else:
+                        svc.proc.pid_path.unlink(missing_ok=True)
         if purge and self.paths.root.exists():
             shutil.rmtree(self.paths.root)
             progress("lake", f"removed {self.paths.root}")
