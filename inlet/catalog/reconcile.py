@@ -16,6 +16,8 @@ Rucio is the authority on what exists where; the catalogue is the authority on r
   apply: set it to now.
 - ``dataset_missing``: the run's dataset DID is not in Rucio. Fix: the uploader creates it
   with the run's first file; create it with ``rucio did add``.
+- ``invalid_in_rucio``: Rucio's schema refuses the run's scope or dataset name, so none of
+  its files can be compared. Never applied: correct the names in the catalogue.
 - ``rule_not_ok``: a rule on the run's dataset is STUCK or SUSPENDED. Fix: ``rucio rule
   info ID`` and the judge-repairer; never applied by inlet.
 - ``state_behind``: every file is on the tape RSE (or object store) but the run's state
@@ -127,8 +129,33 @@ class Reconciler:
                     f"run {run_number}{f' of experiment {experiment}' if experiment else ''} is not in the catalogue"
                 )
             for run in runs:
-                out.extend(self._run(s, run, apply))
+                out.extend(self._checked(s, run, apply))
         return out
+
+    def _checked(self, s: Session, run: Run, apply: bool) -> list[Mismatch]:
+        """One run's mismatches; a run whose names Rucio refuses is one mismatch, not the end.
+
+        A catalogue row can name a scope or dataset that this Rucio's schema does not accept (a
+        typo, a run of another Rucio instance, a test's leftover): Rucio then refuses the whole
+        bulk call it appears in, so it is reported for that run and the other runs are checked.
+        """
+        from rucio.common.exception import InvalidObject, ScopeNotFound
+
+        try:
+            with s.begin_nested():  # an apply half done before the refusal is rolled back
+                return self._run(s, run, apply)
+        except (InvalidObject, ScopeNotFound) as exc:
+            # Rucio's schema error spans lines (the whole JSON schema): its first line says it.
+            reason = (str(exc).split("Details:")[-1].strip().splitlines() or [""])[0]
+            return [
+                Mismatch(
+                    "invalid_in_rucio",
+                    run.label,
+                    f"Rucio refuses the run's names (scope {run.scope!r}, dataset {run.dataset!r}): {reason[:300]}",
+                    "correct the run's scope or dataset in the catalogue to DIDs this Rucio accepts "
+                    "(`rucio scope list`); never applied automatically",
+                )
+            ]
 
     def _run(self, s: Session, run: Run, apply: bool) -> list[Mismatch]:
         out: list[Mismatch] = []

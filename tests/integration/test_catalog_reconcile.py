@@ -65,6 +65,10 @@ def test_reconcile_finds_planted_mismatches_and_applies_catalogue_fixes(
         add_file(s, run2, "test", f"{exp}.run2.ghost.dat", 7, adler32="00000007")
         mark_file(s, "test", f"{exp}.run2.ghost.dat", registered_at=T0)
         mark_available(s, "test", f"{exp}.run2.ghost.dat", "TAPE", T0)
+        # Run 3: a scope this Rucio's schema refuses (a dot, and no experiment of that name):
+        # Rucio refuses any bulk call naming it, which must not stop the other runs' checks.
+        run3 = upsert_run(s, exp, 3, scope=f"{exp}.raw", dataset=f"{exp}.run3")
+        add_file(s, run3, f"{exp}.raw", f"{exp}.run3.f0.dat", 5, adler32="00000005")
 
     code, found = _reconcile(rucio_env, "--experiment", exp)
     assert code == 1
@@ -80,15 +84,19 @@ def test_reconcile_finds_planted_mismatches_and_applies_catalogue_fixes(
             ("state_behind", f"{exp}/1"),
             ("missing_in_rucio", f"test:{exp}.run2.ghost.dat"),
             ("dataset_missing", f"test:{exp}.run2"),
+            ("invalid_in_rucio", f"{exp}/3"),
         ]
     )
+    refused = next(m for m in found if m["kind"] == "invalid_in_rucio")
+    assert f"{exp}.raw" in str(refused["detail"]) and "\n" not in str(refused["detail"])
     assert all(m["fix"] and not m["applied"] for m in found)
     with cat.session() as s:  # reporting changed nothing
         assert get_run(s, exp, 1).state is RunState.UPLOADED
 
     code, applied = _reconcile(rucio_env, "--experiment", exp, "--apply")
-    assert code == 1  # content_mismatch and dataset_missing need a human
-    assert {m["kind"] for m in applied if not m["applied"]} == {"content_mismatch", "dataset_missing"}
+    assert code == 1  # content_mismatch, dataset_missing and invalid_in_rucio need a human
+    human = {"content_mismatch", "dataset_missing", "invalid_in_rucio"}
+    assert {m["kind"] for m in applied if not m["applied"]} == human
 
     with cat.session() as s:
         run1 = get_run(s, exp, 1)
@@ -103,5 +111,5 @@ def test_reconcile_finds_planted_mismatches_and_applies_catalogue_fixes(
         assert ghost.registered_at is None and ghost.availability == []
 
     code, left = _reconcile(rucio_env, "--experiment", exp)
-    assert sorted(m["kind"] for m in left) == ["content_mismatch", "dataset_missing"]
+    assert sorted(m["kind"] for m in left) == ["content_mismatch", "dataset_missing", "invalid_in_rucio"]
     cat.dispose()

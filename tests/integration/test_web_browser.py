@@ -96,6 +96,9 @@ def stack(
     env["INLET_LISTENER__METRICS_PORT"] = str(_free_port())
     env["INLET_WEB__PORT"] = str(_free_port())
     env["INLET_WEB__SECRET"] = uuid.uuid4().hex
+    # The shared lake's catalogue holds every earlier test's runs: one page for a whole
+    # experiment, so that a test's run is on the page it watches whatever ran before it.
+    env["INLET_WEB__PAGE_SIZE"] = "1000"
     celery_worker(env, f"web-{uuid.uuid4().hex[:6]}")
     procs = []
     with (logs / "listener.log").open("wb") as out:
@@ -198,6 +201,8 @@ def test_a_run_appears_and_moves_to_s3_and_tape_without_a_reload(
 ) -> None:
     driver = browser_factory()
     log_in(driver, stack["base"], accounts["member"])
+    # cygno's own list: unfiltered, other experiments' runs come first (descending order).
+    driver.get(f"{stack['base']}/runs?experiment=cygno")
     WebDriverWait(driver, PAGE_WAIT).until(
         lambda d: d.find_element(By.ID, "live-status").get_attribute("class") == "online"
     )
@@ -223,8 +228,12 @@ def test_a_run_appears_and_moves_to_s3_and_tape_without_a_reload(
 
 
 def _embargoed_run(lake: Lake) -> int:
-    """A run under embargo until next year, straight in the run catalogue."""
-    run = random.randint(100_000, 999_999)
+    """A run under embargo until next year, straight in the run catalogue.
+
+    Numbered above every other test's runs (they use six digits): the runs pages list the
+    newest first, so it is on the first page of its experiment whatever else the catalogue holds.
+    """
+    run = random.randint(9_000_000, 9_999_999)
     cat = open_catalog(lake.settings.catalog_url())
     until = dt.datetime.now(dt.UTC) + dt.timedelta(days=365)
 
@@ -246,6 +255,10 @@ def test_an_outsider_sees_no_embargoed_name(
     run = _embargoed_run(lake)
     member, outsider = browser_factory(), browser_factory()
     log_in(member, stack["base"], accounts["member"])
+    # The experiment's own list: the unfiltered first page is other experiments' runs when the
+    # shared catalogue holds many (experiments are listed in descending order).
+    member.get(f"{stack['base']}/runs?experiment=cygno")
+    WebDriverWait(member, PAGE_WAIT).until(lambda d: d.find_elements(By.TAG_NAME, "main"))
     assert member.find_elements(By.ID, f"run-cygno-{run}"), "the member should see the embargoed run"
     log_in(outsider, stack["base"], accounts["outsider"])
     assert outsider.find_element(By.ID, "role").text == "public"
