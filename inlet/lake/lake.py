@@ -157,9 +157,14 @@ class Lake:
             "listener": [ListenerService(s, p)],
         }
 
-    def managed(self) -> list[Service]:
+    def _phases(self) -> list[tuple[tuple[str, ...], list[Service]]]:
+        """Each start phase with the managed services it starts together, in start order."""
         groups = self.groups()
-        return [svc for phase in PHASES for g in phase if g in self.settings.lake.manage for svc in groups[g]]
+        manage = self.settings.lake.manage
+        return [(phase, [svc for g in phase if g in manage for svc in groups[g]]) for phase in PHASES]
+
+    def managed(self) -> list[Service]:
+        return [svc for _, batch in self._phases() for svc in batch]
 
     # -- state directory ---------------------------------------------------------------
     def _check_state_dir(self) -> None:
@@ -211,9 +216,7 @@ class Lake:
                 "authentication and keeps all data",
             )
         with self._locked():
-            groups = self.groups()
-            for phase in PHASES:
-                batch = [svc for g in phase if g in self.settings.lake.manage for svc in groups[g]]
+            for phase, batch in self._phases():
                 self._start_batch(batch, progress)
                 if "mariadb" in phase:
                     # Before Rucio starts: its run-metadata plugin reads the catalogue.
@@ -406,11 +409,9 @@ class Lake:
 
     def down(self, purge: bool = False, progress: Progress = _quiet) -> None:
         with self._locked():
-            groups = self.groups()
             # Phase by phase, in reverse start order (clients before the databases they use), and
             # the services of one phase at once: each stop is mostly waiting for a process to exit.
-            for phase in reversed(PHASES):
-                batch = [svc for g in reversed(phase) if g in self.settings.lake.manage for svc in groups[g]]
+            for _, batch in reversed(self._phases()):
                 if not batch:
                     continue
                 with ThreadPoolExecutor(max_workers=len(batch)) as pool:

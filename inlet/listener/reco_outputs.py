@@ -48,11 +48,18 @@ def available_on(client: Any, scope: str, names: Sequence[str], rse: str) -> set
 
 
 def register_outputs(client: Any, rse: str, scope: str, dataset: str, outputs: Sequence[Path]) -> int:
-    """Store ``outputs`` on ``rse`` as ``scope:<file name>`` in ``scope:dataset``; returns how many were new."""
+    """Store ``outputs`` on ``rse`` as ``scope:<file name>`` in ``scope:dataset``; returns how many were new.
+
+    The outputs are one job's output directory: the file name is the DID name, and the RSE
+    manager's bulk upload reads every file from one source directory.
+    """
     from rucio.common.checksum import adler32, md5
     from rucio.common.exception import DataIdentifierAlreadyExists
     from rucio.rse import rsemanager
 
+    dirs = {p.parent for p in outputs}
+    if len(dirs) > 1 or len({p.name for p in outputs}) != len(outputs):
+        raise ValueError(f"reco outputs must be distinct files of one directory, got {len(dirs)} directories")
     by_name = {p.name: p for p in outputs}
     done = available_on(client, scope, sorted(by_name), rse)
     todo = [n for n in sorted(by_name) if n not in done]
@@ -68,9 +75,8 @@ def register_outputs(client: Any, rse: str, scope: str, dataset: str, outputs: S
             for n in todo
         ]
         info = rsemanager.get_rse_info(rse)
-        source_dir = str(by_name[todo[0]].parent)
         try:
-            result = rsemanager.upload(info, files, source_dir=source_dir, delete_existing=True)
+            result = rsemanager.upload(info, files, source_dir=str(dirs.pop()), delete_existing=True)
         except Exception as exc:  # a single file's failure is raised, not returned
             raise OutputsNotStored(f"{todo[0]} could not be written to {rse}: {exc}") from exc
         # Per file ("scope:name" -> True or the exception) under key 1; key 0 is the overall status.
@@ -83,8 +89,11 @@ def register_outputs(client: Any, rse: str, scope: str, dataset: str, outputs: S
                 f"{len(failed)} of {len(files)} output(s) could not be written to {rse} (first: {first[0]}: {first[1]})"
             )
         for part in _chunks(files):
-            replicas = [{**f, "bytes": f["filesize"]} for f in part]
-            client.add_replicas(rse=rse, files=[{k: v for k, v in r.items() if k != "filesize"} for r in replicas])
+            replicas = [
+                {"scope": scope, "name": f["name"], "bytes": f["filesize"], "adler32": f["adler32"], "md5": f["md5"]}
+                for f in part
+            ]
+            client.add_replicas(rse=rse, files=replicas)
     with contextlib.suppress(DataIdentifierAlreadyExists):
         client.add_dataset(scope=scope, name=dataset)
     attached = {str(f["name"]) for f in client.list_files(scope, dataset)}

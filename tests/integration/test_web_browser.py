@@ -15,7 +15,6 @@ import datetime as dt
 import json
 import random
 import shutil
-import socket
 import subprocess
 import uuid
 from collections.abc import Callable, Iterator
@@ -33,6 +32,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 from inlet.catalog import RunState, open_catalog
 from inlet.catalog import runs as catalog_runs
 from inlet.lake.lake import Lake
+from inlet.lake.ports import free_port
 from inlet.messaging import Connection
 from tests.integration.actors import PASSWORD, Actor, expect_ok
 from tests.integration.conftest import BIN, UploaderEnv, daq_files, inlet, python_child, wait_for
@@ -53,12 +53,6 @@ ADD_TAPE_RULE = (
     "import sys; from rucio.client import Client; "
     "print(Client().add_replication_rule([{'scope': sys.argv[1], 'name': sys.argv[2]}], 1, 'TAPE', notify='C')[0])"
 )
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -93,8 +87,8 @@ def stack(
     logs = tmp_path_factory.mktemp("web-logs")
     env = uploader_env("web", streams=json.dumps({"raw": STREAM}))
     env["INLET_LISTENER__CONSUMER"] = f"web-{uuid.uuid4().hex[:8]}"
-    env["INLET_LISTENER__METRICS_PORT"] = str(_free_port())
-    env["INLET_WEB__PORT"] = str(_free_port())
+    env["INLET_LISTENER__METRICS_PORT"] = str(free_port())
+    env["INLET_WEB__PORT"] = str(free_port())
     env["INLET_WEB__SECRET"] = uuid.uuid4().hex
     # The shared lake's catalogue holds every earlier test's runs: one page for a whole
     # experiment, so that a test's run is on the page it watches whatever ran before it.
