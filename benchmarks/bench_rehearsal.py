@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -49,6 +50,37 @@ PROFILES: dict[str, dict[str, float]] = {
 EGO = {"upload mean": 1.9, "end to end median": 8.2}
 
 
+#: (label, start field, end field) of the hops whose cost could grow with the run dataset.
+POSITION_HOPS = (
+    ("upload", "closed", "registered"),
+    ("rule→request", "registered", "request_created"),
+    ("submit", "request_created", "submitted"),
+    ("event delivery", "available_b", "event_seen"),
+    ("end to end", "closed", "event_done"),
+)
+
+
+def by_position(chunks: list[dict[str, Any]], parts: int = 5) -> float | None:
+    """Print the hops' medians per fifth of the run (issue #14's flat cost); returns late/early e2e."""
+    size = max(1, len(chunks) // parts)
+    print(f"\nmedians (s) by position in the run, {parts} parts of {size} chunks (issue #14: late <= 1.5x early):")
+    print(f"{'chunks':<14}" + "".join(f"{h:>15}" for h, _, _ in POSITION_HOPS))
+    e2e: list[float] = []
+    for k in range(parts):
+        part = chunks[k * size : (k + 1) * size if k < parts - 1 else len(chunks)]
+        row = []
+        for _, a, b in POSITION_HOPS:
+            v = [c[b] - c[a] for c in part if c.get(a) is not None and c.get(b) is not None]
+            row.append(statistics.median(v) if v else float("nan"))
+        e2e.append(row[-1])
+        span = f"{part[0]['index']}-{part[-1]['index']}"
+        print(f"{span:<14}" + "".join(f"{x:>15.3f}" for x in row))
+    ratio = e2e[-1] / e2e[0] if e2e and e2e[0] else None
+    if ratio is not None:
+        print(f"  late/early end-to-end median: {ratio:.2f}x")
+    return ratio
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--profile", choices=sorted(PROFILES), default="ten-minutes")
@@ -60,7 +92,13 @@ def main() -> int:
     ap.add_argument("--report-dir", type=Path, default=Path("rehearsal-bench"))
     ap.add_argument("--json", type=Path, help="Also write the figures here.")
     ap.add_argument("--seed", type=int, default=19, help="The chaos profile's plan seed.")
+    ap.add_argument(
+        "--positions-of", type=Path, metavar="REPORT_DIR", help="Only print the by-position medians of a finished run."
+    )
     args = ap.parse_args()
+    if args.positions_of:
+        by_position(json.loads((args.positions_of / "report.json").read_text())["chunks"])
+        return 0
     prof = dict(PROFILES[args.profile])
     if args.duration:
         prof["duration"] = args.duration
@@ -138,6 +176,7 @@ def main() -> int:
         "end to end p99 <= 10 s": bool(ev["n"]) and ev["p99"] <= 10.0,
     }
     print("  issue #14 targets: " + "; ".join(f"{k}: {'met' if v else 'MISSED'}" for k, v in met.items()))
+    late_over_early = by_position(doc["chunks"]) if doc.get("chunks") else None
     cpu = doc["meta"].get("cpu")
     if cpu:
         print(
@@ -205,6 +244,7 @@ def main() -> int:
                     "polling_over_events": ratio,
                     "registered_within_5s": within,
                     "targets_14": met,
+                    "late_over_early_e2e": late_over_early,
                     "cpu": cpu,
                     "load_before": load_before,
                     "chaos": chaos,
