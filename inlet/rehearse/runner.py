@@ -30,7 +30,7 @@ from inlet.rehearse.chaos import LAKE_TARGETS, ChaosPlan, FaultInjector
 from inlet.rehearse.chunks import StrainSource, chunk_name, gps_now, write_chunk
 from inlet.rehearse.loop import RECO_SCOPE, ListenerLoop, effects, rules_not_ok
 from inlet.rehearse.procs import OwnProcess
-from inlet.rehearse.timeline import ChunkTimes, Timeline
+from inlet.rehearse.timeline import MARK_KEYS, ChunkTimes, Timeline, marks
 from inlet.uploader.batching import Gatherer
 
 log = logging.getLogger(__name__)
@@ -98,22 +98,11 @@ Progress = Callable[[dict[str, Any]], None]
 
 
 def counts(chunks: list[ChunkTimes]) -> dict[str, int]:
-    ev_ok = sum(c.event_status == "downloaded" for c in chunks)
-    po_ok = sum(c.poll_status == "downloaded" for c in chunks)
-    ev_bad = sum(c.event_status == "corrupted" for c in chunks)
-    po_bad = sum(c.poll_status == "corrupted" for c in chunks)
-    return {
-        "sent": len(chunks),
-        "uploaded": sum(c.registered is not None for c in chunks),
-        "replicated": sum(c.available_b is not None or c.poll_seen is not None for c in chunks),
-        "downloaded_events": ev_ok,
-        "downloaded_polling": po_ok,
-        "corrupted_events": ev_bad,
-        "corrupted_polling": po_bad,
-        "lost_events": len(chunks) - ev_ok - ev_bad,
-        "lost_polling": len(chunks) - po_ok - po_bad,
-        "drilled": sum(c.drill for c in chunks),
-    }
+    out = dict.fromkeys(MARK_KEYS, 0)
+    for c in chunks:
+        for key, n in marks(c).items():
+            out[key] = out.get(key, 0) + n
+    return out
 
 
 def running_median(chunks: list[ChunkTimes], start: str, end: str) -> float | None:
@@ -675,14 +664,10 @@ class Rehearsal:
             progress(self.live())
 
     def live(self) -> dict[str, Any]:
-        def summarise(chunks: Any) -> dict[str, Any]:
-            cs = list(chunks)
-            out: dict[str, Any] = counts(cs)
-            out["e2e_events_median"] = running_median(cs[-300:], "closed", "event_done")
-            out["e2e_polling_median"] = running_median(cs[-300:], "closed", "poll_done")
-            out["upload_median"] = running_median(cs[-300:], "closed", "registered")
-            return out
-
-        out: dict[str, Any] = self.timeline.tally(summarise)
+        totals, recent = self.timeline.progress(300)
+        out: dict[str, Any] = dict(totals)
+        out["e2e_events_median"] = running_median(recent, "closed", "event_done")
+        out["e2e_polling_median"] = running_median(recent, "closed", "poll_done")
+        out["upload_median"] = running_median(recent, "closed", "registered")
         out["total"] = self.plan.chunks
         return out

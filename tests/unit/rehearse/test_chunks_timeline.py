@@ -89,3 +89,21 @@ def test_timeline_wait_wakes_on_update() -> None:
     assert t.settled_count == 1
     t.update("a", event_status="corrupted")  # a repeated update does not count it twice
     assert t.settled_count == 1
+
+
+def test_timeline_progress_counters_match_a_full_count_after_every_change() -> None:
+    from inlet.rehearse.runner import counts
+
+    t = Timeline()
+    for i in range(5):
+        t.add(ChunkTimes(i, f"c{i}", 1, "00000001", closed=float(i), drill=i == 4))
+    t.update("c0", registered=1.0, available_b=2.0, event_status="downloaded")
+    t.update("c1", poll_seen=3.0, poll_status="corrupted")
+    t.update("c1", first_only=False, poll_status="downloaded")
+    t.update("c2", event_status="corrupted", poll_status="downloaded")
+    t.add(ChunkTimes(3, "c3", 1, "00000001", closed=3.0, registered=4.0))  # re-added: replaces, not adds
+    totals, recent = t.progress(2)
+    assert totals == counts(t.snapshot())
+    assert totals["sent"] == 5 and totals["lost_events"] == 3 and totals["downloaded_polling"] == 2
+    assert totals["drilled"] == 1 and totals["uploaded"] == 2
+    assert [c.name for c in recent] == ["c3", "c4"]
