@@ -195,6 +195,11 @@ class Timeline:
         with self._lock:
             return self.changed.wait_for(lambda: self.settled_count == len(self.chunks), timeout)
 
+    def tally(self, fn: Any) -> Any:
+        """``fn(chunks)`` under the lock, on the live records (no copies)."""
+        with self._lock:
+            return fn(self.chunks.values())
+
     def _count(self, c: ChunkTimes, sign: int) -> None:
         for key, n in marks(c).items():
             self.totals[key] = self.totals.get(key, 0) + sign * n

@@ -39,12 +39,16 @@ BROKER_XML = """<beans xmlns="http://www.springframework.org/schema/beans"
     <destinationPolicy>
       <policyMap><policyEntries>
         <!-- Messages that exhaust their redeliveries go to ActiveMQ.DLQ.<destination>, not one shared DLQ. -->
-        <policyEntry queue="&gt;" persistJMSRedelivered="true">
+        <!-- memoryLimit: a destination caches at most this much of its pending messages on the heap;
+             the rest stay in KahaDB until a consumer reaches them. A queue with no consumer (the
+             listener's, in a rehearsal that runs none) otherwise filled the broker's whole
+             memoryUsage, and the heap with it (~400 MB resident in the 10x full rehearsal). -->
+        <policyEntry queue="&gt;" persistJMSRedelivered="true" memoryLimit="8mb">
           <deadLetterStrategy>
             <individualDeadLetterStrategy queuePrefix="DLQ." useQueueForQueueMessages="true"/>
           </deadLetterStrategy>
         </policyEntry>
-        <policyEntry topic="&gt;" producerFlowControl="true"/>
+        <policyEntry topic="&gt;" producerFlowControl="true" memoryLimit="8mb"/>
       </policyEntries></policyMap>
     </destinationPolicy>
     <persistenceAdapter><kahaDB directory={kahadb} indexCacheSize="2000"/></persistenceAdapter>
