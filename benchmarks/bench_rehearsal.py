@@ -185,17 +185,28 @@ def main() -> int:
             f"{cpu['cores_busy'] or 0:.2f} cores busy):"
         )
         marginal = cpu.get("marginal_cpu_s_per_file") or {}
-        print(f"{'process group':<20} {'CPU s':>8} {'ms/file':>8} {'RSS MB':>7} {'above idle':>10}")
+        pss = cpu.get("pss_mb") or {}
+        print(f"{'process group':<20} {'CPU s':>8} {'ms/file':>8} {'RSS MiB':>7} {'PSS MiB':>7} {'above idle':>10}")
         for g, v in sorted(cpu["cpu_s"].items(), key=lambda kv: -kv[1]):
             ms = cpu["cpu_s_per_file"].get(g)
             print(
                 f"{g:<20} {v:>8.1f} {'-' if ms is None else f'{1000 * ms:.1f}':>8} {cpu['rss_mb'].get(g, 0):>7.0f} "
-                f"{1000 * marginal.get(g, 0.0):>10.1f}"
+                f"{pss.get(g, 0):>7.0f} {1000 * marginal.get(g, 0.0):>10.1f}"
             )
         tot = cpu["total_cpu_s_per_file"]
         print(
             f"{'total':<20} {cpu['total_cpu_s']:>8.1f} {'-' if tot is None else f'{1000 * tot:.1f}':>8} "
-            f"{cpu['total_rss_mb']:>7.0f} {1000 * (cpu.get('total_marginal_cpu_s_per_file') or 0.0):>10.1f}"
+            f"{cpu['total_rss_mb']:>7.0f} {cpu.get('total_pss_mb', 0):>7.0f} "
+            f"{1000 * (cpu.get('total_marginal_cpu_s_per_file') or 0.0):>10.1f}"
+        )
+        # Issue 14's memory target is the lake's: its services, without this driver's own worker
+        # and downloaders (the lake's own uploader worker, idle meanwhile, is one of its services).
+        own = ("uploader worker", "downloaders")
+        lake_rss = sum(v for g, v in cpu["rss_mb"].items() if g not in own)
+        lake_pss = sum(v for g, v in pss.items() if g not in own)
+        print(
+            f"the lake's services at the end: RSS {lake_rss:.0f} MiB ({lake_rss / 1536:.2f}x the 1.5 GiB target), "
+            f"PSS {lake_pss:.0f} MiB ({lake_pss / 1536:.2f}x)"
         )
         lc = cpu.get("polling_listing_cpu_s")
         if lc:

@@ -59,7 +59,8 @@ def parse_map(body: str | bytes) -> dict[str, Any]:
 
 
 def queue_depths(broker: BrokerSettings, timeout: float = 5.0, quiet: float = 0.5) -> dict[str, dict[str, int]]:
-    """``{queue name: {size, consumers, enqueued, dequeued}}`` for every queue of the broker.
+    """``{queue name: {size, consumers, enqueued, dequeued, memory_bytes, memory_limit_bytes}}``
+    for every queue of the broker.
 
     The plugin sends one reply per queue and no end mark: replies are collected until none
     came for ``quiet`` seconds (after the first), or ``timeout`` passed.
@@ -101,6 +102,10 @@ def queue_depths(broker: BrokerSettings, timeout: float = 5.0, quiet: float = 0.
                 "consumers": int(stats.get("consumerCount", 0)),
                 "enqueued": int(stats.get("enqueueCount", 0)),
                 "dequeued": int(stats.get("dequeueCount", 0)),
+                # What the queue's pending messages hold of the broker's heap, against the queue's
+                # cap (the lake's policy: 8 MB; the rest waits in the store, none is dropped).
+                "memory_bytes": int(stats.get("memoryUsage", 0)),
+                "memory_limit_bytes": int(stats.get("memoryLimit", 0)),
             }
     return out
 
@@ -140,9 +145,15 @@ class QueueDepthCollector:
             "Messages taken from a broker queue since the broker started",
             labels=["destination"],
         )
+        memory = GaugeMetricFamily(
+            "inlet_broker_queue_memory_bytes",
+            "Broker heap held by a queue's pending messages (it caches up to its memory limit)",
+            labels=["destination"],
+        )
         for name, s in sorted(depths.items()):
+            memory.add_metric([name], s["memory_bytes"])
             size.add_metric([name], s["size"])
             consumers.add_metric([name], s["consumers"])
             enq.add_metric([name], s["enqueued"])
             deq.add_metric([name], s["dequeued"])
-        yield from (size, consumers, enq, deq)
+        yield from (size, consumers, enq, deq, memory)

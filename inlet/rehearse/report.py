@@ -73,19 +73,23 @@ def cpu_table(cpu: dict[str, Any]) -> list[str]:
     marginal = cpu.get("marginal_cpu_s_per_file")
     extra = (" above idle, ms per file |", "---|") if marginal else ("", "")
     rows = [
-        "| process group | CPU s in segment | CPU ms per file | RSS MB at end |" + extra[0],
-        "|---|---|---|---|" + extra[1],
+        "| process group | CPU s in segment | CPU ms per file | RSS MiB at end | PSS MiB at end |" + extra[0],
+        "|---|---|---|---|---|" + extra[1],
     ]
+    pss = cpu.get("pss_mb") or {}
     for g, v in sorted(cpu["cpu_s"].items(), key=lambda kv: -kv[1]):
         ms = per_file.get(g)
-        row = f"| {g} | {v:.1f} | {'-' if ms is None else f'{1000 * ms:.1f}'} | {cpu['rss_mb'].get(g, 0.0):.0f} |"
+        row = (
+            f"| {g} | {v:.1f} | {'-' if ms is None else f'{1000 * ms:.1f}'} | {cpu['rss_mb'].get(g, 0.0):.0f} "
+            f"| {pss.get(g, 0.0):.0f} |"
+        )
         if marginal:
             row += f" {1000 * marginal.get(g, 0.0):.1f} |"
         rows.append(row)
     tot = cpu["total_cpu_s_per_file"]
     row = (
         f"| **total** | {cpu['total_cpu_s']:.1f} | **{'-' if tot is None else f'{1000 * tot:.1f}'}** "
-        f"| {cpu['total_rss_mb']:.0f} |"
+        f"| {cpu['total_rss_mb']:.0f} | {cpu.get('total_pss_mb', 0.0):.0f} |"
     )
     if marginal:
         row += f" **{1000 * cpu['total_marginal_cpu_s_per_file']:.1f}** |"

@@ -634,6 +634,8 @@ class Rehearsal:
             "cores_busy": total / seconds if seconds > 0 else None,
             "rss_mb": {g: u.rss / 2**20 for g, u in end.groups.items()},
             "total_rss_mb": end.total.rss / 2**20,
+            "pss_mb": {g: u.pss / 2**20 for g, u in end.groups.items()},
+            "total_pss_mb": end.total.pss / 2**20,
             "load_average": list(os.getloadavg()),
         }
         if self.idle_rate and delivered:

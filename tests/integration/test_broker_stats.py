@@ -45,3 +45,32 @@ def test_an_unreachable_broker_is_a_zero_not_a_failed_scrape(lake: Lake) -> None
     registry = CollectorRegistry()
     registry.register(QueueDepthCollector(broker, timeout=2))
     assert "inlet_broker_up 0.0" in generate_latest(registry).decode()
+
+
+def test_a_queue_without_consumer_caches_at_most_its_cap_and_keeps_every_message(lake: Lake) -> None:
+    """12 MB of messages for nobody: the queue holds at most its 8 MB cap of the broker's heap (the
+    rest waits in KahaDB), so a listener that is down cannot fill the broker's memory and throttle
+    every producer, and still every message comes out, in order."""
+    b = lake.settings.broker
+    name = f"inlet.test.memcap.{uuid.uuid4().hex[:8]}"
+    pad = "x" * 10_000
+    n = 1_200
+    with Connection(b) as conn:
+        conn.send_all(f"/queue/{name}", ((f"{i:05d} {pad}", {}) for i in range(n)))
+    depths = wait_for(
+        f"{n} messages of {name} in the broker's statistics",
+        lambda: (d := queue_depths(b).get(name)) and d["size"] == n and d,
+        60,
+    )
+    assert depths["memory_limit_bytes"] == 8 * 2**20
+    assert 0 < depths["memory_bytes"] <= depths["memory_limit_bytes"]
+
+    got: list[str] = []
+    with Connection(
+        b,
+        subscriptions=[Subscription(f"/queue/{name}", "drain")],
+        on_message=lambda m: got.append(m.body.decode()),
+    ):
+        wait_for(f"{name} drained", lambda: len(got) >= n and queue_depths(b).get(name, {}).get("size") == 0, 120)
+    assert [g[:5] for g in got] == [f"{i:05d}" for i in range(n)]
+    assert all(g.endswith(pad) for g in got)

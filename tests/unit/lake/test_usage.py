@@ -29,6 +29,8 @@ def test_the_current_process_cpu_grows_by_what_it_burns() -> None:
     spent = cpu_spent(before, after)
     assert spent["me"] >= 0.19
     assert after.groups["me"].rss > 0
+    # PSS divides shared pages among their sharers: never more than RSS, never nothing for a live process.
+    assert 0 < after.groups["me"].pss <= after.groups["me"].rss
     assert after.groups["me"].processes >= 1
     assert self_usage().cpu >= after.groups["me"].cpu - 0.01
 

@@ -157,14 +157,16 @@ def test_the_cpu_section_shows_each_group_per_delivered_file() -> None:
         "cores_busy": 0.14,
         "rss_mb": {"rucio server": 300.0, "postgresql": 120.0},
         "total_rss_mb": 420.0,
+        "pss_mb": {"rucio server": 200.0, "postgresql": 40.0},
+        "total_pss_mb": 240.0,
         "load_average": [2.0, 1.5, 1.0],
         "polling_listing_cpu_s": {"total": 0.5, "wall": 0.3, "rucio server": 0.4},
         "polling_listings_in_segment": 20,
         "polling_share_cpu_s_per_file": 0.05,
     }
     md = report.markdown(report.build([chunk(0)], {**META, "cpu": cpu}, counts([chunk(0)])))
-    assert "| rucio server | 10.0 | 50.0 | 300 |" in md
-    assert "| **total** | 14.0 | **70.0** | 420 |" in md
+    assert "| rucio server | 10.0 | 50.0 | 300 | 200 |" in md
+    assert "| **total** | 14.0 | **70.0** | 420 | 240 |" in md
     assert md.index("| rucio server |") < md.index("| postgresql |") < md.index("| hermes |")
     assert "20 listings in the segment come to at most 50.0 ms per delivered file" in md
 
@@ -187,5 +189,5 @@ def test_the_cpu_section_adds_the_cost_above_idle_when_idle_was_measured() -> No
         "total_marginal_cpu_s_per_file": 0.05,
     }
     md = report.markdown(report.build([chunk(0)], {**META, "cpu": cpu}, counts([chunk(0)])))
-    assert "| conveyor | 30.0 | 300.0 | 150 | 50.0 |" in md
-    assert "| **total** | 30.0 | **300.0** | 150 | **50.0** |" in md
+    assert "| conveyor | 30.0 | 300.0 | 150 | 0 | 50.0 |" in md  # no PSS measured: 0
+    assert "| **total** | 30.0 | **300.0** | 150 | 0 | **50.0** |" in md
