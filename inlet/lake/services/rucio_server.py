@@ -47,16 +47,7 @@ def run_rucio_module(
 
 def rucio_env(paths: LakePaths) -> dict[str, str]:
     """Environment of every Rucio process the lake starts (server, daemons, bootstrap)."""
-    return {
-        "RUCIO_CONFIG": str(paths.rucio_cfg),
-        "TMPDIR": str(paths.tmp),
-        "PYTHONUNBUFFERED": "1",
-        # glibc gives each thread that allocates its own malloc arena (up to 8 per core) and
-        # rarely returns their pages: the threaded processes (the server's gthread workers, the
-        # conveyor's and the daemon group's threads) grew by tens of MB each under the 10x flow.
-        # Two arenas keep the threads from contending on one lock and their RSS near the idle one.
-        "MALLOC_ARENA_MAX": "2",
-    }
+    return {"RUCIO_CONFIG": str(paths.rucio_cfg), "TMPDIR": str(paths.tmp), "PYTHONUNBUFFERED": "1"}
 
 
 class RucioServer(Service):
