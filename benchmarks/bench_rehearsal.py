@@ -208,6 +208,12 @@ def main() -> int:
             f"the lake's services at the end: RSS {lake_rss:.0f} MiB ({lake_rss / 1536:.2f}x the 1.5 GiB target), "
             f"PSS {lake_pss:.0f} MiB ({lake_pss / 1536:.2f}x)"
         )
+        bm = cpu.get("broker_memory")
+        if bm:
+            print(
+                f"ActiveMQ's memory at the end: {bm['percent']} % of its {bm['limit_bytes'] / 2**20:.0f} MiB, "
+                f"{bm['pending']} messages pending (at 100 % it holds every publisher back)"
+            )
         lc = cpu.get("polling_listing_cpu_s")
         if lc:
             share = cpu.get("polling_share_cpu_s_per_file")

@@ -58,12 +58,15 @@ def parse_map(body: str | bytes) -> dict[str, Any]:
     return out
 
 
-def queue_depths(broker: BrokerSettings, timeout: float = 5.0, quiet: float = 0.5) -> dict[str, dict[str, int]]:
-    """``{queue name: {size, consumers, enqueued, dequeued, memory_bytes, memory_limit_bytes}}``
-    for every queue of the broker.
+#: The broker's own totals: memory (the heap its pending messages hold) against its limit.
+BROKER = "/queue/ActiveMQ.Statistics.Broker"
 
-    The plugin sends one reply per queue and no end mark: replies are collected until none
-    came for ``quiet`` seconds (after the first), or ``timeout`` passed.
+
+def _replies(broker: BrokerSettings, destination: str, timeout: float, quiet: float, one: bool) -> Iterator[bytes]:
+    """Ask the statistics plugin at ``destination``; yield each reply's body.
+
+    The plugin sends one reply per destination and no end mark: replies are collected until none
+    came for ``quiet`` seconds (after the first), or ``timeout`` passed; with ``one``, the first.
     """
     bodies: queue.Queue[bytes] = queue.Queue()
     reply_to = f"/queue/inlet.stats.{uuid.uuid4().hex}"
@@ -73,9 +76,8 @@ def queue_depths(broker: BrokerSettings, timeout: float = 5.0, quiet: float = 0.
         subscriptions=[Subscription(reply_to, "stats", headers={"transformation": "jms-map-json"})],
         on_message=lambda message: bodies.put(message.body),
     )
-    out: dict[str, dict[str, int]] = {}
     with conn:  # BrokerUnavailable (an InletError) when the broker is down or refuses the login
-        conn.send(ALL_QUEUES, "", headers={"reply-to": reply_to}, receipt=False)
+        conn.send(destination, "", headers={"reply-to": reply_to}, receipt=False)
         deadline = time.monotonic() + timeout
         got_any = False
         while time.monotonic() < deadline:
@@ -83,31 +85,55 @@ def queue_depths(broker: BrokerSettings, timeout: float = 5.0, quiet: float = 0.
                 body = bodies.get(timeout=quiet if got_any else max(0.0, deadline - time.monotonic()))
             except queue.Empty:
                 if got_any:
-                    break
+                    return
                 raise BrokerStatsError(
-                    "the broker sent no destination statistics",
+                    "the broker sent no statistics",
                     "enable ActiveMQ's <statisticsBrokerPlugin/> (the lake and docker/activemq do)",
                 ) from None
             got_any = True
-            try:
-                stats = parse_map(body)
-            except ValueError:
-                continue
-            name = str(stats.get("destinationName", ""))
-            name = name.split("://", 1)[-1]
-            if not name or name.startswith(_SKIP):
-                continue
-            out[name] = {
-                "size": int(stats.get("size", 0)),
-                "consumers": int(stats.get("consumerCount", 0)),
-                "enqueued": int(stats.get("enqueueCount", 0)),
-                "dequeued": int(stats.get("dequeueCount", 0)),
-                # What the queue's pending messages hold of the broker's heap, against the queue's
-                # cap (the lake's policy: 8 MB; the rest waits in the store, none is dropped).
-                "memory_bytes": int(stats.get("memoryUsage", 0)),
-                "memory_limit_bytes": int(stats.get("memoryLimit", 0)),
-            }
+            yield body
+            if one:
+                return
+
+
+def queue_depths(broker: BrokerSettings, timeout: float = 5.0, quiet: float = 0.5) -> dict[str, dict[str, int]]:
+    """``{queue name: {size, consumers, enqueued, dequeued, memory_bytes, memory_limit_bytes}}``
+    for every queue of the broker."""
+    out: dict[str, dict[str, int]] = {}
+    for body in _replies(broker, ALL_QUEUES, timeout, quiet, one=False):
+        try:
+            stats = parse_map(body)
+        except ValueError:
+            continue
+        name = str(stats.get("destinationName", ""))
+        name = name.split("://", 1)[-1]
+        if not name or name.startswith(_SKIP):
+            continue
+        out[name] = {
+            "size": int(stats.get("size", 0)),
+            "consumers": int(stats.get("consumerCount", 0)),
+            "enqueued": int(stats.get("enqueueCount", 0)),
+            "dequeued": int(stats.get("dequeueCount", 0)),
+            # What the queue's pending messages hold of the broker's heap, against the queue's
+            # cap (the lake's policy: 8 MB; the rest waits in the store, none is dropped).
+            "memory_bytes": int(stats.get("memoryUsage", 0)),
+            "memory_limit_bytes": int(stats.get("memoryLimit", 0)),
+        }
     return out
+
+
+def broker_memory(broker: BrokerSettings, timeout: float = 5.0) -> dict[str, int]:
+    """``{percent, bytes, limit_bytes, pending}``: how full the broker's memory is. At 100 %
+    ActiveMQ's producer flow control holds every publisher (hermes, the uploaders) back."""
+    for body in _replies(broker, BROKER, timeout, 0.5, one=True):
+        stats = parse_map(body)
+        return {
+            "percent": int(stats.get("memoryPercentUsage", 0)),
+            "bytes": int(stats.get("memoryUsage", 0)),
+            "limit_bytes": int(stats.get("memoryLimit", 0)),
+            "pending": int(stats.get("size", 0)),
+        }
+    raise BrokerStatsError("the broker sent no statistics", "enable ActiveMQ's <statisticsBrokerPlugin/>")
 
 
 class QueueDepthCollector:

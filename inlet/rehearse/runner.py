@@ -638,6 +638,14 @@ class Rehearsal:
             "total_pss_mb": end.total.pss / 2**20,
             "load_average": list(os.getloadavg()),
         }
+        try:
+            from inlet.broker_stats import broker_memory
+
+            # Full (100 %), the broker holds every publisher back: a latency that grows late in a
+            # run with no cost of inlet's behind it (issue 14's first full runs).
+            out["broker_memory"] = broker_memory(self.settings.broker)
+        except (InletError, OSError, ValueError) as exc:
+            self.notes.append(f"the broker's memory was not read: {exc}")
         if self.idle_rate and delivered:
             # What a file adds to a lake that runs anyway: the sizing figure (idle is per lake, not per file).
             marginal = {g: max(0.0, v - self.idle_rate.get(g, 0.0) * seconds) / delivered for g, v in spent.items()}

@@ -181,8 +181,20 @@ def _shape(broker: ET.Element, path: str) -> list[tuple[str, dict[str, str]]]:
 def test_the_broker_forwards_and_dead_letters_as_the_lakes(tmp_path: Path) -> None:
     ours = _broker((DOCKER / "activemq" / "activemq.xml").read_text())
     lake = _broker(_lake_broker_xml(tmp_path))
-    for path in ("a:destinationInterceptors", "a:destinations", "a:destinationPolicy"):
+    for path in ("a:destinationInterceptors", "a:destinations"):
         assert _shape(ours, path) == _shape(lake, path), path
+
+    # The same policies; only the per-destination heap cap is sized for each broker's heap.
+    def policies(broker: ET.Element) -> list[tuple[str, dict[str, str]]]:
+        return [
+            (tag, {k: v for k, v in attrs.items() if k != "memoryLimit"})
+            for tag, attrs in _shape(broker, "a:destinationPolicy")
+        ]
+
+    assert policies(ours) == policies(lake)
+    for broker in (ours, lake):
+        entries = [attrs for tag, attrs in _shape(broker, "a:destinationPolicy") if tag == "policyEntry"]
+        assert entries and all(attrs.get("memoryLimit", "").endswith("mb") for attrs in entries)
     assert ours.get("persistent") == lake.get("persistent") == "true"
     auth = _shape(ours, "a:plugins")
     assert ("simpleAuthenticationPlugin", {"anonymousAccessAllowed": "false"}) in auth
