@@ -6,7 +6,7 @@ import uuid
 
 from prometheus_client import CollectorRegistry, generate_latest
 
-from inlet.broker_stats import QueueDepthCollector, queue_depths
+from inlet.broker_stats import QueueDepthCollector, broker_memory, queue_depths
 from inlet.lake.lake import Lake
 from inlet.messaging import Connection, Subscription
 from tests.integration.conftest import wait_for
@@ -74,3 +74,7 @@ def test_a_queue_without_consumer_caches_at_most_its_cap_and_keeps_every_message
         wait_for(f"{name} drained", lambda: len(got) >= n and queue_depths(b).get(name, {}).get("size") == 0, 120)
     assert [g[:5] for g in got] == [f"{i:05d}" for i in range(n)]
     assert all(g.endswith(pad) for g in got)
+    # The broker as a whole: the lake's 96 MB limit, far from full (full: every publisher waits).
+    memory = broker_memory(b)
+    assert memory["limit_bytes"] == 96 * 2**20
+    assert 0 <= memory["percent"] < 100 and memory["bytes"] < memory["limit_bytes"]
