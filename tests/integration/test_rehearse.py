@@ -201,3 +201,10 @@ def test_the_report_gives_the_lake_cpu_per_delivered_file_per_process_group(
     assert cpu["total_cpu_s_per_file"] == pytest.approx(cpu["total_cpu_s"] / cpu["delivered"])
     assert cpu["polling_listing_cpu_s"]["total"] > 0
     assert "## Lake CPU per delivered file" in (out / "report.md").read_text()
+    # Memory beside CPU: PSS (shared pages divided among their sharers) never above RSS, and the
+    # broker's own memory, read from the real broker at the end of the segment.
+    for group, rss in cpu["rss_mb"].items():
+        assert 0 <= cpu["pss_mb"][group] <= rss, group
+    assert 0 < cpu["total_pss_mb"] <= cpu["total_rss_mb"]
+    assert cpu["broker_memory"]["limit_bytes"] == 96 * 2**20
+    assert 0 <= cpu["broker_memory"]["percent"] < 100
