@@ -202,11 +202,12 @@ def main() -> int:
         # Issue 14's memory target is the lake's: its services, without this driver's own worker
         # and downloaders (the lake's own uploader worker, idle meanwhile, is one of its services).
         own = ("uploader worker", "downloaders")
+        target_mib = 1.5 * 1024
         lake_rss = sum(v for g, v in cpu["rss_mb"].items() if g not in own)
         lake_pss = sum(v for g, v in pss.items() if g not in own)
         print(
-            f"the lake's services at the end: RSS {lake_rss:.0f} MiB ({lake_rss / 1536:.2f}x the 1.5 GiB target), "
-            f"PSS {lake_pss:.0f} MiB ({lake_pss / 1536:.2f}x)"
+            f"the lake's services at the end: RSS {lake_rss:.0f} MiB "
+            f"({lake_rss / target_mib:.2f}x the 1.5 GiB target), PSS {lake_pss:.0f} MiB ({lake_pss / target_mib:.2f}x)"
         )
         bm = cpu.get("broker_memory")
         if bm:

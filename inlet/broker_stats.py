@@ -125,15 +125,14 @@ def queue_depths(broker: BrokerSettings, timeout: float = 5.0, quiet: float = 0.
 def broker_memory(broker: BrokerSettings, timeout: float = 5.0) -> dict[str, int]:
     """``{percent, bytes, limit_bytes, pending}``: how full the broker's memory is. At 100 %
     ActiveMQ's producer flow control holds every publisher (hermes, the uploaders) back."""
-    for body in _replies(broker, BROKER, timeout, 0.5, one=True):
-        stats = parse_map(body)
-        return {
-            "percent": int(stats.get("memoryPercentUsage", 0)),
-            "bytes": int(stats.get("memoryUsage", 0)),
-            "limit_bytes": int(stats.get("memoryLimit", 0)),
-            "pending": int(stats.get("size", 0)),
-        }
-    raise BrokerStatsError("the broker sent no statistics", "enable ActiveMQ's <statisticsBrokerPlugin/>")
+    # _replies yields a reply or raises BrokerStatsError: next() always has one.
+    stats = parse_map(next(_replies(broker, BROKER, timeout, 0.5, one=True)))
+    return {
+        "percent": int(stats.get("memoryPercentUsage", 0)),
+        "bytes": int(stats.get("memoryUsage", 0)),
+        "limit_bytes": int(stats.get("memoryLimit", 0)),
+        "pending": int(stats.get("size", 0)),
+    }
 
 
 class QueueDepthCollector:

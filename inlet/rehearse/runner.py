@@ -101,7 +101,7 @@ def counts(chunks: list[ChunkTimes]) -> dict[str, int]:
     out = dict.fromkeys(MARK_KEYS, 0)
     for c in chunks:
         for key, n in marks(c).items():
-            out[key] = out.get(key, 0) + n
+            out[key] += n
     return out
 
 

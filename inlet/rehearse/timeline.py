@@ -202,7 +202,7 @@ class Timeline:
 
     def _count(self, c: ChunkTimes, sign: int) -> None:
         for key, n in marks(c).items():
-            self.totals[key] = self.totals.get(key, 0) + sign * n
+            self.totals[key] += sign * n
 
     def progress(self, last: int) -> tuple[dict[str, int], list[ChunkTimes]]:
         """The counters and copies of the ``last`` chunks added: a progress line's cost stays the
